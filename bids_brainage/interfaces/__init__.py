@@ -1,0 +1,1 @@
+"""Small nipype interfaces (SimpleInterface style) around antspyx, nilearn and the model."""
