@@ -112,7 +112,7 @@ def write_sidecar(path: str | os.PathLike, metadata: dict[str, Any]) -> Path:
 
 
 def container_info() -> dict[str, str] | None:
-    """Container type and tag when running in Docker/Singularity (set by the recipes)."""
+    """Container type and tag when running in our Docker/Singularity image (set by the recipes)."""
     if os.environ.get("BIDS_BRAINAGE_CONTAINER"):
         info = {"Type": os.environ["BIDS_BRAINAGE_CONTAINER"]}
         if os.environ.get("BIDS_BRAINAGE_CONTAINER_TAG"):
@@ -120,8 +120,6 @@ def container_info() -> dict[str, str] | None:
         return info
     if os.environ.get("SINGULARITY_CONTAINER") or os.environ.get("APPTAINER_CONTAINER"):
         return {"Type": "singularity"}
-    if Path("/.dockerenv").exists():
-        return {"Type": "docker"}
     return None
 
 

@@ -1,0 +1,356 @@
+"""BIDS input layer: pybids queries, demographics (participants.tsv/sessions.tsv), validation.
+
+Everything a user gave is only read, never modified; pybids' index lives in the work dir.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bids_brainage.errors import InputError, UsageError
+
+LOGGER = logging.getLogger("bids_brainage.bids")
+
+#: Columns accepted as age (first match wins), in participants.tsv and sessions.tsv.
+AGE_COLUMNS = ("age", "Age", "AGE", "age_at_scan", "age_at_first_scan_years")
+#: Columns accepted as sex (first match wins).
+SEX_COLUMNS = ("sex", "Sex", "SEX", "gender", "Gender")
+#: Columns accepted as acquisition site (first match wins).
+SITE_COLUMNS = ("site", "Site", "SITE", "scanner", "center")
+#: Default codes for sex; ``--sex-map`` adds or overrides entries.
+SEX_CODES = {
+    "m": "M", "male": "M", "man": "M", "1": "M",
+    "f": "F", "female": "F", "woman": "F", "2": "F",
+}  # fmt: skip
+MISSING = {"", "n/a", "na", "nan", "none", "null"}
+FILTER_KEYS = ("t1w", "bold")
+
+
+@dataclass
+class SessionData:
+    """Inputs found for one subject (and session)."""
+
+    subject: str
+    session: str | None
+    t1w: str | None
+    bold: list[str] = field(default_factory=list)
+    t1w_candidates: list[str] = field(default_factory=list)
+
+
+def load_layout(bids_dir: str | os.PathLike, database_dir: str | os.PathLike | None = None) -> Any:
+    """Index ``bids_dir`` with pybids (no validation: files with non-BIDS names are ignored).
+
+    ``database_dir`` (in the work dir) caches the index so participant jobs do not re-index.
+    """
+    from bids import BIDSLayout, BIDSLayoutIndexer
+
+    # pybids ignores code/, derivatives/, sourcedata/ and dot files by default.
+    indexer = BIDSLayoutIndexer(validate=False)
+    kwargs: dict[str, Any] = {"indexer": indexer}
+    if database_dir is not None:
+        kwargs["database_path"] = str(database_dir)
+    try:
+        return BIDSLayout(str(bids_dir), **kwargs)
+    except Exception as err:  # pybids raises several types for unreadable datasets
+        raise UsageError(f"{bids_dir}: cannot index the BIDS dataset ({err})") from None
+
+
+def select_subjects(layout: Any, requested: list[str]) -> list[str]:
+    """Subjects to process: all in the dataset, or the requested ones (which must exist)."""
+    available = sorted(layout.get_subjects())
+    if not available:
+        raise UsageError(f"{layout.root}: no subjects (sub-*) found in the dataset")
+    if not requested:
+        return available
+    missing = [label for label in requested if label not in available]
+    if missing:
+        shown = ", ".join(available[:20]) + (" ..." if len(available) > 20 else "")
+        raise UsageError(
+            f"{layout.root}: participant label(s) not found: {', '.join(missing)}; available: {shown}"
+        )
+    return sorted(requested)
+
+
+def parse_bids_filters(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Parse fMRIPrep's ``--bids-filter-file``: a JSON object with optional ``t1w``/``bold`` keys."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: BIDS filter file does not exist") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UsageError(f"{path}: BIDS filter file is not valid JSON ({_first_line(err)})") from None
+    if not isinstance(data, dict):
+        raise UsageError(
+            f"{path}: BIDS filter file must hold a JSON object with keys {', '.join(FILTER_KEYS)}"
+        )
+    unknown = sorted(set(data) - set(FILTER_KEYS))
+    if unknown:
+        raise UsageError(
+            f"{path}: unknown keys {unknown} in BIDS filter file; allowed: {', '.join(FILTER_KEYS)}"
+        )
+    for key, value in data.items():
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise UsageError(f"{path}: filter '{key}' must be a JSON object of BIDS entities")
+    return data
+
+
+def collect_data(
+    layout: Any,
+    subject: str,
+    task: str = "rest",
+    sessions: list[str] | None = None,
+    bids_filters: dict[str, dict[str, Any]] | None = None,
+) -> list[SessionData]:
+    """T1w and BOLD runs of one subject, one :class:`SessionData` per session (or one if none).
+
+    When several T1w runs match, the first in (session, acquisition, run) order is used
+    and the choice is logged: deterministic, and the others are listed in the report.
+    """
+    filters = bids_filters or {}
+    found = layout.get_sessions(subject=subject) or [None]
+    if sessions:
+        found = [s for s in found if s in sessions]
+    out = []
+    for ses in found:
+        query: dict[str, Any] = {
+            "subject": subject,
+            "extension": [".nii", ".nii.gz"],
+            "return_type": "filename",
+        }
+        if ses is not None:
+            query["session"] = ses
+        t1w_query = {**query, "datatype": "anat", "suffix": "T1w", **filters.get("t1w", {})}
+        bold_query = {**query, "datatype": "func", "suffix": "bold", "task": task, **filters.get("bold", {})}
+        t1ws = sorted(layout.get(**t1w_query))
+        bolds = sorted(layout.get(**bold_query))
+        chosen = t1ws[0] if t1ws else None
+        if len(t1ws) > 1:
+            LOGGER.warning("sub-%s: %d T1w images found; using %s", subject, len(t1ws), Path(chosen).name)
+        out.append(SessionData(subject=subject, session=ses, t1w=chosen, bold=bolds, t1w_candidates=t1ws))
+    return out
+
+
+def bold_metadata(layout: Any, bold_file: str) -> dict[str, Any]:
+    """Sidecar metadata of a BOLD run (inheritance applied); checks ``RepetitionTime``."""
+    try:
+        meta = layout.get_metadata(bold_file)
+    except Exception as err:  # a broken sidecar JSON
+        raise InputError(bold_file, f"cannot read the JSON sidecar ({_first_line(err)})") from None
+    tr = meta.get("RepetitionTime")
+    if tr is None:
+        raise InputError(bold_file, "RepetitionTime is missing from the JSON sidecar")
+    try:
+        tr = float(tr)
+    except (TypeError, ValueError):
+        raise InputError(bold_file, f"RepetitionTime {tr!r} is not a number") from None
+    if not np.isfinite(tr) or tr <= 0:
+        raise InputError(bold_file, f"RepetitionTime {tr!r} must be a positive number of seconds")
+    meta["RepetitionTime"] = tr
+    return meta
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """Read a BIDS TSV as strings (so codes like ``01`` and ``n/a`` survive), with clear errors."""
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        raise InputError(path, f"not a readable tab-separated table ({_first_line(err)})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
+
+
+def _pick_column(table: pd.DataFrame, names: tuple[str, ...]) -> str | None:
+    return next((name for name in names if name in table.columns), None)
+
+
+def _parse_age(values: pd.Series, path: Path) -> pd.Series:
+    ages = []
+    for raw in values:
+        text = str(raw).strip()
+        if text.lower() in MISSING:
+            ages.append(np.nan)
+            continue
+        try:
+            age = float(text)
+        except ValueError:
+            raise InputError(path, f"age {text!r} is not a number (use n/a for missing)") from None
+        if not np.isfinite(age) or age < 0 or age > 130:
+            raise InputError(path, f"age {text!r} is out of range (0-130 years)")
+        ages.append(age)
+    return pd.Series(ages, index=values.index, dtype=float)
+
+
+def _parse_sex(values: pd.Series, path: Path, sex_map: dict[str, str]) -> pd.Series:
+    codes = {**SEX_CODES, **{k.lower(): v for k, v in sex_map.items()}}
+    out = []
+    for raw in values:
+        text = str(raw).strip().lower()
+        if text in MISSING:
+            out.append(None)
+        elif text in codes:
+            out.append(codes[text])
+        else:
+            raise InputError(
+                path,
+                f"unknown sex code {str(raw)!r}; known: M/F, male/female, m/f, 1/2 (add codes with --sex-map)",
+            )
+    return pd.Series(out, index=values.index, dtype=object)
+
+
+def _clean_ids(values: pd.Series, prefix: str, path: Path) -> pd.Series:
+    from bids_brainage.derivatives import check_label
+
+    cleaned = []
+    for raw in values:
+        text = str(raw).strip()
+        try:
+            cleaned.append(check_label(text, prefix))
+        except ValueError as err:
+            raise InputError(path, str(err)) from None
+    return pd.Series(cleaned, index=values.index, dtype=object)
+
+
+def read_participants(bids_dir: str | os.PathLike, sex_map: dict[str, str] | None = None) -> pd.DataFrame:
+    """Demographics from ``participants.tsv``.
+
+    Returns a table indexed by subject label (no ``sub-``) with columns ``age`` (float,
+    NaN when missing), ``sex`` (``"M"``, ``"F"`` or None) and ``site`` (str or None).
+    The column names accepted are :data:`AGE_COLUMNS`, :data:`SEX_COLUMNS` and
+    :data:`SITE_COLUMNS`; ``n/a`` marks a missing value.
+
+    Raises
+    ------
+    InputError
+        Missing file or ``participant_id`` column, duplicated participants, non-numeric
+        or out-of-range ages, unknown sex codes.
+    """
+    path = Path(bids_dir) / "participants.tsv"
+    table = _read_table(path)
+    if "participant_id" not in table.columns:
+        raise InputError(path, "no participant_id column")
+    ids = _clean_ids(table["participant_id"], "sub", path)
+    duplicated = sorted(set(ids[ids.duplicated()]))
+    if duplicated:
+        raise InputError(path, f"duplicated participant rows: {', '.join('sub-' + d for d in duplicated)}")
+    out = pd.DataFrame(index=pd.Index(ids, name="subject"))
+    age_col, sex_col, site_col = (_pick_column(table, c) for c in (AGE_COLUMNS, SEX_COLUMNS, SITE_COLUMNS))
+    out["age"] = _parse_age(table[age_col], path).to_numpy() if age_col else np.nan
+    out["sex"] = _parse_sex(table[sex_col], path, sex_map or {}).to_numpy() if sex_col else None
+    if site_col:
+        sites = table[site_col].map(lambda s: None if str(s).strip().lower() in MISSING else str(s).strip())
+        out["site"] = sites.to_numpy()
+    else:
+        out["site"] = None
+    return out
+
+
+def read_sessions(bids_dir: str | os.PathLike, subject: str) -> pd.DataFrame | None:
+    """Per-session ages from ``sub-X/sub-X_sessions.tsv`` (None when the file is absent).
+
+    Returns a table indexed by session label with an ``age`` column.
+    """
+    path = Path(bids_dir) / f"sub-{subject}" / f"sub-{subject}_sessions.tsv"
+    if not path.exists():
+        return None
+    table = _read_table(path)
+    if "session_id" not in table.columns:
+        raise InputError(path, "no session_id column")
+    ids = _clean_ids(table["session_id"], "ses", path)
+    duplicated = sorted(set(ids[ids.duplicated()]))
+    if duplicated:
+        raise InputError(path, f"duplicated session rows: {', '.join('ses-' + d for d in duplicated)}")
+    out = pd.DataFrame(index=pd.Index(ids, name="session"))
+    age_col = _pick_column(table, AGE_COLUMNS)
+    out["age"] = _parse_age(table[age_col], path).to_numpy() if age_col else np.nan
+    return out
+
+
+def demographics(bids_dir: str | os.PathLike, sex_map: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per subject and session: ``subject, session, age, sex, site``.
+
+    Session ages from ``sessions.tsv`` take precedence over the participant's age.
+    """
+    participants = read_participants(bids_dir, sex_map)
+    rows = []
+    for subject, row in participants.iterrows():
+        sessions = read_sessions(bids_dir, subject)
+        if sessions is None or sessions.empty:
+            rows.append({"subject": subject, "session": None, **row.to_dict()})
+            continue
+        for session, srow in sessions.iterrows():
+            age = srow["age"] if np.isfinite(srow["age"]) else row["age"]
+            rows.append({"subject": subject, "session": session, **row.to_dict(), "age": age})
+    table = pd.DataFrame(rows, columns=["subject", "session", "age", "sex", "site"])
+    # object dtype keeps None (not NaN) for "no session", which callers test with ``is None``.
+    for column in ("session", "sex", "site"):
+        table[column] = pd.Series([row[column] for row in rows], dtype=object)
+    return table
+
+
+def run_validator(bids_dir: str | os.PathLike) -> tuple[int, int, list[str]]:
+    """Run ``bids-validator-deno`` on ``bids_dir``.
+
+    Returns
+    -------
+    (n_errors, n_warnings, summary)
+        ``summary`` has one line per distinct error code with its count and an example file.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the validator is not installed.
+    """
+    exe = shutil.which("bids-validator-deno")
+    if exe is None:
+        raise FileNotFoundError("bids-validator-deno")
+    proc = subprocess.run(
+        [exe, "--format", "json", str(bids_dir)], capture_output=True, text=True, check=False, timeout=600
+    )
+    try:
+        issues = json.loads(proc.stdout)["issues"]["issues"]
+    except (ValueError, KeyError, TypeError):
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return 1, 0, [f"validator failed to run: {tail[0]}"]
+    errors = [i for i in issues if i.get("severity") == "error"]
+    warnings = [i for i in issues if i.get("severity") == "warning"]
+    by_code: dict[str, list[str]] = {}
+    for issue in errors:
+        by_code.setdefault(issue.get("code", "UNKNOWN"), []).append(issue.get("location", ""))
+    summary = [
+        f"{code} ({len(locs)}x, e.g. {locs[0] or 'dataset'})" for code, locs in sorted(by_code.items())
+    ]
+    return len(errors), len(warnings), summary
+
+
+def validate_dataset(bids_dir: str | os.PathLike) -> None:
+    """Validate the input dataset like fMRIPrep does: errors stop the run, warnings are logged."""
+    try:
+        n_errors, n_warnings, summary = run_validator(bids_dir)
+    except FileNotFoundError:
+        LOGGER.warning("bids-validator-deno is not installed: skipping BIDS validation")
+        return
+    if n_warnings:
+        LOGGER.info("BIDS validator: %d warning(s)", n_warnings)
+    if n_errors:
+        raise UsageError(
+            f"{bids_dir}: BIDS validation found {n_errors} error(s): {'; '.join(summary[:5])}"
+            f"{' ...' if len(summary) > 5 else ''} (fix them or use --skip-bids-validation)"
+        )

@@ -1,0 +1,127 @@
+"""Entry point: parse → validate → build config → run the participant or group level.
+
+Exit codes: 0 every requested subject succeeded; 1 at least one subject (or the group
+step) failed; 2 bad arguments or an unusable dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+from bids_brainage import __version__
+from bids_brainage.errors import BrainAgeError, UsageError
+
+LOGGER = logging.getLogger("bids_brainage")
+
+
+def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
+    """Console logging (INFO by default, DEBUG with ``-v``), plus a log file when given.
+
+    nipype's own loggers stay at WARNING unless ``-vv`` so the console shows our progress.
+    """
+    level = logging.DEBUG if verbosity >= 1 else logging.INFO
+    root = logging.getLogger("bids_brainage")
+    root.setLevel(level)
+    root.propagate = False
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%H:%M:%S"))
+    root.addHandler(console)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+        root.addHandler(handler)
+    nipype_level = "DEBUG" if verbosity >= 3 else "INFO" if verbosity >= 2 else "WARNING"
+    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
+        logging.getLogger(name).setLevel(nipype_level)
+
+
+def _verbosity(argv: list[str]) -> int:
+    count = 0
+    for arg in argv:
+        if arg == "--verbose":
+            count += 1
+        elif arg.startswith("-") and not arg.startswith("--") and set(arg[1:]) == {"v"}:
+            count += len(arg) - 1
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code (never raises for user errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbosity = _verbosity(argv)
+    try:
+        return _dispatch(argv)
+    except BrainAgeError as err:
+        if verbosity:
+            traceback.print_exc()
+        print(f"bids_brainage: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("bids_brainage: interrupted", file=sys.stderr)
+        return 130
+    except OSError as err:
+        # Disk full, permission denied, ...: one line naming the file.
+        if verbosity:
+            traceback.print_exc()
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"bids_brainage: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(argv: list[str]) -> int:
+    from bids_brainage.cli import parser as cli_parser
+
+    if argv and argv[0] in cli_parser.SUBCOMMANDS:
+        args = cli_parser.build_subcommand_parser().parse_args(argv)
+        setup_logging(_verbosity(argv))
+        return int(args.func(args))
+
+    args = cli_parser.build_parser().parse_args(argv)
+    from bids_brainage.config import build_config
+
+    config = build_config(args, argv)
+    config.run_uuid = f"{time.strftime('%Y%m%d-%H%M%S')}_{uuid.uuid4().hex[:8]}"
+    return run_bids_app(config)
+
+
+def run_bids_app(config) -> int:
+    """Run the participant or group level for a validated :class:`~bids_brainage.config.Config`."""
+    from bids_brainage import derivatives
+
+    _check_writable(config.output_dir)
+    derivatives.init_derivatives(config.output_dir, config.bids_dir)
+    log_dir = config.output_dir / "logs"
+    setup_logging(config.verbosity, log_dir / f"{config.analysis_level}_{config.run_uuid}.log")
+    LOGGER.info("bids_brainage %s: %s level on %s", __version__, config.analysis_level, config.bids_dir)
+    config.work_dir.mkdir(parents=True, exist_ok=True)
+    config.save(log_dir / f"config_{config.analysis_level}_{config.run_uuid}.json")
+
+    if config.analysis_level == "participant":
+        from bids_brainage.workflows.base import run_participants
+
+        return run_participants(config)
+    from bids_brainage.workflows.group import run_group
+
+    return run_group(config)
+
+
+def _check_writable(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".write_test_{uuid.uuid4().hex}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"{output_dir}: output directory is not writable ({err.strerror or err})") from None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""Participant level: one nipype workflow per subject/session, run one after the other.
+
+Running subjects as separate workflows keeps failures isolated: a crash in one subject is
+summarised in one line and the others go on (unless ``--stop-on-first-crash``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bids_brainage import bids
+from bids_brainage.errors import BrainAgeError
+from bids_brainage.workflows.execution import WorkflowFailed, run_workflow
+
+LOGGER = logging.getLogger("bids_brainage.participant")
+
+
+@dataclass
+class SubjectResult:
+    """Outcome of one subject/session at the participant level."""
+
+    subject: str
+    session: str | None
+    ok: bool = True
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"sub-{self.subject}" + (f"_ses-{self.session}" if self.session else "")
+
+
+def init_single_subject_wf(config: Any, data: bids.SessionData, bold_files: list[str]) -> Any:
+    """Workflow for one subject/session: anatomical workflow, then one functional workflow per run.
+
+    Parameters
+    ----------
+    config : Config
+        Run settings.
+    data : SessionData
+        The subject's T1w (required).
+    bold_files : list of str
+        BOLD runs whose metadata passed the checks (may be empty: structural only).
+
+    Returns
+    -------
+    nipype Workflow named ``sub_<label>[_ses_<label>]_wf``; its base dir is the work dir.
+    """
+    from nipype.pipeline import engine as pe
+
+    from bids_brainage.workflows.anatomical import init_anat_wf
+    from bids_brainage.workflows.functional import init_func_wf
+
+    name = f"sub_{data.subject}" + (f"_ses_{data.session}" if data.session else "") + "_wf"
+    workflow = pe.Workflow(name=name, base_dir=str(config.work_dir / "bids_brainage_wf"))
+    anat_atlas = None
+    if config.anat_atlas:
+        anat_atlas = {"image": str(config.anat_atlas), "labels": str(_atlas_labels(config.anat_atlas))}
+    anat_wf = init_anat_wf(
+        output_dir=str(config.output_dir),
+        subject=data.subject,
+        session=data.session,
+        bids_root=str(config.bids_dir),
+        sloppy=config.sloppy,
+        omp_nthreads=config.omp_nthreads,
+        atlas=anat_atlas,
+        thickness=config.thickness,
+    )
+    anat_wf.inputs.inputnode.t1w = data.t1w
+    workflow.add_nodes([anat_wf])
+    fmriprep_dir = config.derivatives.get("fmriprep")
+    for index, bold_file in enumerate(bold_files):
+        func_wf = init_func_wf(
+            bold_file=bold_file,
+            output_dir=str(config.output_dir),
+            subject=data.subject,
+            session=data.session,
+            bids_root=str(config.bids_dir),
+            task=config.task_id,
+            sloppy=config.sloppy,
+            omp_nthreads=config.omp_nthreads,
+            atlas=config.atlas if config.anat_atlas is None else str(config.anat_atlas),
+            connectivity=config.connectivity,
+            fd_threshold=config.fd_threshold,
+            max_scrubbed_fraction=config.max_scrubbed_fraction,
+            min_volumes=config.min_volumes,
+            dummy_scans=config.dummy_scans,
+            global_signal=config.global_signal,
+            fmriprep_dir=str(fmriprep_dir) if fmriprep_dir else None,
+            name=f"func_run{index + 1}_wf",
+        )
+        workflow.connect(
+            [
+                (
+                    anat_wf,
+                    func_wf,
+                    [
+                        ("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
+                        ("outputnode.t1w_brain", "inputnode.t1w_brain"),
+                        ("outputnode.t1w_mask", "inputnode.t1w_mask"),
+                        ("outputnode.t1w_dseg", "inputnode.t1w_dseg"),
+                        ("outputnode.t1w_tpms", "inputnode.t1w_tpms"),
+                        ("outputnode.std2anat_xfm", "inputnode.std2anat_xfm"),
+                    ],
+                )
+            ]
+        )
+    return workflow
+
+
+def _atlas_labels(image: Path) -> Path:
+    """The TSV of labels next to a user atlas (``atlas.nii.gz`` → ``atlas.tsv``)."""
+    name = image.name.removesuffix(".gz").removesuffix(".nii")
+    return image.with_name(name + ".tsv")
+
+
+def run_subject(config: Any, layout: Any, data: bids.SessionData) -> SubjectResult:
+    """Check one subject/session's inputs, build its workflow and run it."""
+    result = SubjectResult(subject=data.subject, session=data.session)
+    start = time.monotonic()
+    if data.t1w is None:
+        result.ok = False
+        result.errors.append(f"{config.bids_dir / ('sub-' + data.subject)}: no T1w image found")
+        return result
+    bold_files = []
+    for bold_file in data.bold:
+        try:
+            bids.bold_metadata(layout, bold_file)
+            bold_files.append(bold_file)
+        except BrainAgeError as err:
+            # A bad BOLD run fails that run only: the subject goes on structural-only.
+            result.ok = False
+            result.errors.append(str(err))
+    crash_dir = config.output_dir / f"sub-{data.subject}" / "log" / config.run_uuid
+    try:
+        workflow = init_single_subject_wf(config, data, bold_files)
+        run_workflow(workflow, config, crash_dir)
+    except WorkflowFailed as err:
+        result.ok = False
+        result.errors.append(err.reason)
+    except BrainAgeError as err:
+        result.ok = False
+        result.errors.append(str(err))
+    result.seconds = time.monotonic() - start
+    if crash_dir.exists() and not any(crash_dir.iterdir()):
+        crash_dir.rmdir()
+    return result
+
+
+def run_participants(config: Any) -> int:
+    """The participant level for every selected subject; returns the exit code."""
+    if not config.skip_bids_validation:
+        bids.validate_dataset(config.bids_dir)
+    layout = bids.load_layout(config.bids_dir)
+    subjects = bids.select_subjects(layout, config.participant_label)
+    LOGGER.info("participant level: %d subject(s): %s", len(subjects), " ".join(subjects))
+    results: list[SubjectResult] = []
+    for subject in subjects:
+        sessions = bids.collect_data(
+            layout, subject, config.task_id, config.session_label, config.bids_filters
+        )
+        for data in sessions:
+            label = f"sub-{subject}" + (f"_ses-{data.session}" if data.session else "")
+            LOGGER.info("%s: T1w %s, %d BOLD run(s)", label, _name(data.t1w), len(data.bold))
+            result = run_subject(config, layout, data)
+            results.append(result)
+            _write_reports(config, result)
+            if result.ok:
+                LOGGER.info("%s: finished in %.0f s", label, result.seconds)
+            else:
+                for message in result.errors:
+                    LOGGER.error("%s: %s", label, message)
+                if config.stop_on_first_crash:
+                    LOGGER.error("stopping at the first failure (--stop-on-first-crash)")
+                    return _summary(results)
+    return _summary(results)
+
+
+def _name(path: str | None) -> str:
+    return Path(path).name if path else "none"
+
+
+def _write_reports(config: Any, result: SubjectResult) -> None:
+    """Per-subject HTML report (a failure here never fails the subject)."""
+    try:
+        from bids_brainage.reports.subject import generate_subject_report
+    except ImportError:
+        return
+    try:
+        generate_subject_report(config, result.subject, result.session, errors=result.errors)
+    except Exception as err:  # a broken report must not hide the results
+        LOGGER.warning("%s: report not written (%s)", result.label, err)
+
+
+def _summary(results: list[SubjectResult]) -> int:
+    failed = [r for r in results if not r.ok]
+    LOGGER.info("participant level: %d of %d succeeded", len(results) - len(failed), len(results))
+    for result in failed:
+        LOGGER.error("FAILED %s: %s", result.label, " | ".join(result.errors))
+    return 1 if failed else 0

@@ -1,0 +1,113 @@
+"""Running nipype workflows: plugin choice, crash files and one-line failure summaries."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+LOGGER = logging.getLogger("bids_brainage.execution")
+
+
+def plugin_settings(config: Any) -> dict[str, Any]:
+    """nipype plugin and its arguments: ``--use-plugin`` YAML, else MultiProc/Linear from ``--nprocs``."""
+    if config.use_plugin:
+        import yaml
+
+        from bids_brainage.errors import UsageError
+
+        try:
+            settings = yaml.safe_load(Path(config.use_plugin).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise UsageError(f"{config.use_plugin}: cannot read the plugin file ({err})") from None
+        if not isinstance(settings, dict) or "plugin" not in settings:
+            raise UsageError(
+                f"{config.use_plugin}: plugin file must have a 'plugin' key (e.g. plugin: MultiProc)"
+            )
+        settings.setdefault("plugin_args", {})
+        return settings
+    if config.nprocs > 1:
+        args: dict[str, Any] = {"n_procs": config.nprocs, "raise_insufficient": False, "maxtasksperchild": 1}
+        if config.mem_mb:
+            args["memory_gb"] = config.mem_mb / 1024
+        return {"plugin": "MultiProc", "plugin_args": args}
+    return {"plugin": "Linear", "plugin_args": {}}
+
+
+def configure_nipype(crashdump_dir: Path, stop_on_first_crash: bool = False) -> None:
+    """Crash files as text in ``crashdump_dir``; no nipype telemetry; keep outputs for caching."""
+    from nipype import config as ncfg
+
+    crashdump_dir.mkdir(parents=True, exist_ok=True)
+    ncfg.update_config(
+        {
+            "execution": {
+                "crashdump_dir": str(crashdump_dir),
+                "crashfile_format": "txt",
+                "stop_on_first_crash": stop_on_first_crash,
+                "hash_method": "content",
+                "check_version": False,
+                "remove_unnecessary_outputs": False,
+            },
+            "monitoring": {"enabled": False},
+        }
+    )
+
+
+def run_workflow(workflow: Any, config: Any, crashdump_dir: Path) -> None:
+    """Run ``workflow``; on failure raise :class:`WorkflowFailed` with a one-line reason."""
+    configure_nipype(crashdump_dir, config.stop_on_first_crash)
+    before = set(crashdump_dir.glob("crash-*"))
+    settings = plugin_settings(config)
+    try:
+        workflow.run(plugin=settings["plugin"], plugin_args=settings["plugin_args"])
+    except Exception as err:
+        crashes = sorted(set(crashdump_dir.glob("crash-*")) - before)
+        raise WorkflowFailed(summarise_crashes(crashes) or str(err).splitlines()[0], crashes) from err
+
+
+class WorkflowFailed(RuntimeError):
+    """A workflow failed; ``reason`` is one line, ``crashfiles`` the nipype crash reports."""
+
+    def __init__(self, reason: str, crashfiles: list[Path]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.crashfiles = crashfiles
+
+
+def summarise_crashes(crashfiles: list[Path]) -> str:
+    """The last exception line of each crash file (``node: message``), joined with '; '."""
+    lines = []
+    for crash in crashfiles:
+        node, message = crash_summary(crash)
+        lines.append(f"{node}: {message}")
+    return "; ".join(dict.fromkeys(lines))
+
+
+def crash_summary(crashfile: Path) -> tuple[str, str]:
+    """(node name, last line of the traceback) from a nipype text crash file.
+
+    Our interfaces raise :class:`~bids_brainage.errors.BrainAgeError` with a message naming
+    the file and reason; that line is what the user needs, so it is returned as is.
+    """
+    text = crashfile.read_text(errors="replace")
+    node = "unknown node"
+    for line in text.splitlines():
+        if line.startswith("Node:"):
+            node = line.split(":", 1)[1].strip()
+            break
+    message = ""
+    for line in reversed(text.splitlines()):
+        stripped = line.strip()
+        if stripped and not stripped.startswith(("File ", "^", "~")) and ":" in stripped:
+            message = stripped
+            break
+    for prefix in (
+        "bids_brainage.errors.InputError: ",
+        "InputError: ",
+        "bids_brainage.errors.",
+        "RuntimeError: ",
+    ):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    return node, message
