@@ -54,8 +54,9 @@ def load_layout(bids_dir: str | os.PathLike, database_dir: str | os.PathLike | N
     """
     from bids import BIDSLayout, BIDSLayoutIndexer
 
-    # pybids ignores code/, derivatives/, sourcedata/ and dot files by default.
-    indexer = BIDSLayoutIndexer(validate=False)
+    # pybids ignores code/, derivatives/, sourcedata/ and dot files by default. Metadata is
+    # not indexed: one broken sidecar would stop the whole dataset; we read sidecars per run.
+    indexer = BIDSLayoutIndexer(validate=False, index_metadata=False)
     kwargs: dict[str, Any] = {"indexer": indexer}
     if database_dir is not None:
         kwargs["database_path"] = str(database_dir)
@@ -141,15 +142,55 @@ def collect_data(
     return out
 
 
+def _entities(name: str) -> tuple[dict[str, str], str]:
+    """Entities and suffix of a BIDS file name (``sub-01_task-rest_bold.nii.gz``)."""
+    stem = name.split(".", 1)[0]
+    parts = stem.split("_")
+    entities = dict(part.split("-", 1) for part in parts[:-1] if "-" in part)
+    return entities, parts[-1]
+
+
+def read_sidecar(path: str | os.PathLike) -> dict[str, Any]:
+    """Load one JSON sidecar; a clear :class:`InputError` when it is unreadable or not an object."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise InputError(path, f"cannot read the JSON sidecar ({_first_line(err)})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, "the JSON sidecar must hold an object")
+    return data
+
+
+def sidecar_metadata(bids_root: str | os.PathLike, data_file: str | os.PathLike) -> dict[str, Any]:
+    """Metadata of ``data_file`` following the BIDS inheritance principle.
+
+    Sidecars with the same suffix whose entities are a subset of the file's, from the dataset
+    root down to the file's folder, are merged in that order (the most specific wins).
+    """
+    root, data_file = Path(bids_root).resolve(), Path(data_file).resolve()
+    entities, suffix = _entities(data_file.name)
+    folders = [root, *reversed([p for p in data_file.parent.parents if root in p.parents]), data_file.parent]
+    meta: dict[str, Any] = {}
+    for folder in dict.fromkeys(folders):
+        candidates = []
+        for sidecar in sorted(folder.glob(f"*_{suffix}.json")):
+            side_entities, side_suffix = _entities(sidecar.name)
+            if side_suffix == suffix and side_entities.items() <= entities.items():
+                candidates.append((len(side_entities), sidecar))
+        for _, sidecar in sorted(candidates):
+            meta.update(read_sidecar(sidecar))
+    return meta
+
+
 def bold_metadata(layout: Any, bold_file: str) -> dict[str, Any]:
     """Sidecar metadata of a BOLD run (inheritance applied); checks ``RepetitionTime``."""
-    try:
-        meta = layout.get_metadata(bold_file)
-    except Exception as err:  # a broken sidecar JSON
-        raise InputError(bold_file, f"cannot read the JSON sidecar ({_first_line(err)})") from None
+    meta = sidecar_metadata(layout.root, bold_file)
     tr = meta.get("RepetitionTime")
     if tr is None:
         raise InputError(bold_file, "RepetitionTime is missing from the JSON sidecar")
+    if isinstance(tr, bool) or not isinstance(tr, int | float | str):
+        raise InputError(bold_file, f"RepetitionTime {tr!r} is not a number")
     try:
         tr = float(tr)
     except (TypeError, ValueError):

@@ -25,3 +25,17 @@ def ixi10_copy(tmp_path: Path, real_data: Path) -> Path:
     dst = tmp_path / "ixi10"
     shutil.copytree(real_data / "ixi10", dst)
     return dst
+
+
+@pytest.fixture(scope="module")
+def real_data_session(tmp_path_factory, real_data):
+    """(layout, bold file, its sidecar) on a writable copy of pumi without field maps."""
+    from bids_brainage import bids
+
+    root = tmp_path_factory.mktemp("pumi") / "pumi"
+    shutil.copytree(
+        real_data / "pumi", root, ignore=shutil.ignore_patterns("fmap", "*variant*", "task-rest_bold.json")
+    )
+    layout = bids.load_layout(root)
+    bold = layout.get(suffix="bold", extension=".nii.gz", return_type="filename")[0]
+    return layout, bold, root / "sub-001" / "func" / "sub-001_task-rest_bold.json"
