@@ -1,0 +1,441 @@
+"""Methods boilerplate generated from the run's settings, with references (CITATION.md/.bib).
+
+The same text appears in every subject report's *Methods* section, so what a paper says
+about the processing is exactly what ran.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from bids_brainage import __version__
+from bids_brainage.utils import atomic
+
+# key -> (plain-text reference, BibTeX entry)
+REFERENCES: dict[str, tuple[str, str]] = {
+    "saavae": (
+        "Rehman AU, Rehman A, Usman M, Shahid A, Gho S-M, Lee A, Khan TM, Razzak I. Biological brain "
+        "age estimation using sex-aware adversarial variational autoencoder with multimodal "
+        "neuroimages. arXiv:2412.05632 (2024).",
+        "@misc{saavae,\n  title = {Biological Brain Age Estimation using Sex-Aware Adversarial Variational "
+        "Autoencoder with Multimodal Neuroimages},\n  author = {Rehman, Abd Ur and Rehman, Azka and Usman, "
+        "Muhammad and Shahid, Abdullah and Gho, Sung-Min and Lee, Aleum and Khan, Tariq M. and Razzak, "
+        "Imran},\n  year = {2024},\n  eprint = {2412.05632},\n  archivePrefix = {arXiv},\n"
+        "  primaryClass = {cs.LG}\n}",
+    ),
+    "nipype": (
+        "Gorgolewski K, Burns CD, Madison C, Clark D, Halchenko YO, Waskom ML, Ghosh SS. Nipype: a "
+        "flexible, lightweight and extensible neuroimaging data processing framework in Python. "
+        "Front Neuroinform. 2011;5:13. doi:10.3389/fninf.2011.00013",
+        "@article{nipype,\n  title = {Nipype: a flexible, lightweight and extensible neuroimaging data "
+        "processing framework in Python},\n  author = {Gorgolewski, Krzysztof and Burns, Christopher D. and "
+        "Madison, Cindee and Clark, Dav and Halchenko, Yaroslav O. and Waskom, Michael L. and Ghosh, "
+        "Satrajit S.},\n  journal = {Frontiers in Neuroinformatics},\n  volume = {5},\n  pages = {13},\n"
+        "  year = {2011},\n  doi = {10.3389/fninf.2011.00013}\n}",
+    ),
+    "pybids": (
+        "Yarkoni T, Markiewicz CJ, de la Vega A, et al. PyBIDS: Python tools for BIDS datasets. "
+        "J Open Source Softw. 2019;4(40):1294. doi:10.21105/joss.01294",
+        "@article{pybids,\n  title = {PyBIDS: Python tools for BIDS datasets},\n  author = {Yarkoni, Tal "
+        "and Markiewicz, Christopher J. and de la Vega, Alejandro and others},\n  journal = {Journal of "
+        "Open Source Software},\n  volume = {4},\n  number = {40},\n  pages = {1294},\n  year = {2019},\n"
+        "  doi = {10.21105/joss.01294}\n}",
+    ),
+    "antsx": (
+        "Tustison NJ, Cook PA, Holbrook AJ, et al. The ANTsX ecosystem for quantitative biological and "
+        "medical imaging. Sci Rep. 2021;11:9068. doi:10.1038/s41598-021-87564-6",
+        "@article{antsx,\n  title = {The {ANTsX} ecosystem for quantitative biological and medical "
+        "imaging},\n  author = {Tustison, Nicholas J. and Cook, Philip A. and Holbrook, Andrew J. and "
+        "others},\n  journal = {Scientific Reports},\n  volume = {11},\n  pages = {9068},\n  year = {2021},\n"
+        "  doi = {10.1038/s41598-021-87564-6}\n}",
+    ),
+    "n4": (
+        "Tustison NJ, Avants BB, Cook PA, Zheng Y, Egan A, Yushkevich PA, Gee JC. N4ITK: improved N3 "
+        "bias correction. IEEE Trans Med Imaging. 2010;29(6):1310-1320. doi:10.1109/TMI.2010.2046908",
+        "@article{n4,\n  title = {{N4ITK}: improved {N3} bias correction},\n  author = {Tustison, Nicholas J. "
+        "and Avants, Brian B. and Cook, Philip A. and Zheng, Yuanjie and Egan, Alexander and Yushkevich, "
+        "Paul A. and Gee, James C.},\n  journal = {IEEE Transactions on Medical Imaging},\n  volume = {29},\n"
+        "  number = {6},\n  pages = {1310--1320},\n  year = {2010},\n  doi = {10.1109/TMI.2010.2046908}\n}",
+    ),
+    "syn": (
+        "Avants BB, Epstein CL, Grossman M, Gee JC. Symmetric diffeomorphic image registration with "
+        "cross-correlation: evaluating automated labeling of elderly and neurodegenerative brain. "
+        "Med Image Anal. 2008;12(1):26-41. doi:10.1016/j.media.2007.06.004",
+        "@article{syn,\n  title = {Symmetric diffeomorphic image registration with cross-correlation: "
+        "evaluating automated labeling of elderly and neurodegenerative brain},\n  author = {Avants, "
+        "Brian B. and Epstein, Charles L. and Grossman, Murray and Gee, James C.},\n  journal = {Medical "
+        "Image Analysis},\n  volume = {12},\n  number = {1},\n  pages = {26--41},\n  year = {2008},\n"
+        "  doi = {10.1016/j.media.2007.06.004}\n}",
+    ),
+    "atropos": (
+        "Avants BB, Tustison NJ, Wu J, Cook PA, Gee JC. An open source multivariate framework for "
+        "n-tissue segmentation with evaluation on public data. Neuroinformatics. 2011;9(4):381-400. "
+        "doi:10.1007/s12021-011-9109-y",
+        "@article{atropos,\n  title = {An open source multivariate framework for n-tissue segmentation "
+        "with evaluation on public data},\n  author = {Avants, Brian B. and Tustison, Nicholas J. and Wu, "
+        "Jue and Cook, Philip A. and Gee, James C.},\n  journal = {Neuroinformatics},\n  volume = {9},\n"
+        "  number = {4},\n  pages = {381--400},\n  year = {2011},\n  doi = {10.1007/s12021-011-9109-y}\n}",
+    ),
+    "kellykapowski": (
+        "Das SR, Avants BB, Grossman M, Gee JC. Registration based cortical thickness measurement. "
+        "NeuroImage. 2009;45(3):867-879. doi:10.1016/j.neuroimage.2008.12.016",
+        "@article{kellykapowski,\n  title = {Registration based cortical thickness measurement},\n"
+        "  author = {Das, Sandhitsu R. and Avants, Brian B. and Grossman, Murray and Gee, James C.},\n"
+        "  journal = {NeuroImage},\n  volume = {45},\n  number = {3},\n  pages = {867--879},\n  year = {2009},\n"
+        "  doi = {10.1016/j.neuroimage.2008.12.016}\n}",
+    ),
+    "nilearn": (
+        "Abraham A, Pedregosa F, Eickenberg M, et al. Machine learning for neuroimaging with "
+        "scikit-learn. Front Neuroinform. 2014;8:14. doi:10.3389/fninf.2014.00014",
+        "@article{nilearn,\n  title = {Machine learning for neuroimaging with scikit-learn},\n  author = "
+        "{Abraham, Alexandre and Pedregosa, Fabian and Eickenberg, Michael and others},\n  journal = "
+        "{Frontiers in Neuroinformatics},\n  volume = {8},\n  pages = {14},\n  year = {2014},\n"
+        "  doi = {10.3389/fninf.2014.00014}\n}",
+    ),
+    "pytorch": (
+        "Paszke A, Gross S, Massa F, et al. PyTorch: an imperative style, high-performance deep learning "
+        "library. Advances in Neural Information Processing Systems 32 (NeurIPS 2019):8024-8035.",
+        "@inproceedings{pytorch,\n  title = {{PyTorch}: An Imperative Style, High-Performance Deep Learning "
+        "Library},\n  author = {Paszke, Adam and Gross, Sam and Massa, Francisco and others},\n  booktitle = "
+        "{Advances in Neural Information Processing Systems 32},\n  pages = {8024--8035},\n  year = {2019}\n}",
+    ),
+    "fonov2009": (
+        "Fonov VS, Evans AC, McKinstry RC, Almli CR, Collins DL. Unbiased nonlinear average "
+        "age-appropriate brain templates from birth to adulthood. NeuroImage. 2009;47(Suppl 1):S102. "
+        "doi:10.1016/S1053-8119(09)70884-5",
+        "@article{fonov2009,\n  title = {Unbiased nonlinear average age-appropriate brain templates from "
+        "birth to adulthood},\n  author = {Fonov, Vladimir S. and Evans, Alan C. and McKinstry, Robert C. "
+        "and Almli, C. Robert and Collins, D. Louis},\n  journal = {NeuroImage},\n  volume = {47},\n"
+        "  pages = {S102},\n  year = {2009},\n  doi = {10.1016/S1053-8119(09)70884-5}\n}",
+    ),
+    "fonov2011": (
+        "Fonov V, Evans AC, Botteron K, Almli CR, McKinstry RC, Collins DL. Unbiased average "
+        "age-appropriate atlases for pediatric studies. NeuroImage. 2011;54(1):313-327. "
+        "doi:10.1016/j.neuroimage.2010.07.033",
+        "@article{fonov2011,\n  title = {Unbiased average age-appropriate atlases for pediatric studies},\n"
+        "  author = {Fonov, Vladimir and Evans, Alan C. and Botteron, Kelly and Almli, C. Robert and "
+        "McKinstry, Robert C. and Collins, D. Louis},\n  journal = {NeuroImage},\n  volume = {54},\n"
+        "  number = {1},\n  pages = {313--327},\n  year = {2011},\n  doi = {10.1016/j.neuroimage.2010.07.033}\n}",
+    ),
+    "desikan2006": (
+        "Desikan RS, Ségonne F, Fischl B, et al. An automated labeling system for subdividing the human "
+        "cerebral cortex on MRI scans into gyral based regions of interest. NeuroImage. "
+        "2006;31(3):968-980. doi:10.1016/j.neuroimage.2006.01.021",
+        "@article{desikan2006,\n  title = {An automated labeling system for subdividing the human cerebral "
+        "cortex on {MRI} scans into gyral based regions of interest},\n  author = {Desikan, Rahul S. and "
+        "S{\\'e}gonne, Florent and Fischl, Bruce and others},\n  journal = {NeuroImage},\n  volume = {31},\n"
+        "  number = {3},\n  pages = {968--980},\n  year = {2006},\n  doi = {10.1016/j.neuroimage.2006.01.021}\n}",
+    ),
+    "seitzman2018": (
+        "Seitzman BA, Gratton C, Marek S, et al. A set of functionally-defined brain regions with "
+        "improved representation of the subcortex and cerebellum. NeuroImage. 2020;206:116290 "
+        "(bioRxiv 2018). doi:10.1016/j.neuroimage.2019.116290",
+        "@article{seitzman2018,\n  title = {A set of functionally-defined brain regions with improved "
+        "representation of the subcortex and cerebellum},\n  author = {Seitzman, Benjamin A. and Gratton, "
+        "Caterina and Marek, Scott and others},\n  journal = {NeuroImage},\n  volume = {206},\n"
+        "  pages = {116290},\n  year = {2020},\n  doi = {10.1016/j.neuroimage.2019.116290}\n}",
+    ),
+    "power2011": (
+        "Power JD, Cohen AL, Nelson SM, et al. Functional network organization of the human brain. "
+        "Neuron. 2011;72(4):665-678. doi:10.1016/j.neuron.2011.09.006",
+        "@article{power2011,\n  title = {Functional network organization of the human brain},\n  author = "
+        "{Power, Jonathan D. and Cohen, Alexander L. and Nelson, Steven M. and others},\n  journal = "
+        "{Neuron},\n  volume = {72},\n  number = {4},\n  pages = {665--678},\n  year = {2011},\n"
+        "  doi = {10.1016/j.neuron.2011.09.006}\n}",
+    ),
+    "power2012": (
+        "Power JD, Barnes KA, Snyder AZ, Schlaggar BL, Petersen SE. Spurious but systematic correlations "
+        "in functional connectivity MRI networks arise from subject motion. NeuroImage. "
+        "2012;59(3):2142-2154. doi:10.1016/j.neuroimage.2011.10.018",
+        "@article{power2012,\n  title = {Spurious but systematic correlations in functional connectivity "
+        "{MRI} networks arise from subject motion},\n  author = {Power, Jonathan D. and Barnes, Kelly A. and "
+        "Snyder, Abraham Z. and Schlaggar, Bradley L. and Petersen, Steven E.},\n  journal = {NeuroImage},\n"
+        "  volume = {59},\n  number = {3},\n  pages = {2142--2154},\n  year = {2012},\n"
+        "  doi = {10.1016/j.neuroimage.2011.10.018}\n}",
+    ),
+    "power2014": (
+        "Power JD, Mitra A, Laumann TO, Snyder AZ, Schlaggar BL, Petersen SE. Methods to detect, "
+        "characterize, and remove motion artifact in resting state fMRI. NeuroImage. 2014;84:320-341. "
+        "doi:10.1016/j.neuroimage.2013.08.048",
+        "@article{power2014,\n  title = {Methods to detect, characterize, and remove motion artifact in "
+        "resting state {fMRI}},\n  author = {Power, Jonathan D. and Mitra, Anish and Laumann, Timothy O. and "
+        "Snyder, Abraham Z. and Schlaggar, Bradley L. and Petersen, Steven E.},\n  journal = {NeuroImage},\n"
+        "  volume = {84},\n  pages = {320--341},\n  year = {2014},\n  doi = {10.1016/j.neuroimage.2013.08.048}\n}",
+    ),
+    "friston1996": (
+        "Friston KJ, Williams S, Howard R, Frackowiak RS, Turner R. Movement-related effects in fMRI "
+        "time-series. Magn Reson Med. 1996;35(3):346-355. doi:10.1002/mrm.1910350312",
+        "@article{friston1996,\n  title = {Movement-related effects in {fMRI} time-series},\n  author = "
+        "{Friston, Karl J. and Williams, Steven and Howard, Robert and Frackowiak, Richard S. J. and "
+        "Turner, Robert},\n  journal = {Magnetic Resonance in Medicine},\n  volume = {35},\n  number = {3},\n"
+        "  pages = {346--355},\n  year = {1996},\n  doi = {10.1002/mrm.1910350312}\n}",
+    ),
+    "dosenbach2010": (
+        "Dosenbach NUF, Nardos B, Cohen AL, et al. Prediction of individual brain maturity using fMRI. "
+        "Science. 2010;329(5997):1358-1361. doi:10.1126/science.1194144",
+        "@article{dosenbach2010,\n  title = {Prediction of individual brain maturity using {fMRI}},\n"
+        "  author = {Dosenbach, Nico U. F. and Nardos, Binyam and Cohen, Alexander L. and others},\n"
+        "  journal = {Science},\n  volume = {329},\n  number = {5997},\n  pages = {1358--1361},\n"
+        "  year = {2010},\n  doi = {10.1126/science.1194144}\n}",
+    ),
+    "ledoit2004": (
+        "Ledoit O, Wolf M. A well-conditioned estimator for large-dimensional covariance matrices. "
+        "J Multivar Anal. 2004;88(2):365-411. doi:10.1016/S0047-259X(03)00096-4",
+        "@article{ledoit2004,\n  title = {A well-conditioned estimator for large-dimensional covariance "
+        "matrices},\n  author = {Ledoit, Olivier and Wolf, Michael},\n  journal = {Journal of Multivariate "
+        "Analysis},\n  volume = {88},\n  number = {2},\n  pages = {365--411},\n  year = {2004},\n"
+        "  doi = {10.1016/S0047-259X(03)00096-4}\n}",
+    ),
+    "varoquaux2010": (
+        "Varoquaux G, Baronnet F, Kleinschmidt A, Fillard P, Thirion B. Detection of brain "
+        "functional-connectivity difference in post-stroke patients using group-level covariance "
+        "modeling. MICCAI 2010, LNCS 6361:200-208. doi:10.1007/978-3-642-15705-9_25",
+        "@inproceedings{varoquaux2010,\n  title = {Detection of brain functional-connectivity difference in "
+        'post-stroke patients using group-level covariance modeling},\n  author = {Varoquaux, Ga{\\"e}l and '
+        "Baronnet, Flore and Kleinschmidt, Andreas and Fillard, Pierre and Thirion, Bertrand},\n"
+        "  booktitle = {Medical Image Computing and Computer-Assisted Intervention (MICCAI 2010)},\n"
+        "  series = {LNCS},\n  volume = {6361},\n  pages = {200--208},\n  year = {2010},\n"
+        "  doi = {10.1007/978-3-642-15705-9_25}\n}",
+    ),
+    "beheshti2019": (
+        "Beheshti I, Nugent S, Potvin O, Duchesne S. Bias-adjustment in neuroimaging-based brain age "
+        "frameworks: a robust scheme. NeuroImage Clin. 2019;24:102063. doi:10.1016/j.nicl.2019.102063",
+        "@article{beheshti2019,\n  title = {Bias-adjustment in neuroimaging-based brain age frameworks: A "
+        "robust scheme},\n  author = {Beheshti, Iman and Nugent, Scott and Potvin, Olivier and Duchesne, "
+        "Simon},\n  journal = {NeuroImage: Clinical},\n  volume = {24},\n  pages = {102063},\n  year = {2019},\n"
+        "  doi = {10.1016/j.nicl.2019.102063}\n}",
+    ),
+    "lei2018": (
+        "Lei J, G'Sell M, Rinaldo A, Tibshirani RJ, Wasserman L. Distribution-free predictive inference "
+        "for regression. J Am Stat Assoc. 2018;113(523):1094-1111. doi:10.1080/01621459.2017.1307116",
+        "@article{lei2018,\n  title = {Distribution-free predictive inference for regression},\n  author = "
+        "{Lei, Jing and G'Sell, Max and Rinaldo, Alessandro and Tibshirani, Ryan J. and Wasserman, Larry},\n"
+        "  journal = {Journal of the American Statistical Association},\n  volume = {113},\n  number = {523},\n"
+        "  pages = {1094--1111},\n  year = {2018},\n  doi = {10.1080/01621459.2017.1307116}\n}",
+    ),
+    "vovk2005": (
+        "Vovk V, Gammerman A, Shafer G. Algorithmic Learning in a Random World. Springer; 2005. "
+        "doi:10.1007/b106715",
+        "@book{vovk2005,\n  title = {Algorithmic Learning in a Random World},\n  author = {Vovk, Vladimir and "
+        "Gammerman, Alex and Shafer, Glenn},\n  publisher = {Springer},\n  year = {2005},\n"
+        "  doi = {10.1007/b106715}\n}",
+    ),
+}
+
+ATLAS_TEXT = {
+    "Seitzman300": ("the 300 regions of Seitzman et al. (5 mm spheres)", ["seitzman2018"]),
+    "Power264": ("the 264 regions of Power et al. (5 mm spheres)", ["power2011"]),
+    "Dosenbach160": ("the 160 regions of Dosenbach et al. (5 mm spheres)", ["dosenbach2010"]),
+    "DK83": ("the 83-region Desikan-Killiany volumetric atlas", ["desikan2006"]),
+    "custom": ("a user-supplied volumetric atlas", []),
+}
+CONNECTIVITY_TEXT = {
+    "correlation": ("Pearson correlation, Fisher z-transformed", []),
+    "ledoit-wolf": (
+        "Pearson correlation of the Ledoit-Wolf shrunk covariance, Fisher z-transformed",
+        ["ledoit2004"],
+    ),
+    "partial correlation": ("partial correlation of the Ledoit-Wolf shrunk covariance", ["ledoit2004"]),
+    "tangent": ("tangent-space embedding of the covariance", ["varoquaux2010"]),
+}
+DEFAULT_BAND_PASS = (0.01, 0.08)
+
+
+def _get(settings: Any, key: str, default: Any = None) -> Any:
+    if isinstance(settings, dict):
+        value = settings.get(key, default)
+    else:
+        value = getattr(settings, key, default)
+    return default if value is None else value
+
+
+def band_pass_from_outputs(output_dir: str | Path | None) -> tuple[float, float] | None:
+    """Band-pass edges (Hz) recorded in a functional sidecar under ``output_dir``, if any."""
+    if output_dir is None:
+        return None
+    for sidecar in sorted(Path(output_dir).glob("sub-*/**/func/*.json"))[:20]:
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for key in ("BandPass", "Bandpass", "BandpassFilter", "band_pass", "bandpass"):
+            value = meta.get(key) if isinstance(meta, dict) else None
+            if isinstance(value, list | tuple) and len(value) == 2:
+                return float(value[0]), float(value[1])
+        if isinstance(meta, dict) and "HighPass" in meta and "LowPass" in meta:
+            return float(meta["HighPass"]), float(meta["LowPass"])
+    return None
+
+
+def _device(settings: Any) -> str:
+    device = str(_get(settings, "device", "auto"))
+    output_dir = _get(settings, "output_dir")
+    if output_dir is not None:
+        sidecar = Path(output_dir) / "brainage.json"
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+            for key in ("Device", "device"):
+                if isinstance(meta.get(key), str):
+                    return meta[key]
+            generated = meta.get("GeneratedBy") or {}
+            if isinstance(generated, dict) and isinstance(generated.get("Device"), str):
+                return generated["Device"]
+        except (OSError, ValueError, AttributeError):
+            pass
+    return {"auto": "the GPU when one was available, otherwise the CPU", "cuda": "a CUDA GPU"}.get(
+        device, "the CPU" if device == "cpu" else device
+    )
+
+
+def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
+    """The methods text as ``(heading, paragraph, reference keys)`` triples.
+
+    Parameters
+    ----------
+    settings : Config or dict
+        A :class:`~bids_brainage.config.Config` or the JSON dict it was saved as.
+    """
+    sloppy = bool(_get(settings, "sloppy", False))
+    atlas = str(_get(settings, "atlas", "Seitzman300"))
+    kind = str(_get(settings, "connectivity", "correlation"))
+    fd = float(_get(settings, "fd_threshold", 0.5))
+    scrub = float(_get(settings, "max_scrubbed_fraction", 0.5))
+    min_vols = int(_get(settings, "min_volumes", 50))
+    dummy = _get(settings, "dummy_scans")
+    folds = int(_get(settings, "n_folds", 5))
+    gsr = bool(_get(settings, "global_signal", False))
+    thickness = bool(_get(settings, "thickness", False))
+    band = band_pass_from_outputs(_get(settings, "output_dir")) or DEFAULT_BAND_PASS
+    resolution = (
+        "at reduced resolution and with shortened optimisation schedules (--sloppy: for testing only, "
+        "not for analysis)"
+        if sloppy
+        else "at full resolution"
+    )
+    anat = (
+        f"The T1-weighted (T1w) image was corrected for intensity non-uniformity with N4 [n4] as "
+        f"implemented in ANTsPy (antspyx) [antsx], brain-extracted with a template-based mask and "
+        f"registered to the MNI152 ICBM 2009a symmetric template (MNI152NLin2009aSym) [fonov2009; "
+        f"fonov2011] with symmetric image normalisation (SyN) [syn], {resolution}. Grey matter (GM), "
+        f"white matter (WM) and cerebrospinal fluid (CSF) were segmented with Atropos [atropos] using "
+        f"template tissue priors. Structural features were the global GM, WM and CSF volumes, the total "
+        f"intracranial volume and Jacobian-modulated regional GM volumes in the Desikan-Killiany atlas "
+        f"[desikan2006]"
+        + (", plus regional cortical thickness from KellyKapowski [kellykapowski]." if thickness else ".")
+    )
+    anat_refs = ["n4", "antsx", "fonov2009", "fonov2011", "syn", "atropos", "desikan2006"]
+    if thickness:
+        anat_refs.append("kellykapowski")
+    atlas_text, atlas_refs = ATLAS_TEXT.get(atlas, (f"the {atlas} atlas", []))
+    kind_text, kind_refs = CONNECTIVITY_TEXT.get(kind, (kind, []))
+    dummy_text = (
+        f"the first {int(dummy)} volumes were discarded as dummy scans."
+        if dummy not in (None, "", "None")
+        else "non-steady-state (dummy) volumes were detected and discarded."
+    )
+    func = (
+        f"For each resting-state BOLD run, {dummy_text} Head motion was estimated with a rigid-body "
+        f"Gauss-Newton realignment to a reference volume, and the reference was coregistered to the T1w. "
+        f"Confounds were the 24 motion parameters [friston1996], the mean WM and CSF signals"
+        f"{' and the global signal' if gsr else ''}, framewise displacement (FD) and DVARS [power2012]. "
+        f"Confounds were regressed out and the signals band-pass filtered ({band[0]:g}-{band[1]:g} Hz); "
+        f"volumes with FD > {fd:g} mm were censored (scrubbing) [power2014]. Runs with more than "
+        f"{scrub:.0%} of volumes censored or fewer than {min_vols} remaining volumes were excluded. "
+        f"Regional time series were extracted from {atlas_text} [{'; '.join(atlas_refs) or 'user atlas'}] "
+        f"and functional connectivity computed as {kind_text}"
+        + (f" [{'; '.join(kind_refs)}]" if kind_refs else "")
+        + " with nilearn [nilearn]."
+    )
+    if not atlas_refs:
+        func = func.replace(" [user atlas]", "")
+    func_refs = ["friston1996", "power2012", "power2014", *atlas_refs, "nilearn", *kind_refs]
+    model = (
+        f"Brain age was estimated with a sex-aware adversarial variational autoencoder (SA-AVAE) "
+        f"[saavae] implemented in PyTorch [pytorch], which encodes the structural and functional "
+        f"features into shared and modality-specific latent codes and regresses age from them and sex. "
+        f"Training used {folds}-fold cross-validation so that every training participant receives an "
+        f"out-of-fold prediction, on {_device(settings)}. The age dependence of the brain-age gap was "
+        f"removed with a linear bias correction fitted on training data only [beheshti2019], and "
+        f"prediction intervals were obtained by split conformal prediction [vovk2005; lei2018]."
+    )
+    model_refs = ["saavae", "pytorch", "beheshti2019", "vovk2005", "lei2018"]
+    software = (
+        f"Processing was performed with bids_brainage {__version__}, built on nipype [nipype] and "
+        f"pybids [pybids]."
+    )
+    return [
+        ("Anatomical data", anat, anat_refs),
+        ("Functional data", func, func_refs),
+        ("Brain-age model", model, model_refs),
+        ("Software", software, ["nipype", "pybids"]),
+    ]
+
+
+def cited_keys(paragraphs: list[tuple[str, str, list[str]]]) -> list[str]:
+    """Reference keys in order of first citation."""
+    keys: list[str] = []
+    for _, _, refs in paragraphs:
+        for key in refs:
+            if key in REFERENCES and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def methods_markdown(settings: Any) -> str:
+    """The methods boilerplate and its reference list as Markdown."""
+    paragraphs = methods_paragraphs(settings)
+    lines = [
+        "# Methods",
+        "",
+        "Text generated by bids_brainage from the settings of this run; it may be copied into a "
+        "manuscript unchanged (CC0). Citation keys refer to `CITATION.bib`.",
+        "",
+    ]
+    for heading, text, _ in paragraphs:
+        lines += [f"## {heading}", "", text, ""]
+    lines += ["## References", ""]
+    for key in cited_keys(paragraphs):
+        lines.append(f"- [{key}] {REFERENCES[key][0]}")
+    return "\n".join(lines) + "\n"
+
+
+def bibtex(settings: Any) -> str:
+    """BibTeX entries of every reference the methods text cites."""
+    keys = cited_keys(methods_paragraphs(settings))
+    return "\n\n".join(REFERENCES[key][1] for key in keys) + "\n"
+
+
+def linkify(text: str) -> list[tuple[str, list[str]]]:
+    """Split text at ``[key; key]`` citations: ``[(text_before, [keys]), ...]`` for HTML rendering."""
+    parts: list[tuple[str, list[str]]] = []
+    position = 0
+    for match in re.finditer(r"\[([a-z0-9]+(?:; [a-z0-9]+)*)\]", text):
+        keys = match.group(1).split("; ")
+        if not all(k in REFERENCES for k in keys):
+            continue
+        parts.append((text[position : match.start()], keys))
+        position = match.end()
+    parts.append((text[position:], []))
+    return parts
+
+
+def write_citation(config: Any) -> tuple[Path, Path]:
+    """Write ``OUTPUT_DIR/logs/CITATION.md`` and ``CITATION.bib`` (atomically).
+
+    Parameters
+    ----------
+    config : Config or dict
+        Run settings (``output_dir`` is required).
+
+    Returns
+    -------
+    (Path, Path)
+        The Markdown and BibTeX files.
+    """
+    logs = Path(_get(config, "output_dir")) / "logs"
+    md = atomic.write_text(logs / "CITATION.md", methods_markdown(config))
+    bib = atomic.write_text(logs / "CITATION.bib", bibtex(config))
+    return md, bib

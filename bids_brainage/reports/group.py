@@ -1,0 +1,192 @@
+"""Group HTML report (``OUTPUT_DIR/group_report.html``) from the group level's files.
+
+Reads the contract written by the group level: ``brainage.tsv`` and ``group/{metrics.json,
+baselines.tsv, learning_curves.tsv, latent.tsv, qc.tsv}``. Figures are written as SVG under
+``group/figures/`` and inlined in the page, so each participant's point is a link to its
+report. Missing files make their section say "not available".
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bids_brainage.reports import citation, figures, html
+
+LOGGER = logging.getLogger("bids_brainage.reports")
+
+
+def _is_true(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def _label(participant: str, session: Any) -> str:
+    session = str(session)
+    return participant + (f"_{session}" if session.startswith("ses-") else "")
+
+
+def _report_links(output_dir: Path, frame: Any, bids_dir: Path | None) -> list[str | None]:
+    """Relative link to each row's subject report, ``None`` when that report does not exist."""
+    links: list[str | None] = []
+    for participant, session in zip(
+        frame["participant_id"], frame.get("session_id", ["n/a"] * len(frame)), strict=False
+    ):
+        subject = str(participant).removeprefix("sub-")
+        ses = str(session)
+        ses = ses[4:] if ses.startswith("ses-") else None
+        try:
+            name = html.report_name(output_dir, subject, ses, bids_dir)
+        except OSError:
+            name = None
+        links.append(name if name and (output_dir / name).is_file() else None)
+    return links
+
+
+def _make(name: str, maker: Any, folder: Path, *args: Any, **kwargs: Any) -> dict[str, str] | None:
+    """Draw one figure, save it under ``group/figures`` and return it inlined (or ``None``)."""
+    try:
+        fig = maker(*args, **kwargs)
+        path = figures.save_svg(fig, folder / f"{name}.svg")
+    except Exception as err:  # noqa: BLE001 - one broken figure must not lose the report
+        LOGGER.warning("group report: figure %s not made (%s)", name, err)
+        return None
+    return {"svg": html.inline_svg(path), "file": f"group/figures/{name}.svg"}
+
+
+def _records(frame: Any) -> list[dict[str, Any]]:
+    if frame is None:
+        return []
+    out = []
+    for row in frame.to_dict("records"):
+        out.append({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()})
+    return out
+
+
+def _metric_rows(block: Any) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(block, dict):
+        return []
+    return [(str(k), v) for k, v in block.items() if isinstance(v, dict)]
+
+
+def _brainage_section(output_dir: Path, frame: Any, folder: Path, bids_dir: Path | None) -> dict[str, Any]:
+    links = _report_links(output_dir, frame, bids_dir)
+    rows = _records(frame)
+    for row, link in zip(rows, links, strict=True):
+        row["_link"] = link
+        row["_label"] = _label(str(row.get("participant_id")), row.get("session_id"))
+    col = frame.get
+    sex = col("sex", None)
+    sex = sex.fillna("n/a").astype(str) if sex is not None else ["n/a"] * len(frame)
+    out: dict[str, Any] = {"rows": rows, "n_linked": sum(link is not None for link in links)}
+    if "age" in frame and "predicted_age" in frame:
+        out["pred"] = _make(
+            "predicted_vs_age",
+            figures.plot_predicted_vs_age,
+            folder,
+            frame["age"],
+            frame["predicted_age"],
+            sex,
+            urls=links,
+            lower=col("interval_lower"),
+            upper=col("interval_upper"),
+        )
+        out["gap"] = _make(
+            "gap_vs_age",
+            figures.plot_gap_vs_age,
+            folder,
+            frame["age"],
+            col("brainage_gap", frame["predicted_age"] - frame["age"]),
+            col("brainage_gap_corrected"),
+        )
+        gap = col("brainage_gap_corrected", col("brainage_gap", frame["predicted_age"] - frame["age"]))
+        out["groups"] = _make("gap_by_sex_decade", figures.plot_gap_by_group, folder, frame["age"], sex, gap)
+    if {"interval_lower", "interval_upper", "age", "predicted_age"} <= set(frame.columns):
+        out["coverage_fig"] = (frame["interval_lower"], frame["interval_upper"])
+    return out
+
+
+def generate_group_report(output_dir: str | os.PathLike, config: Any = None) -> Path:
+    """Write ``OUTPUT_DIR/group_report.html`` and its SVG figures under ``group/figures``.
+
+    Parameters
+    ----------
+    output_dir : path-like
+        The derivative dataset (OUTPUT_DIR).
+    config : Config or dict, optional
+        Run settings for the About/Methods sections (default: the newest saved config in
+        ``OUTPUT_DIR/logs``).
+
+    Returns
+    -------
+    Path
+        The HTML file written.
+    """
+    output_dir = Path(output_dir)
+    settings = html.settings_dict(config, output_dir)
+    bids_dir = Path(settings["bids_dir"]) if settings.get("bids_dir") else None
+    group = output_dir / "group"
+    folder = group / "figures"
+    frame = html.read_tsv(output_dir / "brainage.tsv")
+    metrics = html.read_json(group / "metrics.json") or {}
+    context: dict[str, Any] = {"title": "Group report — bids_brainage", "settings": settings}
+
+    brainage: dict[str, Any] = {}
+    if frame is not None and "participant_id" in frame:
+        brainage = _brainage_section(output_dir, frame, folder, bids_dir)
+        coverage = metrics.get("coverage") if isinstance(metrics.get("coverage"), dict) else {}
+        if brainage.pop("coverage_fig", None) is not None:
+            nominal = coverage.get("nominal")
+            brainage["coverage"] = _make(
+                "interval_coverage",
+                figures.plot_coverage,
+                folder,
+                frame["age"],
+                frame["predicted_age"],
+                frame["interval_lower"],
+                frame["interval_upper"],
+                float(nominal) if isinstance(nominal, int | float) else None,
+            )
+        context["n_subjects"] = int(frame["participant_id"].nunique())
+        context["n_rows"] = len(frame)
+        if "split" in frame:
+            context["splits"] = frame["split"].astype(str).value_counts().sort_index().to_dict()
+        if "modalities" in frame:
+            context["modalities"] = frame["modalities"].astype(str).value_counts().sort_index().to_dict()
+    context["brainage"] = brainage
+
+    context["overall"] = metrics.get("overall") if isinstance(metrics.get("overall"), dict) else {}
+    context["by_decade"] = _metric_rows(metrics.get("by_decade"))
+    context["by_sex"] = _metric_rows(metrics.get("by_sex"))
+    context["coverage"] = metrics.get("coverage") if isinstance(metrics.get("coverage"), dict) else {}
+
+    baselines = html.read_tsv(group / "baselines.tsv")
+    context["baselines"] = _records(baselines)
+    context["baseline_columns"] = list(baselines.columns) if baselines is not None else []
+
+    curves = html.read_tsv(group / "learning_curves.tsv")
+    if curves is not None and {"fold", "epoch", "train_loss", "val_loss"} <= set(curves.columns):
+        context["curves"] = _make("learning_curves", figures.plot_learning_curves, folder, curves)
+
+    latent = html.read_tsv(group / "latent.tsv")
+    if latent is not None and {"code", "pc1", "pc2", "age"} <= set(latent.columns):
+        context["latent"] = _make("latent_pca", figures.plot_latent, folder, latent)
+
+    qc = html.read_tsv(group / "qc.tsv")
+    if qc is not None and {"mean_fd", "excluded"} <= set(qc.columns):
+        context["qc_fig"] = _make("qc_motion", figures.plot_qc, folder, qc, settings.get("fd_threshold"))
+        excluded = qc[qc["excluded"].map(_is_true)]
+        context["qc_excluded"] = _records(excluded)
+        context["qc_total"] = len(qc)
+        reasons = excluded.get("reason")
+        if reasons is not None:
+            context["qc_reasons"] = reasons.fillna("n/a").astype(str).value_counts().to_dict()
+
+    paragraphs = citation.methods_paragraphs(settings)
+    context["methods"] = [(h, citation.linkify(t)) for h, t, _ in paragraphs]
+    context["references"] = [(k, citation.REFERENCES[k][0]) for k in citation.cited_keys(paragraphs)]
+    context["about"] = html.about(settings)
+    return html.render("group.html", output_dir / "group_report.html", **context)

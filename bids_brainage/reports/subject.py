@@ -1,0 +1,407 @@
+"""Per-subject HTML report (fMRIPrep layout), discovered entirely from OUTPUT_DIR.
+
+Sections: Summary, Anatomical, Functional, Brain age, About, Methods, Errors. Whatever is
+missing on disk is shown as "not available"; building a report never raises for missing
+or malformed outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bids_brainage.reports import citation, figures, html
+
+LOGGER = logging.getLogger("bids_brainage.reports")
+
+# (section, key, title, match on the lower-cased desc entity / name) -- first match wins.
+_RULES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("func", "carpet", "Carpet plot with FD and DVARS", ("carpet", "confound", "motion", "dvars")),
+    ("func", "coreg", "Coregistration of BOLD to T1w", ("coreg", "bbr", "epi2t1", "boldref")),
+    ("func", "connectivity", "Functional connectivity", ("connectivity", "relmat", "conn", "matrix")),
+    ("anat", "mask", "Brain mask", ("brainmask", "mask", "brain", "skull")),
+    ("anat", "seg", "Tissue segmentation", ("seg", "tissue", "atropos", "probseg")),
+    ("anat", "reg", "Spatial normalisation to MNI152NLin2009aSym", ("reg", "norm", "mni", "template")),
+)
+_ANAT_ORDER = ("mask", "seg", "reg", "other")
+_FUNC_ORDER = ("carpet", "coreg", "connectivity", "other")
+
+
+def classify_figure(name: str) -> tuple[str, str, str]:
+    """Section (``anat``/``func``), kind and title of a reportlet from its file name.
+
+    The ``desc`` entity decides (``*_desc-brain_mask.svg`` → brain mask, ``*desc-carpet*`` →
+    carpet plot, ...); names carrying ``space-MNI`` count as registration; anything else goes
+    to *func* when it has a ``task`` entity, otherwise to *anat*.
+    """
+    ents = html.entities(name)
+    desc = ents.get("desc", "").lower()
+    suffix = ents.get("suffix", "").lower()
+    haystack = f"{desc} {suffix}"
+    is_func = "task" in ents or suffix in ("bold", "boldref", "timeseries", "relmat")
+    for section, key, title, words in _RULES:
+        if section == "anat" and is_func:
+            continue
+        if any(w in haystack for w in words):
+            return section, key, title
+    if "space" in ents and ents["space"].lower().startswith("mni") and not is_func:
+        return "anat", "reg", _RULES[-1][2]
+    return ("func" if is_func else "anat"), "other", desc or suffix or Path(name).stem
+
+
+def _matches_session(name: str, session: str | None) -> bool:
+    ses = html.entities(name).get("ses")
+    return ses is None or session is None or ses == session
+
+
+def _run_key(name: str) -> str:
+    ents = html.entities(name)
+    parts = [f"{k}-{ents[k]}" for k in ("ses", "task", "acq", "dir", "run", "echo") if k in ents]
+    return "_".join(parts) or "run"
+
+
+def _figure(path: Path, report_dir: Path, title: str, kind: str) -> html.Figure:
+    animated = False
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")
+        animated = "@keyframes" in head or "foreground-svg" in head
+    except OSError:
+        pass
+    return html.Figure(
+        title=title,
+        src=html.relpath(path, report_dir),
+        caption=path.name,
+        kind="animated" if animated else kind,
+    )
+
+
+def discover_figures(output_dir: Path, subject: str, session: str | None) -> dict[str, Any]:
+    """Reportlets under ``sub-X/figures`` grouped as ``{"anat": {kind: [...]}, "func": {run: {kind: [...]}}}``."""
+    folder = output_dir / f"sub-{subject}" / "figures"
+    anat: dict[str, list[html.Figure]] = {k: [] for k in _ANAT_ORDER}
+    func: dict[str, dict[str, list[html.Figure]]] = {}
+    for path in sorted(folder.glob("*.svg")):
+        if not _matches_session(path.name, session):
+            continue
+        section, kind, title = classify_figure(path.name)
+        if kind == "brainage" or "desc-brainage" in path.name or "desc-flicker" in path.name:
+            continue
+        figure = _figure(path, output_dir, title, kind)
+        if section == "anat":
+            anat[kind].append(figure)
+        else:
+            run = func.setdefault(_run_key(path.name), {k: [] for k in _FUNC_ORDER})
+            run[kind].append(figure)
+    return {"anat": anat, "func": func}
+
+
+def _data_dir(output_dir: Path, subject: str, session: str | None) -> Path:
+    base = output_dir / f"sub-{subject}"
+    return base / f"ses-{session}" if session and (base / f"ses-{session}").is_dir() else base
+
+
+def _glob(folder: Path, *patterns: str) -> list[Path]:
+    found: set[Path] = set()
+    for pattern in patterns:
+        found.update(folder.glob(pattern))
+    return sorted(found)
+
+
+def flicker_figure(output_dir: Path, subject: str, session: str | None) -> html.Figure | None:
+    """The registration fade (template ↔ participant in MNI space), made on first use."""
+    data = _data_dir(output_dir, subject, session)
+    moving = _glob(data / "anat", "*space-MNI152NLin2009aSym*desc-preproc_T1w.nii*", "*space-MNI*_T1w.nii*")
+    if not moving:
+        return None
+    label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+    out = output_dir / f"sub-{subject}" / "figures" / f"{label}_space-MNI152NLin2009aSym_desc-flicker_T1w.svg"
+    try:
+        if not out.exists() or out.stat().st_mtime < moving[0].stat().st_mtime:
+            from bids_brainage.reports.flicker import make_flicker_svg
+
+            make_flicker_svg(moving[0], out, label=label)
+    except Exception as err:  # noqa: BLE001 - a figure must never break the report
+        LOGGER.warning("%s: registration fade not made (%s)", label, err)
+        return None
+    return html.Figure(
+        title="Registration to MNI152NLin2009aSym: template ↔ participant (fade)",
+        src=html.relpath(out, output_dir),
+        caption="The template and the participant's T1w in template space fade into each other; "
+        "the red line is the template's brain outline. Hover to pause.",
+        kind="animated",
+    )
+
+
+def _inputs(settings: dict[str, Any], subject: str, session: str | None) -> list[tuple[str, str]]:
+    bids_dir = settings.get("bids_dir")
+    if not bids_dir or not Path(bids_dir).is_dir():
+        return []
+    root = Path(bids_dir)
+    base = root / f"sub-{subject}"
+    if session:
+        base = base / f"ses-{session}"
+    task = settings.get("task_id") or "rest"
+    rows = [("T1w", html.relpath(p, root)) for p in _glob(base / "anat", "*_T1w.nii*")]
+    rows += [("BOLD", html.relpath(p, root)) for p in _glob(base / "func", f"*task-{task}*_bold.nii*")]
+    return rows
+
+
+def _steps(output_dir: Path, subject: str, session: str | None, has_age: bool) -> list[dict[str, Any]]:
+    data = _data_dir(output_dir, subject, session)
+    checks = [
+        ("Anatomical preprocessing (N4, brain extraction)", data / "anat", ("*desc-preproc_T1w.nii*",)),
+        ("Brain mask", data / "anat", ("*desc-brain_mask.nii*",)),
+        ("Tissue segmentation (Atropos)", data / "anat", ("*_dseg.nii*", "*_probseg.nii*")),
+        ("Registration to MNI152NLin2009aSym", data / "anat", ("*from-T1w_to-MNI*", "*space-MNI*")),
+        ("Structural features", data / "anat", ("*desc-structural_features.*",)),
+        ("BOLD confounds (motion, FD, DVARS)", data / "func", ("*desc-confounds_timeseries.tsv",)),
+        ("Functional connectivity", data / "func", ("*_relmat.tsv", "*connectivity*")),
+        ("Functional features", data / "func", ("*desc-functional_features.*",)),
+    ]
+    rows = []
+    for step, folder, patterns in checks:
+        files = _glob(folder, *patterns)
+        rows.append({"step": step, "done": bool(files), "n": len(files)})
+    rows.append({"step": "Brain-age prediction (group level)", "done": has_age, "n": int(has_age)})
+    return rows
+
+
+def _sidecars(output_dir: Path, subject: str, session: str | None) -> dict[str, list[dict[str, Any]]]:
+    data = _data_dir(output_dir, subject, session)
+    out: dict[str, list[dict[str, Any]]] = {"anat": [], "func": []}
+    patterns = {
+        "anat": ("*desc-structural_features.json", "*_qc.json", "*desc-qc*.json"),
+        "func": ("*desc-functional_features.json", "*_qc.json", "*desc-qc*.json"),
+    }
+    for section, pats in patterns.items():
+        for path in _glob(data / section, *pats):
+            meta = html.read_json(path)
+            if meta is None:
+                continue
+            rows = html.flatten(meta)
+            out[section].append(
+                {
+                    "name": path.name,
+                    "href": html.relpath(path, output_dir),
+                    "run": _run_key(path.name),
+                    "rows": rows,
+                    "exclusion": _exclusion(meta),
+                }
+            )
+    return out
+
+
+def _exclusion(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"excluded": bool, "reason": str}`` from any key naming an exclusion decision."""
+    excluded, reason = None, ""
+    for key, value in html.flatten(meta):
+        leaf = key.rsplit(".", 1)[-1].lower()
+        if leaf in ("excluded", "exclude", "isexcluded", "usable") and excluded is None:
+            flag = str(value).lower() in ("true", "1", "yes")
+            excluded = (not flag) if leaf == "usable" else flag
+        elif "reason" in leaf and value:
+            reason = str(value)
+    if excluded is None:
+        return None
+    return {"excluded": excluded, "reason": reason}
+
+
+def _qc_rows(output_dir: Path, subject: str, session: str | None) -> list[dict[str, Any]]:
+    frame = html.read_tsv(output_dir / "group" / "qc.tsv")
+    if frame is None or "participant_id" not in frame:
+        return []
+    part = frame[frame["participant_id"].astype(str) == f"sub-{subject}"]
+    if session and "session_id" in part:
+        part = part[part["session_id"].astype(str).isin([f"ses-{session}", "n/a", "nan"])]
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+        for r in part.to_dict("records")
+    ]
+
+
+def brainage_row(output_dir: Path, subject: str, session: str | None) -> tuple[dict[str, Any] | None, Any]:
+    """This subject's row of ``brainage.tsv`` (or ``None``) and the whole table."""
+    frame = html.read_tsv(output_dir / "brainage.tsv")
+    if frame is None or "participant_id" not in frame:
+        return None, None
+    rows = frame[frame["participant_id"].astype(str) == f"sub-{subject}"]
+    if session and "session_id" in rows:
+        match = rows[rows["session_id"].astype(str) == f"ses-{session}"]
+        rows = match if len(match) else rows
+    if rows.empty:
+        return None, frame
+    row = {
+        k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rows.iloc[0].to_dict().items()
+    }
+    return row, frame
+
+
+def _brainage_figure(
+    output_dir: Path, subject: str, session: str | None, row: dict, frame: Any
+) -> html.Figure | None:
+    label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+
+    def num(key: str) -> float | None:
+        try:
+            value = float(row.get(key))
+        except (TypeError, ValueError):
+            return None
+        return value if np.isfinite(value) else None
+
+    predicted = num("predicted_age")
+    if predicted is None:
+        return None
+    try:
+        cohort = frame[frame.get("split", "oof").astype(str) != "predict"] if "split" in frame else frame
+        if len(cohort) < 3:
+            cohort = frame
+        fig = figures.plot_subject_brainage(
+            cohort["age"].astype(float) if "age" in cohort else [],
+            cohort["predicted_age"].astype(float),
+            num("age"),
+            predicted,
+            num("interval_lower"),
+            num("interval_upper"),
+            label,
+        )
+        out = output_dir / f"sub-{subject}" / "figures" / f"{label}_desc-brainage_age.svg"
+        figures.save_svg(fig, out)
+    except Exception as err:  # noqa: BLE001
+        LOGGER.warning("%s: brain-age figure not made (%s)", label, err)
+        return None
+    return html.Figure(
+        title="Predicted age against the cohort's age curve",
+        src=html.relpath(out, output_dir),
+        caption="Grey: cohort (out-of-fold predictions); blue: linear age curve; red: this "
+        "participant with its prediction interval; dashed: identity.",
+    )
+
+
+_CRASH_NODE = re.compile(r"^Node:\s*(\S+)", re.M)
+
+
+def crash_summaries(output_dir: Path, subject: str, run_uuid: str | None) -> list[dict[str, str]]:
+    """One summary per nipype crash file of this subject's latest (or given) run."""
+    log = output_dir / f"sub-{subject}" / "log"
+    if not log.is_dir():
+        return []
+    runs = sorted(p for p in log.iterdir() if p.is_dir())
+    chosen = [log / run_uuid] if run_uuid and (log / run_uuid).is_dir() else runs[-1:]
+    out = []
+    for folder in chosen:
+        for path in sorted(folder.glob("crash-*")):
+            entry = {
+                "file": html.relpath(path, output_dir),
+                "node": path.stem,
+                "summary": "",
+                "traceback": "",
+            }
+            if path.suffix == ".txt":
+                text = path.read_text(encoding="utf-8", errors="replace")
+                match = _CRASH_NODE.search(text)
+                if match:
+                    entry["node"] = match.group(1)
+                lines = [ln for ln in text.splitlines() if ln.strip()]
+                errors = [
+                    ln for ln in lines if re.match(r"^\w*(Error|Exception|Exit)\b|^\w+Error:", ln.strip())
+                ]
+                entry["summary"] = (errors[-1] if errors else (lines[-1] if lines else "")).strip()
+                entry["traceback"] = "\n".join(lines[-25:])
+            else:
+                entry["summary"] = "binary crash file (read it with: nipypecli crash FILE)"
+            out.append(entry)
+    return out
+
+
+def _warnings(
+    sidecars: dict[str, list[dict[str, Any]]], qc_rows: list[dict[str, Any]], steps: list[dict]
+) -> list[str]:
+    warnings = []
+    for section in ("anat", "func"):
+        for item in sidecars[section]:
+            ex = item.get("exclusion")
+            if ex and ex["excluded"]:
+                warnings.append(f"{item['name']}: excluded" + (f" ({ex['reason']})" if ex["reason"] else ""))
+    for row in qc_rows:
+        if str(row.get("excluded")).lower() in ("true", "1", "yes"):
+            run = row.get("run")
+            warnings.append(
+                f"run {run}: excluded from the model" + (f" ({row['reason']})" if row.get("reason") else "")
+            )
+    if not any(s["done"] for s in steps[:5]):
+        warnings.append("no anatomical outputs were found")
+    return sorted(set(warnings))
+
+
+def generate_subject_report(
+    config: Any,
+    subject: str,
+    session: str | None,
+    errors: list[str] | None = None,
+) -> Path:
+    """Write ``OUTPUT_DIR/sub-X.html`` (``sub-X_ses-Y.html`` for multi-session subjects).
+
+    Parameters
+    ----------
+    config : Config or dict
+        Run settings; ``output_dir`` is required, the rest (``bids_dir``, ``command_line``,
+        ``run_uuid``, processing options) fills the Summary, About and Methods sections.
+    subject, session : str, str or None
+        Labels without ``sub-``/``ses-``.
+    errors : list of str, optional
+        Failure messages of this subject from the current run (shown under *Errors*).
+
+    Returns
+    -------
+    Path
+        The HTML file written.
+    """
+    settings = html.settings_dict(config)
+    output_dir = Path(settings["output_dir"])
+    subject = subject.removeprefix("sub-")
+    session = session.removeprefix("ses-") if session else None
+    bids_dir = Path(settings["bids_dir"]) if settings.get("bids_dir") else None
+    name = html.report_name(output_dir, subject, session, bids_dir)
+    label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+
+    found = discover_figures(output_dir, subject, session)
+    flicker = flicker_figure(output_dir, subject, session)
+    row, frame = brainage_row(output_dir, subject, session)
+    age_figure = _brainage_figure(output_dir, subject, session, row, frame) if row else None
+    steps = _steps(output_dir, subject, session, row is not None)
+    sidecars = _sidecars(output_dir, subject, session)
+    qc_rows = _qc_rows(output_dir, subject, session)
+    paragraphs = citation.methods_paragraphs(settings)
+    keys = citation.cited_keys(paragraphs)
+    func_runs = sorted(set(found["func"]) | {s["run"] for s in sidecars["func"]})
+    context = {
+        "title": f"{label} — bids_brainage report",
+        "label": label,
+        "subject": subject,
+        "session": session,
+        "inputs": _inputs(settings, subject, session),
+        "steps": steps,
+        "warnings": _warnings(sidecars, qc_rows, steps),
+        "settings": settings,
+        "anat": found["anat"],
+        "anat_order": _ANAT_ORDER,
+        "flicker": flicker,
+        "func": found["func"],
+        "func_order": _FUNC_ORDER,
+        "func_runs": func_runs,
+        "sidecars": sidecars,
+        "qc_rows": qc_rows,
+        "brainage": row,
+        "age_figure": age_figure,
+        "about": html.about(settings),
+        "methods": [(h, citation.linkify(t)) for h, t, _ in paragraphs],
+        "references": [(k, citation.REFERENCES[k][0]) for k in keys],
+        "crashes": crash_summaries(output_dir, subject, settings.get("run_uuid")),
+        "errors": list(errors or []),
+        "has_group_report": (output_dir / "group_report.html").is_file(),
+    }
+    return html.render("subject.html", output_dir / name, **context)
