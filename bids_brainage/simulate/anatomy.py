@@ -1,0 +1,195 @@
+"""T1w generation: aged tissue maps in MNI space, warped into a posed native head, imaged.
+
+Tissue change is modelled where it happens: grey matter is converted to CSF (atrophy,
+regional rates) or gained from adjacent white matter (the thicker cortex of children);
+ventricles grow through a smooth warp that compresses the surrounding white matter.
+All truth volumes are sums of the very partial-volume maps used to synthesise the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from bids_brainage.simulate.cohort import Subject, Visit, subject_rng
+from bids_brainage.simulate.config import SimulationConfig
+from bids_brainage.simulate.lifespan import grey_matter_factor, intracranial_factor, ventricle_factor
+from bids_brainage.simulate.rigid import centred_affine, grid_points
+from bids_brainage.simulate.sites import Site
+from bids_brainage.simulate.space import Reference
+from bids_brainage.simulate.warp import SubjectWarp, random_field
+
+T1W_FOV_MM = (200.0, 240.0, 208.0)
+# Head scale giving a mean female adult TIV of about 1.35 L from the 1.9 L template.
+BASE_SCALE = (1350.0 / 1895.0) ** (1 / 3)
+MALE_TIV_RATIO = 1.10
+TIV_LOG_SD = 0.08
+REGION_LOG_SD = 0.05
+CHUNK = 1_500_000
+
+
+@dataclass(frozen=True)
+class SubjectTraits:
+    """Per-subject constants (the same at every session)."""
+
+    tiv_factor: float  # subject TIV / mean female adult TIV, at adult age
+    anisotropy: np.ndarray  # (3,) head shape factors
+    field: np.ndarray  # random displacement field
+    region_factor: np.ndarray  # per-DK-region GM multiplier (index 0 = unlabelled)
+
+
+def subject_traits(cfg: SimulationConfig, subject: Subject, n_regions: int) -> SubjectTraits:
+    """Draw the subject's individual anatomy (stream 1 of its random generator)."""
+    rng = subject_rng(cfg.seed, subject.index, 1)
+    sex_ratio = MALE_TIV_RATIO if subject.sex == "M" else 1.0
+    tiv = sex_ratio * float(np.exp(rng.normal(0.0, TIV_LOG_SD)))
+    aniso = np.exp(rng.normal(0.0, 0.03, 3))
+    aniso /= np.prod(aniso) ** (1 / 3)
+    field = random_field(rng)
+    region = np.exp(rng.normal(0.0, REGION_LOG_SD, n_regions + 1)).astype(np.float32)
+    region[0] = 1.0
+    return SubjectTraits(tiv, aniso, field, region)
+
+
+def visit_warp(
+    cfg: SimulationConfig, subject: Subject, visit_index: int, traits: SubjectTraits, ref: Reference
+) -> SubjectWarp:
+    """Native-to-MNI mapping at one visit: new head pose, aged head size and ventricles."""
+    visit = subject.visits[visit_index]
+    rng = subject_rng(cfg.seed, subject.index, 10 + visit_index)
+    pose = np.concatenate([rng.normal(0.0, 4.0, 3), np.deg2rad(rng.normal(0.0, 4.0, 3))])
+    size = traits.tiv_factor * float(intracranial_factor(visit.biological_age))
+    scale = BASE_SCALE * size ** (1 / 3) * traits.anisotropy
+    v0 = float((ref.csf * ref.ventricles).sum()) * ref.voxel_volume
+    alpha = (float(ventricle_factor(visit.biological_age)) - 1.0) * v0 / ref.vent_gain
+    return SubjectWarp(pose=pose, scale=scale, field=traits.field, alpha=alpha)
+
+
+def aged_tissues(
+    ref: Reference, subject: Subject, visit: Visit, traits: SubjectTraits
+) -> dict[str, np.ndarray]:
+    """GM, WM, CSF and ventricular-CSF maps of the subject's brain in MNI space at ``visit``."""
+    factor = grey_matter_factor(visit.biological_age, subject.sex, ref.lobe_rate).astype(np.float32)
+    factor *= traits.region_factor[ref.dk]
+    change = ref.gm * (factor - 1.0)
+    # Gain comes from white matter in the same voxel (cortex thinning in adolescence is partly
+    # white-matter growth at the grey/white boundary); loss becomes CSF (atrophy).
+    gain = np.minimum(np.clip(change, 0, None), ref.wm)
+    loss = np.clip(-change, 0, None)
+    gm = ref.gm + gain - loss
+    wm = ref.wm - gain
+    csf = ref.csf + loss
+    return {"GM": gm, "WM": wm, "CSF": csf, "ventricles": csf * ref.ventricles}
+
+
+@dataclass
+class AnatomyResult:
+    """A simulated T1w image and its ground truth, on the native grid."""
+
+    affine: np.ndarray
+    t1w: np.ndarray  # int16
+    tissues: dict[str, np.ndarray]  # GM, WM, CSF partial volumes (float32)
+    dk: np.ndarray  # int16 labels
+    volumes: dict[str, float]  # mm^3
+
+
+def sample(
+    ref: Reference, maps: dict[str, np.ndarray], mni: np.ndarray, order: int = 1
+) -> dict[str, np.ndarray]:
+    """Sample reference-grid arrays at MNI points (3, N)."""
+    vox = ref.world_to_voxel(mni)
+    return {
+        k: ndimage.map_coordinates(v, vox, order=order, cval=0.0, prefilter=False) for k, v in maps.items()
+    }
+
+
+def sample_grid(
+    ref: Reference,
+    warp: SubjectWarp,
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    maps: dict,
+    labels: dict,
+) -> dict[str, np.ndarray]:
+    """Sample ``maps`` (linear) and ``labels`` (nearest) on a native grid, in slabs to bound memory."""
+    out = {k: np.empty(shape, np.float32) for k in maps} | {k: np.empty(shape, np.int16) for k in labels}
+    step = max(1, CHUNK // (shape[1] * shape[2]))
+    for start in range(0, shape[0], step):
+        stop = min(shape[0], start + step)
+        slab = (stop - start, shape[1], shape[2])
+        sub_affine = affine.copy()
+        sub_affine[:3, 3] = affine[:3, :3] @ np.array([start, 0, 0]) + affine[:3, 3]
+        mni = warp.to_mni(grid_points(slab, sub_affine), ref)
+        for k, v in sample(ref, maps, mni).items():
+            out[k][start:stop] = v.reshape(slab)
+        for k, v in sample(ref, labels, mni, order=0).items():
+            out[k][start:stop] = v.reshape(slab)
+    return out
+
+
+def bias_field(shape: tuple[int, int, int], rng: np.random.Generator, amplitude: float = 0.1) -> np.ndarray:
+    """Smooth multiplicative intensity non-uniformity within ``1 +- amplitude``."""
+    axes = [np.linspace(-1, 1, n, dtype=np.float32) for n in shape]
+    log_b = np.zeros(shape, np.float32)
+    for i in range(3):
+        for j in range(3):
+            for k in range(3 - i - j):
+                if i + j + k == 0:
+                    continue
+                c = np.float32(rng.normal())
+                log_b += (
+                    c
+                    * (axes[0][:, None, None] ** i)
+                    * (axes[1][None, :, None] ** j)
+                    * axes[2][None, None, :] ** k
+                )
+    log_b *= np.float32(np.log1p(amplitude)) / max(float(np.abs(log_b).max()), 1e-6)
+    return np.exp(log_b)
+
+
+def rician(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Magnitude of ``image`` plus complex Gaussian noise (Rician statistics)."""
+    if sigma <= 0:
+        return image
+    real = image + np.float32(sigma) * rng.standard_normal(image.shape, dtype=np.float32)
+    imag = np.float32(sigma) * rng.standard_normal(image.shape, dtype=np.float32)
+    return np.sqrt(real * real + imag * imag)
+
+
+def simulate_t1w(
+    cfg: SimulationConfig,
+    ref: Reference,
+    subject: Subject,
+    visit_index: int,
+    traits: SubjectTraits,
+    warp: SubjectWarp,
+    site: Site,
+) -> AnatomyResult:
+    """Synthesise the T1w image of ``subject`` at one visit and its truth."""
+    visit = subject.visits[visit_index]
+    shape = tuple(int(round(f / cfg.resolution)) for f in T1W_FOV_MM)
+    affine = centred_affine(shape, cfg.resolution)
+    maps = aged_tissues(ref, subject, visit, traits) | {"head": ref.head}
+    got = sample_grid(ref, warp, shape, affine, maps, {"dk": ref.dk})
+    gm, wm, csf = got["GM"], got["WM"], got["CSF"]
+    brain = gm + wm + csf
+    image = gm * site.t1_gm + wm + csf * site.t1_csf + np.clip(1.0 - brain, 0, None) * got["head"]
+    rng = subject_rng(cfg.seed, subject.index, 20 + visit_index)
+    image *= bias_field(shape, rng, 0.1 * min(cfg.noise_scale, 1.0) if cfg.noise_scale else 0.0)
+    image = rician(image * np.float32(site.t1_scale), site.t1_noise * site.t1_scale * cfg.noise_scale, rng)
+    t1w = np.clip(np.rint(image), 0, 32767).astype(np.int16)
+
+    voxel = cfg.resolution**3
+    volumes = {
+        "GM_total": float(gm.sum(dtype=np.float64)) * voxel,
+        "WM_total": float(wm.sum(dtype=np.float64)) * voxel,
+        "CSF_total": float(csf.sum(dtype=np.float64)) * voxel,
+        "ventricles": float(got["ventricles"].sum(dtype=np.float64)) * voxel,
+    }
+    volumes["TIV"] = volumes["GM_total"] + volumes["WM_total"] + volumes["CSF_total"]
+    regional = np.bincount(got["dk"].ravel(), weights=gm.ravel(), minlength=len(ref.dk_names) + 1) * voxel
+    for k, name in enumerate(ref.dk_names, start=1):
+        volumes[f"GM_{name}"] = float(regional[k])
+    return AnatomyResult(affine, t1w, {"GM": gm, "WM": wm, "CSF": csf}, got["dk"], volumes)
