@@ -214,10 +214,12 @@ def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def inline_svg(path: Path) -> str:
-    """An SVG file's ``<svg>`` element, ready to paste into HTML (XML prolog and DOCTYPE removed)."""
+    """An SVG file's ``<svg>`` element for pasting into HTML (prolog, DOCTYPE and RDF metadata removed)."""
     text = Path(path).read_text(encoding="utf-8")
     start = text.find("<svg")
-    return text[start:] if start >= 0 else ""
+    if start < 0:
+        return ""
+    return re.sub(r"<metadata>.*?</metadata>\s*", "", text[start:], count=1, flags=re.S)
 
 
 @dataclass

@@ -1,0 +1,72 @@
+"""Methods boilerplate and CITATION files follow the run's settings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bids_brainage.reports import citation
+
+
+def _text(**settings) -> str:
+    return citation.methods_markdown({"output_dir": "does-not-exist", **settings})
+
+
+def test_methods_follow_settings():
+    default = _text()
+    assert "--sloppy" not in default and "at full resolution" in default
+    assert "Seitzman" in default and "FD > 0.5 mm" in default and "5-fold" in default
+    sloppy = _text(
+        sloppy=True, atlas="Power264", connectivity="tangent", fd_threshold=0.3, n_folds=3, device="cpu"
+    )
+    assert "--sloppy" in sloppy
+    assert "264 regions of Power" in sloppy and "[power2011]" in sloppy
+    assert "tangent-space" in sloppy and "[varoquaux2010]" in sloppy
+    assert "FD > 0.3 mm" in sloppy and "3-fold" in sloppy and "on the CPU" in sloppy
+    assert "0.01-0.08 Hz" in sloppy
+
+
+def test_every_cited_key_has_a_reference_and_bibtex(tmp_path: Path):
+    settings = {
+        "output_dir": str(tmp_path),
+        "atlas": "DK83",
+        "connectivity": "ledoit-wolf",
+        "thickness": True,
+    }
+    md, bib = citation.write_citation(settings)
+    assert md == tmp_path / "logs" / "CITATION.md" and bib.name == "CITATION.bib"
+    text, bibtex = md.read_text(), bib.read_text()
+    cited = set()
+    for group in re.findall(r"\[([a-z0-9]+(?:; [a-z0-9]+)*)\]", text.split("## References")[0]):
+        cited.update(group.split("; "))
+    entries = set(re.findall(r"^@\w+\{(\w+),", bibtex, flags=re.M))
+    assert cited <= entries, cited - entries
+    for key in (
+        "saavae",
+        "nipype",
+        "antsx",
+        "n4",
+        "syn",
+        "atropos",
+        "nilearn",
+        "pytorch",
+        "pybids",
+        "fonov2009",
+        "fonov2011",
+        "desikan2006",
+        "power2012",
+        "beheshti2019",
+        "lei2018",
+        "kellykapowski",
+        "ledoit2004",
+    ):
+        assert key in entries, key
+    assert "2412.05632" in bibtex
+    assert bibtex.count("{") == bibtex.count("}")
+
+
+def test_band_pass_is_read_from_the_outputs(tmp_path: Path):
+    sidecar = tmp_path / "sub-01" / "func" / "sub-01_task-rest_desc-functional_features.json"
+    sidecar.parent.mkdir(parents=True)
+    sidecar.write_text('{"BandPass": [0.009, 0.1]}')
+    assert "0.009-0.1 Hz" in citation.methods_markdown({"output_dir": str(tmp_path)})
