@@ -1,0 +1,79 @@
+# bids_brainage container: CPU build by default, CUDA build with --build-arg TORCH_VARIANT=cu128.
+#   docker build -t bids_brainage:latest .
+#   docker build --build-arg TORCH_VARIANT=cu128 -t bids_brainage:latest-cuda .
+#   docker run --rm -v /data/bids:/data:ro -v /data/out:/out bids_brainage:latest /data /out participant
+# See docs/containers.md.
+
+ARG PYTHON_VERSION=3.11
+
+# ---- build stage: wheels and the virtual environment -------------------------------------
+FROM python:${PYTHON_VERSION}-slim-bookworm AS builder
+# cpu (default) or a CUDA tag of the PyTorch index, e.g. cu128
+ARG TORCH_VARIANT=cpu
+ARG TORCH_VERSION=2.13.0
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# torch first, from the PyTorch index of the chosen variant; then the app and the rest from PyPI.
+RUN pip install "torch==${TORCH_VERSION}" --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}"
+WORKDIR /src
+COPY setup.cfg pyproject.toml README.md ./
+COPY bids_brainage ./bids_brainage
+RUN pip install "torch==${TORCH_VERSION}" . \
+    && python -m compileall -q /opt/venv
+
+# ---- runtime stage: slim Python, the venv, a non-root user ---------------------------------
+FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
+ARG VERSION=unknown
+ARG VCS_REF=unknown
+ARG BUILD_DATE=unknown
+ARG TORCH_VARIANT=cpu
+LABEL org.opencontainers.image.title="bids_brainage" \
+      org.opencontainers.image.description="BIDS App: brain age from T1w and resting-state fMRI (SA-AVAE)" \
+      org.opencontainers.image.url="https://github.com/bids-brainage/bids_brainage" \
+      org.opencontainers.image.source="https://github.com/bids-brainage/bids_brainage" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${VCS_REF}" \
+      org.opencontainers.image.created="${BUILD_DATE}" \
+      org.opencontainers.image.variant="${TORCH_VARIANT}"
+
+# libgomp: OpenMP runtime for ITK/antspyx and torch; procps: ps for nipype's resource checks.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1=12.* procps=2:4.* \
+    && rm -rf /var/lib/apt/lists/*
+
+COPY --from=builder /opt/venv /opt/venv
+
+# Non-root user. Singularity runs as the calling UID, so everything stays readable (and
+# the home writable) by any UID; matplotlib/nilearn caches go to a writable home.
+RUN useradd --create-home --home-dir /home/brainage --uid 1000 --shell /bin/bash brainage \
+    && mkdir -p /work \
+    && chmod -R a+rX /opt/venv \
+    && chmod 1777 /work /home/brainage
+
+ENV PATH=/opt/venv/bin:$PATH \
+    HOME=/home/brainage \
+    MPLCONFIGDIR=/tmp/brainage_matplotlib \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    OMP_NUM_THREADS=1 \
+    MKL_NUM_THREADS=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1 \
+    BIDS_BRAINAGE_CONTAINER=docker \
+    BIDS_BRAINAGE_CONTAINER_TAG=${VERSION}
+
+# Pre-warm: load every template and atlas once at build time (from the installed wheels,
+# no download), so a missing data file fails the build instead of a job.
+RUN python -c "from bids_brainage import templates as t; \
+[f(r) for r in (1, 2) for f in (t.mni_t1w, t.mni_brain_mask, t.mni_tissue_priors)]; \
+t.desikan_killiany(); [t.coord_atlas(a) for a in t.COORD_ATLASES]" \
+    && bids_brainage --version
+
+USER 1000:1000
+WORKDIR /work
+ENTRYPOINT ["bids_brainage"]
+CMD ["--help"]
