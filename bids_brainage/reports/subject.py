@@ -136,10 +136,19 @@ def flicker_figure(output_dir: Path, subject: str, session: str | None) -> html.
     )
 
 
-def _inputs(settings: dict[str, Any], subject: str, session: str | None) -> list[tuple[str, str]]:
+def read_status(output_dir: Path, subject: str, session: str | None) -> dict[str, Any]:
+    """The participant level's status record (``logs/participants/sub-X[_ses-Y].json``), or ``{}``."""
+    name = f"sub-{subject}" + (f"_ses-{session}" if session else "") + ".json"
+    return html.read_json(output_dir / "logs" / "participants" / name) or {}
+
+
+def _inputs(
+    settings: dict[str, Any], subject: str, session: str | None, status: dict[str, Any]
+) -> list[tuple[str, str]]:
     bids_dir = settings.get("bids_dir")
     if not bids_dir or not Path(bids_dir).is_dir():
-        return []
+        rows = [("T1w", Path(status["t1w"]).name)] if status.get("t1w") else []
+        return rows + [("BOLD", Path(p).name) for p in status.get("bold") or []]
     root = Path(bids_dir)
     base = root / f"sub-{subject}"
     if session:
@@ -368,6 +377,10 @@ def generate_subject_report(
     name = html.report_name(output_dir, subject, session, bids_dir)
     label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
 
+    status = read_status(output_dir, subject, session)
+    errors = list(errors or [])
+    errors += [e for e in status.get("errors") or [] if isinstance(e, str) and e not in errors]
+    run_uuid = settings.get("run_uuid") or status.get("run_uuid")
     found = discover_figures(output_dir, subject, session)
     flicker = flicker_figure(output_dir, subject, session)
     row, frame = brainage_row(output_dir, subject, session)
@@ -383,7 +396,8 @@ def generate_subject_report(
         "label": label,
         "subject": subject,
         "session": session,
-        "inputs": _inputs(settings, subject, session),
+        "inputs": _inputs(settings, subject, session, status),
+        "status": status,
         "steps": steps,
         "warnings": _warnings(sidecars, qc_rows, steps),
         "settings": settings,
@@ -397,11 +411,11 @@ def generate_subject_report(
         "qc_rows": qc_rows,
         "brainage": row,
         "age_figure": age_figure,
-        "about": html.about(settings),
+        "about": html.about({**settings, "run_uuid": run_uuid}),
         "methods": [(h, citation.linkify(t)) for h, t, _ in paragraphs],
         "references": [(k, citation.REFERENCES[k][0]) for k in keys],
-        "crashes": crash_summaries(output_dir, subject, settings.get("run_uuid")),
-        "errors": list(errors or []),
+        "crashes": crash_summaries(output_dir, subject, run_uuid),
+        "errors": errors,
         "has_group_report": (output_dir / "group_report.html").is_file(),
     }
     return html.render("subject.html", output_dir / name, **context)

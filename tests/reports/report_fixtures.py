@@ -283,6 +283,22 @@ def make_outputs(root: Path, seed: int = 0) -> dict[str, Any]:
         "RuntimeError: N4 did not converge (simulated failure for the report test)\n",
         encoding="utf-8",
     )
+    for sub, sessions in SUBJECTS.items():
+        for ses in sessions:
+            label = f"sub-{sub}" + (f"_ses-{ses}" if ses else "")
+            failed = ses == "2"
+            _json(
+                out / "logs" / "participants" / f"{label}.json",
+                {
+                    "subject": sub,
+                    "session": ses,
+                    "ok": not failed,
+                    "errors": ["anat_wf.n4 crashed: see the crash file"] if failed else [],
+                    "seconds": 312.4,
+                    "run_uuid": RUN_UUID,
+                    "version": "0.1.0",
+                },
+            )
     _group(out, rng)
     settings = {
         "bids_dir": str(bids),

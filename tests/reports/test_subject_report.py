@@ -56,6 +56,8 @@ def test_multi_session_subject_gets_one_report_per_session(rendered):
     # the excluded run and the node crash surface in Summary and Errors
     assert "more than 50% of volumes scrubbed" in ses2
     assert "sub_02_ses_2_wf.anat_wf.n4" in ses2 and "N4 did not converge" in ses2
+    # reports-only: the failure recorded by the participant level is shown without the errors argument
+    assert "anat_wf.n4 crashed: see the crash file" in ses2 and "in 312 s" in ses2
 
 
 def test_structural_only_subject(rendered):
