@@ -1,0 +1,114 @@
+"""Real SLURM runs (marked ``slurm``): a 3-subject participant array plus the dependent group
+job through ``workflows/slurm/submit.sh`` (local-install variant), and one subject through
+nipype's SLURM plugin with ``--use-plugin workflows/slurm.yml``.
+
+Needs a running SLURM (CI: ``.ci/setup_slurm.sh``); without one these tests fail, never skip.
+Tiny settings (4 mm, 40 volumes, ``--sloppy``, one CPU per job) keep them within minutes.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hpc_helpers import (
+    LOCAL_CMD,
+    PROJECT_ROOT,
+    SLURM_DIR,
+    job_states,
+    log_tails,
+    require_slurm,
+    slurm_env,
+    wait_for_jobs,
+)
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+TIMEOUT_S = float(os.environ.get("BIDS_BRAINAGE_SLURM_TIMEOUT", 900))
+# Participant options shared by both tests: sloppy, one process, short BOLD accepted.
+PARTICIPANT_OPTS = ["--sloppy", "--nprocs", "1", "--omp-nthreads", "1", "--min-volumes", "20",
+                    "--skip-bids-validation", "--random-seed", "1"]  # fmt: skip
+JOB_RESOURCES = "--cpus-per-task=1 --mem=3G --time=00:15:00"
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A simulated 3-subject BIDS dataset and its subject labels."""
+    require_slurm()
+    bids_dir = tmp_path_factory.mktemp("hpc") / "bids"
+    subprocess.run(
+        [*LOCAL_CMD.split(), "simulate", str(bids_dir), "--n-subjects", "3", "--resolution", "4",
+         "--n-volumes", "40", "--seed", "1"],
+        check=True,
+    )  # fmt: skip
+    with open(bids_dir / "participants.tsv", newline="") as fh:
+        labels = [row["participant_id"].removeprefix("sub-") for row in csv.DictReader(fh, delimiter="\t")]
+    assert len(labels) == 3
+    return bids_dir, labels
+
+
+def _features(out_dir: Path, label: str) -> list[Path]:
+    return sorted((out_dir / f"sub-{label}").rglob("*features*.tsv"))
+
+
+def test_participant_array_then_group_job(cohort, tmp_path):
+    bids_dir, labels = cohort
+    out_dir, work_root = tmp_path / "out", tmp_path / "work"
+    env = slurm_env(
+        BIDS_BRAINAGE_CMD=LOCAL_CMD,  # local install instead of singularity
+        WORK_ROOT=str(work_root),
+        PARTICIPANT_ARGS=JOB_RESOURCES,
+        GROUP_ARGS=JOB_RESOURCES,
+        GROUP_OPTIONS="--n-folds 3 --skip-bids-validation --random-seed 1",
+    )
+    submit = subprocess.run(
+        ["bash", str(SLURM_DIR / "submit.sh"), str(bids_dir), str(out_dir), *PARTICIPANT_OPTS],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+    array_id, group_id = re.findall(r"job (\d+)", submit.stdout)
+
+    wait_for_jobs([array_id, group_id], TIMEOUT_S)
+    logs = out_dir / "logs"
+    tasks = job_states(array_id)
+    assert sorted(tasks) == ["1", "2", "3"], f"array tasks: {tasks}\n{log_tails(logs)}"
+    assert all(state == ("COMPLETED", "0:0") for state in tasks.values()), f"{tasks}\n{log_tails(logs)}"
+    assert job_states(group_id)[""] == ("COMPLETED", "0:0"), log_tails(logs)
+
+    # One SLURM log per task and one for the group job, where submit.sh puts them.
+    slurm_logs = logs / "slurm"
+    assert len(list(slurm_logs.glob(f"participant_{array_id}_*.log"))) == 3
+    assert (slurm_logs / f"group_{group_id}.log").is_file()
+    # Per-subject features, a work dir per subject, and the group table at the root.
+    for label in labels:
+        assert _features(out_dir, label), f"no features for sub-{label}\n{log_tails(logs)}"
+        assert (work_root / f"sub-{label}").is_dir()
+    with open(out_dir / "brainage.tsv", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert sorted(row["participant_id"].removeprefix("sub-") for row in rows) == sorted(labels)
+
+
+def test_one_subject_with_the_nipype_slurm_plugin(cohort, tmp_path):
+    bids_dir, labels = cohort
+    out_dir, work_dir = tmp_path / "out", tmp_path / "work"
+    run = subprocess.run(
+        [sys.executable, "-m", "bids_brainage", str(bids_dir), str(out_dir), "participant",
+         "--participant-label", labels[0], "--use-plugin", str(PROJECT_ROOT / "workflows" / "slurm.yml"),
+         "-w", str(work_dir), *PARTICIPANT_OPTS],
+        env=slurm_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:] + log_tails(work_dir)
+    assert _features(out_dir, labels[0]), log_tails(out_dir / "logs")
+    # The nodes really ran as SLURM jobs: nipype leaves one slurm-<jobid>.out per node job.
+    node_logs = list(work_dir.rglob("slurm-*.out"))
+    assert node_logs, f"no nipype SLURM job logs under {work_dir}"
