@@ -38,8 +38,7 @@ JOB_RESOURCES = "--cpus-per-task=1 --mem=3G --time=00:15:00"
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> tuple[Path, list[str]]:
-    """A simulated 3-subject BIDS dataset and its subject labels."""
-    require_slurm()
+    """A simulated 3-subject BIDS dataset and its subject labels (requested after require_slurm)."""
     bids_dir = tmp_path_factory.mktemp("hpc") / "bids"
     subprocess.run(
         [*LOCAL_CMD.split(), "simulate", str(bids_dir), "--n-subjects", "3", "--resolution", "4",
@@ -56,8 +55,9 @@ def _features(out_dir: Path, label: str) -> list[Path]:
     return sorted((out_dir / f"sub-{label}").rglob("*features*.tsv"))
 
 
-def test_participant_array_then_group_job(cohort, tmp_path):
-    bids_dir, labels = cohort
+def test_participant_array_then_group_job(request, tmp_path):
+    require_slurm()  # a failure, not a skip or a fixture error, when SLURM is missing
+    bids_dir, labels = request.getfixturevalue("cohort")
     out_dir, work_root = tmp_path / "out", tmp_path / "work"
     env = slurm_env(
         BIDS_BRAINAGE_CMD=LOCAL_CMD,  # local install instead of singularity
@@ -95,8 +95,9 @@ def test_participant_array_then_group_job(cohort, tmp_path):
     assert sorted(row["participant_id"].removeprefix("sub-") for row in rows) == sorted(labels)
 
 
-def test_one_subject_with_the_nipype_slurm_plugin(cohort, tmp_path):
-    bids_dir, labels = cohort
+def test_one_subject_with_the_nipype_slurm_plugin(request, tmp_path):
+    require_slurm()
+    bids_dir, labels = request.getfixturevalue("cohort")
     out_dir, work_dir = tmp_path / "out", tmp_path / "work"
     run = subprocess.run(
         [sys.executable, "-m", "bids_brainage", str(bids_dir), str(out_dir), "participant",
