@@ -62,7 +62,9 @@ def format_value(value: Any, digits: int = 3) -> str:
     if isinstance(value, float | np.floating):
         if not np.isfinite(value):
             return "n/a"
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+        if abs(value) >= 1e4:
+            return f"{value:,.0f}"
+        if value != 0 and abs(value) < 1e-3:
             return f"{value:.{digits}g}"
         return f"{value:.{max(0, digits - 1 - int(np.floor(np.log10(abs(value))))) if value else 0}f}"
     if isinstance(value, list | tuple):

@@ -131,7 +131,7 @@ def flicker_figure(output_dir: Path, subject: str, session: str | None) -> html.
         title="Registration to MNI152NLin2009aSym: template ↔ participant (fade)",
         src=html.relpath(out, output_dir),
         caption="The template and the participant's T1w in template space fade into each other; "
-        "the red line is the template's brain outline. Hover to pause.",
+        "the red line is the template's brain outline (the same on both layers).",
         kind="animated",
     )
 

@@ -263,7 +263,8 @@ class Browser:
                 deviceScaleFactor=1,
                 mobile=False,
             )
-            shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+            clip = {"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1}
+            shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             screenshot.write_bytes(base64.b64decode(shot["data"]))
             self.call("Emulation.clearDeviceMetricsOverride")
