@@ -1,0 +1,274 @@
+"""Cross-validation, the fold ensemble and table-level prediction (the public workflow API).
+
+``fit_cross_validated`` trains one SA-AVAE per fold, so every subject gets an out-of-fold
+prediction, and keeps the fold models as an ensemble (mean prediction) for new subjects.
+The bias correction and the conformal interval of the ensemble are fitted on the
+out-of-fold predictions of the training subjects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bids_brainage.errors import InputError, ModelBundleError
+from bids_brainage.model.calibration import BiasCorrector, ConformalInterval, cross_fitted
+from bids_brainage.model.features import canonicalise, feature_columns
+from bids_brainage.model.metrics import metrics_table, regression_metrics
+from bids_brainage.model.train import SAAVAERegressor
+
+
+def age_bins(age: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """Quantile bins of age (ties merged), used to stratify folds."""
+    edges = np.unique(np.quantile(age, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    return np.digitize(age, edges)
+
+
+def make_folds(
+    table: pd.DataFrame, n_folds: int = 5, random_seed: int = 0, by_site: bool = True
+) -> np.ndarray:
+    """Fold index per row: stratified by age bins (and site), grouped by participant.
+
+    Rows of the same ``participant_id`` (longitudinal sessions) always share a fold, so
+    no participant is both trained on and tested. Strata are age decile × site when
+    sites are given and every stratum is large enough, else age deciles only.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_people = table["participant_id"].nunique()
+    if n_folds < 2 or n_folds > n_people:
+        raise InputError(
+            "table", f"--n-folds must be between 2 and the number of participants ({n_people}), got {n_folds}"
+        )
+    # One row per participant decides the stratum; mean age over sessions.
+    people = table.groupby("participant_id", sort=False).agg(age=("age", "mean"), site=("site", "first"))
+    n_bins = int(np.clip(len(people) // (2 * n_folds), 1, 10))
+    strata = age_bins(people["age"].to_numpy(), n_bins).astype(str)
+    if by_site and people["site"].nunique() > 1:
+        joint = pd.Series(np.char.add(np.char.add(strata, "|"), people["site"].astype(str).to_numpy()))
+        # Age-bin x site cells smaller than the fold count cannot be spread over all folds:
+        # merge them into a per-age-bin "other sites" cell, then into one remainder cell.
+        counts = joint.map(joint.value_counts())
+        joint[counts.to_numpy() < n_folds] = pd.Series(strata)[counts.to_numpy() < n_folds] + "|other"
+        counts = joint.map(joint.value_counts())
+        joint[counts.to_numpy() < n_folds] = "rest"
+        strata = joint.to_numpy()
+    stratum = pd.Series(strata, index=people.index)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=random_seed)
+    person_fold = pd.Series(-1, index=people.index)
+    idx = np.arange(len(people))
+    for k, (_, test) in enumerate(splitter.split(idx, stratum.to_numpy(), groups=idx)):
+        person_fold.iloc[test] = k
+    return table["participant_id"].map(person_fold).to_numpy()
+
+
+def arrays_from_table(
+    table: pd.DataFrame, smri: list[str] | None = None, fmri: list[str] | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Structural and functional feature arrays (None when the table has none)."""
+    smri = feature_columns(table, "smri") if smri is None else smri
+    fmri = feature_columns(table, "fmri") if fmri is None else fmri
+    x_s = table[smri].to_numpy(float) if smri else None
+    x_f = table[fmri].to_numpy(float) if fmri else None
+    return x_s, x_f
+
+
+@dataclass
+class BrainAgeEnsemble:
+    """Fold models plus the calibration fitted on their out-of-fold predictions."""
+
+    models: list[SAAVAERegressor]
+    smri_features: list[str]
+    fmri_features: list[str]
+    bias: BiasCorrector
+    interval: ConformalInterval
+    metrics: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.models[0].modalities)
+
+    def predict_arrays(self, x_s: np.ndarray | None, x_f: np.ndarray | None, sex: np.ndarray) -> np.ndarray:
+        """Mean prediction of the fold models."""
+        return np.mean([m.predict(x_s, x_f, sex) for m in self.models], axis=0)
+
+
+def fit_cross_validated(
+    table: pd.DataFrame,
+    *,
+    n_folds: int = 5,
+    random_seed: int = 0,
+    device: str = "auto",
+    bias_kind: str = "linear",
+    alpha: float = 0.1,
+    folds: np.ndarray | None = None,
+    progress: bool | None = False,
+    **estimator_kwargs: Any,
+) -> tuple[pd.DataFrame, BrainAgeEnsemble, pd.DataFrame]:
+    """K-fold SA-AVAE with out-of-fold predictions for every row and a fold ensemble.
+
+    Parameters
+    ----------
+    table
+        Canonical feature table (see `bids_brainage.model.features.load_table`); needs ``age``.
+    n_folds, random_seed, device
+        Folds (stratified by age and site, grouped by participant), seed, ``auto``/``cpu``/``cuda``.
+    bias_kind
+        ``linear`` (Beheshti) or ``quadratic`` (Smith) age-bias correction.
+    alpha
+        Miscoverage of the conformal intervals (0.1: 90 % intervals).
+    folds
+        Precomputed fold index per row (overrides ``n_folds``), e.g. leave-site-out.
+    **estimator_kwargs
+        Passed to `SAAVAERegressor` (``modalities``, ``weights``, ``settings``...).
+
+    Returns
+    -------
+    oof : pandas.DataFrame
+        participant_id, [session_id], age, sex, site, fold, predicted_age, lower, upper,
+        gap, corrected_gap, modalities.
+    ensemble : BrainAgeEnsemble
+        For new subjects (`predict_table`, `bids_brainage.model.bundle.save_bundle`).
+    metrics : pandas.DataFrame
+        `metrics_table` of the out-of-fold predictions.
+    """
+    table = (
+        canonicalise(table)
+        if "smri__" not in "".join(map(str, table.columns))
+        and "fmri__" not in "".join(map(str, table.columns))
+        else table
+    )
+    smri, fmri = feature_columns(table, "smri"), feature_columns(table, "fmri")
+    if "age" not in table:
+        raise InputError("table", "fitting needs an 'age' column")
+    folds = make_folds(table, n_folds, random_seed) if folds is None else np.asarray(folds)
+    x_s, x_f = arrays_from_table(table, smri, fmri)
+    modalities = estimator_kwargs.pop("modalities", None) or tuple(
+        m for m, cols in (("smri", smri), ("fmri", fmri)) if cols
+    )
+    age, sex = table["age"].to_numpy(float), table["sex"].to_numpy(float)
+    pred = np.full(len(table), np.nan)
+    models = []
+    for i, k in enumerate(np.unique(folds)):
+        tr, te = folds != k, folds == k
+        est = SAAVAERegressor(
+            modalities=modalities,
+            device=device,
+            random_seed=random_seed + i,
+            progress=progress,
+            **estimator_kwargs,
+        )
+        est.fit(_rows(x_s, tr), _rows(x_f, tr), sex[tr], age[tr])
+        pred[te] = est.predict(_rows(x_s, te), _rows(x_f, te), sex[te])
+        models.append(est)
+    cf = cross_fitted(age, pred, folds, bias_kind, alpha)
+    oof = _frame(
+        table, pred, cf["lower"], cf["upper"], cf["corrected_gap"], models[0].fmri_mask(x_f, len(table))
+    )
+    oof.insert(oof.columns.get_loc("predicted_age"), "fold", folds)
+    metrics = metrics_table(age, pred, sex, cf["corrected_gap"])
+    overall = regression_metrics(age, pred, cf["corrected_gap"])
+    overall["interval_coverage"] = cf["coverage"]
+    overall["interval_nominal"] = 1 - alpha
+    ensemble = BrainAgeEnsemble(
+        models=models,
+        smri_features=smri if "smri" in modalities else [],
+        fmri_features=fmri if "fmri" in modalities else [],
+        bias=BiasCorrector(bias_kind).fit(age, pred),
+        interval=ConformalInterval(alpha).fit(age, pred),
+        metrics={"out_of_fold": overall, "n_folds": int(len(np.unique(folds)))},
+        summary=training_summary(table),
+    )
+    return oof, ensemble, metrics
+
+
+def training_summary(table: pd.DataFrame) -> dict[str, Any]:
+    """N, age range, sexes and sites of the training table (stored in the bundle)."""
+    return {
+        "n_rows": int(len(table)),
+        "n_participants": int(table["participant_id"].nunique()),
+        "age_min": float(table["age"].min()),
+        "age_max": float(table["age"].max()),
+        "age_mean": float(table["age"].mean()),
+        "n_female_0": int((table["sex"] == 0).sum()),
+        "n_male_1": int((table["sex"] == 1).sum()),
+        "sites": sorted(map(str, table["site"].unique())),
+        "n_with_fmri": int((~table[feature_columns(table, "fmri")].isna().all(axis=1)).sum())
+        if feature_columns(table, "fmri")
+        else 0,
+    }
+
+
+def predict_table(ensemble: BrainAgeEnsemble, table: pd.DataFrame) -> pd.DataFrame:
+    """Predict brain age for a canonical table with the fold ensemble.
+
+    The table must contain every feature the ensemble was trained on; if it has none of
+    the fMRI features, or a subject's fMRI values are all missing, that subject is
+    predicted from sMRI alone (``modalities == "smri"``). ``gap`` and ``corrected_gap``
+    are n/a where ``age`` is absent.
+
+    Returns
+    -------
+    pandas.DataFrame
+        participant_id, [session_id], [age], predicted_age, lower, upper, gap,
+        corrected_gap, modalities.
+    """
+    missing_s = [c for c in ensemble.smri_features if c not in table.columns]
+    if missing_s:
+        raise ModelBundleError(
+            f"feature table lacks {len(missing_s)} structural feature(s) the model needs, e.g. {missing_s[:3]}"
+        )
+    fmri_present = [c for c in ensemble.fmri_features if c in table.columns]
+    if fmri_present and len(fmri_present) != len(ensemble.fmri_features):
+        absent = [c for c in ensemble.fmri_features if c not in table.columns]
+        raise ModelBundleError(
+            f"feature table lacks {len(absent)} of the model's functional features, e.g. {absent[:3]}"
+        )
+    if "smri" not in ensemble.modalities and not fmri_present:
+        raise ModelBundleError(
+            "this model is fMRI-only but the feature table has none of its functional features"
+        )
+    x_s = table[ensemble.smri_features].to_numpy(float) if ensemble.smri_features else None
+    if ensemble.fmri_features:
+        x_f = (
+            table[ensemble.fmri_features].to_numpy(float)
+            if fmri_present
+            else np.full((len(table), len(ensemble.fmri_features)), np.nan)
+        )
+    else:
+        x_f = None
+    if x_s is not None and np.isnan(x_s).all(axis=1).any():
+        raise InputError("table", "some rows have no structural features at all; sMRI is required")
+    sex = table["sex"].to_numpy(float)
+    pred = ensemble.predict_arrays(x_s, x_f, sex)
+    lo, hi = ensemble.interval.interval(pred)
+    age = table["age"].to_numpy(float) if "age" in table else np.full(len(table), np.nan)
+    cgap = ensemble.bias.corrected_gap(age, pred)
+    return _frame(table, pred, lo, hi, cgap, ensemble.models[0].fmri_mask(x_f, len(table)))
+
+
+def _rows(x: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if x is None else x[rows]
+
+
+def _frame(
+    table: pd.DataFrame,
+    pred: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    cgap: np.ndarray,
+    used_f: np.ndarray,
+) -> pd.DataFrame:
+    keep = [c for c in ("participant_id", "session_id", "age", "sex", "site") if c in table.columns]
+    out = table[keep].reset_index(drop=True).copy()
+    age = out["age"].to_numpy(float) if "age" in out else np.full(len(out), np.nan)
+    out["predicted_age"] = pred
+    out["lower"], out["upper"] = lo, hi
+    out["gap"] = pred - age
+    out["corrected_gap"] = cgap
+    out["modalities"] = np.where(used_f, "smri+fmri", "smri")
+    return out

@@ -1,0 +1,86 @@
+"""Model bundles: identical predictions after a round trip; damaged or foreign bundles refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bids_brainage.errors import ModelBundleError
+from bids_brainage.model import fit_cross_validated, load_bundle, predict_table, save_bundle
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, small_table):
+    from bids_brainage.model.train import TrainSettings
+
+    _, ens, _ = fit_cross_validated(
+        small_table, n_folds=2, device="cpu", settings=TrainSettings(max_epochs=3, batch_size=64)
+    )
+    path = save_bundle(ens, tmp_path_factory.mktemp("bundle") / "model")
+    return ens, path
+
+
+def _copy(path, tmp_path):
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(path, dst)
+    return dst
+
+
+def test_round_trip_identical_predictions(fitted, small_table):
+    ens, path = fitted
+    loaded = load_bundle(path, device="cpu")
+    a, b = predict_table(ens, small_table), predict_table(loaded, small_table)
+    np.testing.assert_array_equal(a["predicted_age"].to_numpy(), b["predicted_age"].to_numpy())
+    assert list(a.columns) == list(b.columns)
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["package_version"] and len(meta["weights_sha256"]) == 64
+    assert meta["training_summary"]["n_rows"] == len(small_table)
+    assert len(meta["folds"][0]["scaler"]["s_mean"]) == len(meta["features"]["smri"])
+
+
+def test_corrupted_weights_refused(fitted, tmp_path):
+    path = _copy(fitted[1], tmp_path)
+    raw = bytearray((path / "model.safetensors").read_bytes())
+    raw[-10] ^= 0xFF
+    (path / "model.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(ModelBundleError, match="SHA-256"):
+        load_bundle(path)
+
+
+def test_truncated_json_refused(fitted, tmp_path):
+    path = _copy(fitted[1], tmp_path)
+    text = (path / "model.json").read_text()
+    (path / "model.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ModelBundleError, match="not valid JSON"):
+        load_bundle(path)
+
+
+def test_version_and_scaler_mismatch_refused(fitted, tmp_path):
+    path = _copy(fitted[1], tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    meta["package_version"] = "99.0.0"
+    (path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelBundleError, match="incompatible"):
+        load_bundle(path)
+    meta = json.loads((fitted[1] / "model.json").read_text())
+    meta["features"]["smri"] = meta["features"]["smri"][:-1]
+    (path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelBundleError, match="scaler"):
+        load_bundle(path)
+
+
+def test_missing_files_refused(tmp_path):
+    with pytest.raises(ModelBundleError, match="model.json is missing"):
+        load_bundle(tmp_path)
+
+
+def test_wrong_features_refused(fitted, small_table):
+    ens = fitted[0]
+    with pytest.raises(ModelBundleError, match="structural feature"):
+        predict_table(ens, small_table.drop(columns=["smri__roi003"]))
+    with pytest.raises(ModelBundleError, match="functional features"):
+        predict_table(ens, small_table.drop(columns=["fmri__edge0007"]))

@@ -1,0 +1,119 @@
+"""``bids_brainage model fit|predict|evaluate`` on a small table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pandas as pd
+import pytest
+
+from bids_brainage.cli import model_cmd
+
+
+@pytest.fixture(scope="module")
+def table_path(tmp_path_factory, small_table):
+    path = tmp_path_factory.mktemp("cli") / "features.tsv"
+    small_table.to_csv(path, sep="\t", index=False, na_rep="n/a")
+    return path
+
+
+def test_parser_shape():
+    parser = argparse.ArgumentParser()
+    model_cmd.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["model", "fit", "f.tsv", "--out", "m", "--device", "cpu", "--random-seed", "3", "--n-folds", "4"]
+    )
+    assert (args.command, args.model_command, args.n_folds, args.random_seed, args.device) == (
+        "model",
+        "fit",
+        4,
+        3,
+        "cpu",
+    )
+
+
+def test_fit_predict_evaluate(tmp_path, table_path, capsys):
+    model_dir = tmp_path / "model"
+    assert (
+        model_cmd.main(
+            [
+                "model",
+                "fit",
+                str(table_path),
+                "--out",
+                str(model_dir),
+                "--n-folds",
+                "2",
+                "--max-epochs",
+                "3",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert {"model.json", "model.safetensors", "oof_predictions.tsv", "oof_metrics.tsv"} <= {
+        p.name for p in model_dir.iterdir()
+    }
+    assert not [p for p in model_dir.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+    # Prediction on a table without age (new subjects) and without fMRI columns.
+    new = pd.read_csv(table_path, sep="\t").drop(columns=["age"]).iloc[:10]
+    new = new.drop(columns=[c for c in new if c.startswith("fmri__")])
+    new_path = tmp_path / "new.csv"
+    new.to_csv(new_path, index=False)
+    out = tmp_path / "pred.tsv"
+    assert (
+        model_cmd.main(
+            ["model", "predict", str(model_dir), str(new_path), "--out", str(out), "--device", "cpu"]
+        )
+        == 0
+    )
+    pred = pd.read_csv(out, sep="\t", na_values="n/a")
+    assert len(pred) == 10 and pred["gap"].isna().all() and (pred["modalities"] == "smri").all()
+
+    report = tmp_path / "report"
+    assert (
+        model_cmd.main(
+            [
+                "model",
+                "evaluate",
+                str(table_path),
+                "--out",
+                str(report),
+                "--n-folds",
+                "2",
+                "--max-epochs",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    summary = pd.read_csv(report / "model_comparison.tsv", sep="\t")
+    assert {
+        "saavae_fused",
+        "saavae_smri_only",
+        "saavae_fmri_only",
+        "saavae_no_adv",
+        "ridge",
+        "svr",
+        "gpr",
+        "rf",
+        "concat_mlp",
+    } <= set(summary["model"])
+    assert json.loads((report / "evaluation.json").read_text())["n_folds"] == 2
+
+
+def test_user_errors_are_one_line(tmp_path, table_path, capsys):
+    assert model_cmd.main(["model", "fit", str(tmp_path / "missing.tsv"), "--out", str(tmp_path / "m")]) == 1
+    err = capsys.readouterr().out.strip()
+    assert "missing.tsv: file not found" in err and "\n" not in err
+    assert (
+        model_cmd.main(["model", "predict", str(tmp_path), str(table_path), "--out", str(tmp_path / "p.tsv")])
+        == 1
+    )
+    assert "model.json is missing" in capsys.readouterr().out
+    assert not (tmp_path / "p.tsv").exists()
