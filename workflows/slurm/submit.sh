@@ -25,7 +25,7 @@ if [ ! -s "$SUBJECTS_FILE" ]; then
     if [ -f "$BIDS_DIR/participants.tsv" ]; then
         awk -F'\t' 'NR > 1 && $1 != "" {print $1}' "$BIDS_DIR/participants.tsv" >"$SUBJECTS_FILE"
     else
-        (cd "$BIDS_DIR" && ls -d sub-*/ | tr -d /) >"$SUBJECTS_FILE"
+        find "$BIDS_DIR" -mindepth 1 -maxdepth 1 -type d -name 'sub-*' -printf '%f\n' | sort >"$SUBJECTS_FILE"
     fi
 fi
 N=$(grep -cv -e '^[[:space:]]*$' -e '^#' "$SUBJECTS_FILE")
