@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bids_brainage import bids
+from bids_brainage import __version__, bids
 from bids_brainage.errors import BrainAgeError
+from bids_brainage.gather import write_status
 from bids_brainage.workflows.execution import WorkflowFailed, run_workflow
 
 LOGGER = logging.getLogger("bids_brainage.participant")
@@ -149,6 +150,23 @@ def run_subject(config: Any, layout: Any, data: bids.SessionData) -> SubjectResu
     result.seconds = time.monotonic() - start
     if crash_dir.exists() and not any(crash_dir.iterdir()):
         crash_dir.rmdir()
+    # Written last: the group level reads only subjects with a status file.
+    write_status(
+        config.output_dir,
+        data.subject,
+        data.session,
+        {
+            "subject": data.subject,
+            "session": data.session,
+            "ok": result.ok,
+            "errors": result.errors,
+            "t1w": data.t1w,
+            "bold": data.bold,
+            "seconds": round(result.seconds, 1),
+            "version": __version__,
+            "run_uuid": config.run_uuid,
+        },
+    )
     return result
 
 

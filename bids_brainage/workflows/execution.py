@@ -34,29 +34,27 @@ def plugin_settings(config: Any) -> dict[str, Any]:
     return {"plugin": "Linear", "plugin_args": {}}
 
 
-def configure_nipype(crashdump_dir: Path, stop_on_first_crash: bool = False) -> None:
+def nipype_settings(crashdump_dir: Path, stop_on_first_crash: bool = False) -> dict[str, dict[str, Any]]:
     """Crash files as text in ``crashdump_dir``; no nipype telemetry; keep outputs for caching."""
-    from nipype import config as ncfg
-
-    crashdump_dir.mkdir(parents=True, exist_ok=True)
-    ncfg.update_config(
-        {
-            "execution": {
-                "crashdump_dir": str(crashdump_dir),
-                "crashfile_format": "txt",
-                "stop_on_first_crash": stop_on_first_crash,
-                "hash_method": "content",
-                "check_version": False,
-                "remove_unnecessary_outputs": False,
-            },
-            "monitoring": {"enabled": False},
-        }
-    )
+    return {
+        "execution": {
+            "crashdump_dir": str(crashdump_dir),
+            "crashfile_format": "txt",
+            "stop_on_first_crash": stop_on_first_crash,
+            "hash_method": "content",
+            "check_version": False,
+            "remove_unnecessary_outputs": False,
+        },
+        "monitoring": {"enabled": False},
+    }
 
 
 def run_workflow(workflow: Any, config: Any, crashdump_dir: Path) -> None:
     """Run ``workflow``; on failure raise :class:`WorkflowFailed` with a one-line reason."""
-    configure_nipype(crashdump_dir, config.stop_on_first_crash)
+    crashdump_dir.mkdir(parents=True, exist_ok=True)
+    # Workflows copy nipype's global config when built, so the settings go on the workflow.
+    for section, values in nipype_settings(crashdump_dir, config.stop_on_first_crash).items():
+        workflow.config.setdefault(section, {}).update(values)
     before = set(crashdump_dir.glob("crash-*"))
     settings = plugin_settings(config)
     try:

@@ -1,0 +1,177 @@
+"""Collect every finished subject's features from OUTPUT_DIR into one model table.
+
+Only subjects whose participant run finished (a status file under ``logs/participants/``,
+written last and atomically) are read, so a group job started while participant jobs are
+still running never sees half-finished subjects. A subject with a failed or excluded BOLD
+run keeps its structural features (the model predicts it from sMRI only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bids_brainage.errors import InputError
+from bids_brainage.utils import atomic
+
+LOGGER = logging.getLogger("bids_brainage.gather")
+
+STATUS_DIR = Path("logs") / "participants"
+ID_COLUMNS = ("participant_id", "session_id", "subject", "session", "run", "task")
+
+
+def status_path(output_dir: str | os.PathLike, subject: str, session: str | None) -> Path:
+    """Where the participant level records that ``sub-X[_ses-Y]`` finished."""
+    name = f"sub-{subject}" + (f"_ses-{session}" if session else "") + ".json"
+    return Path(output_dir) / STATUS_DIR / name
+
+
+def write_status(
+    output_dir: str | os.PathLike, subject: str, session: str | None, status: dict[str, Any]
+) -> Path:
+    """Record a finished participant run (atomic; the group level reads only these subjects)."""
+    return atomic.write_json(status_path(output_dir, subject, session), status)
+
+
+def _subject_dir(output_dir: Path, subject: str, session: str | None) -> Path:
+    folder = output_dir / f"sub-{subject}"
+    return folder / f"ses-{session}" if session else folder
+
+
+def _read_wide(path: Path, prefix: str) -> dict[str, float]:
+    """One-row feature table → ``{prefix__name: value}`` (a long ``feature``/``value`` table works too)."""
+    try:
+        table = pd.read_csv(path, sep="\t")
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise InputError(path, f"unreadable features table ({err})") from None
+    if {"feature", "value"} <= set(table.columns):
+        table = table.set_index("feature")["value"].to_frame().T
+    if len(table) != 1:
+        raise InputError(path, f"expected one row of features, found {len(table)}")
+    row = table.drop(columns=[c for c in ID_COLUMNS if c in table.columns]).iloc[0]
+    out = {}
+    for name, value in row.items():
+        key = name if str(name).startswith(f"{prefix}__") else f"{prefix}__{name}"
+        out[key] = pd.to_numeric(value, errors="coerce")
+    return out
+
+
+def _functional_usable(features_tsv: Path) -> tuple[bool, str]:
+    """Whether a run's functional features may be used (its QC sidecar may exclude it)."""
+    sidecar = features_tsv.with_name(features_tsv.name.removesuffix(".tsv") + ".json")
+    if not sidecar.exists():
+        return True, ""
+    try:
+        meta = json.loads(sidecar.read_text())
+    except ValueError:
+        return False, f"{sidecar}: unreadable QC sidecar"
+    qc = meta.get("QC", meta)
+    if qc.get("excluded") or qc.get("Excluded"):
+        return False, str(
+            qc.get("exclusion_reason") or qc.get("reason") or qc.get("ExclusionReason") or "excluded"
+        )
+    return True, ""
+
+
+def gather_features(output_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features of every finished subject/session.
+
+    Returns
+    -------
+    features : DataFrame
+        One row per subject/session: ``participant_id`` (``sub-X``), ``session_id``
+        (``ses-Y`` or None), then ``smri__*`` and ``fmri__*`` columns (NaN where a modality
+        is missing or excluded).
+    qc : DataFrame
+        One row per BOLD run: ``participant_id, session_id, run, excluded, reason``.
+    """
+    output_dir = Path(output_dir)
+    rows, qc_rows = [], []
+    for status_file in sorted((output_dir / STATUS_DIR).glob("sub-*.json")):
+        status = json.loads(status_file.read_text())
+        subject, session = status["subject"], status.get("session")
+        folder = _subject_dir(output_dir, subject, session)
+        row: dict[str, Any] = {
+            "participant_id": f"sub-{subject}",
+            "session_id": f"ses-{session}" if session else None,
+        }
+        structural = sorted((folder / "anat").glob("*_desc-structural_features.tsv"))
+        if not structural:
+            LOGGER.warning("sub-%s: no structural features; left out of the group level", subject)
+            continue
+        row.update(_read_wide(structural[0], "smri"))
+        functional = sorted((folder / "func").glob("*_desc-functional_features.tsv"))
+        used = False
+        for index, tsv in enumerate(functional):
+            usable, reason = _functional_usable(tsv)
+            qc_rows.append(
+                {
+                    "participant_id": row["participant_id"],
+                    "session_id": row["session_id"],
+                    "run": tsv.name,
+                    "excluded": not usable,
+                    "reason": reason,
+                    **_qc_numbers(tsv),
+                }
+            )
+            if usable and not used:
+                # The first usable run (sorted by name) feeds the model.
+                row.update(_read_wide(tsv, "fmri"))
+                used = True
+            elif usable and index:
+                LOGGER.info("%s: several usable BOLD runs; using the first", row["participant_id"])
+        rows.append(row)
+    features = pd.DataFrame(rows)
+    if features.empty:
+        return features, pd.DataFrame(qc_rows)
+    ordered = ["participant_id", "session_id"] + sorted(c for c in features.columns if c.startswith("smri__"))
+    ordered += sorted(c for c in features.columns if c.startswith("fmri__"))
+    return features[ordered], pd.DataFrame(
+        qc_rows,
+        columns=[
+            "participant_id",
+            "session_id",
+            "run",
+            "excluded",
+            "reason",
+            "mean_fd",
+            "fraction_scrubbed",
+            "tsnr",
+        ],
+    )
+
+
+def _qc_numbers(features_tsv: Path) -> dict[str, float]:
+    sidecar = features_tsv.with_name(features_tsv.name.removesuffix(".tsv") + ".json")
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return {}
+    qc = meta.get("QC", meta)
+    return {key: qc.get(key, np.nan) for key in ("mean_fd", "fraction_scrubbed", "tsnr")}
+
+
+def join_demographics(features: pd.DataFrame, demographics: pd.DataFrame) -> pd.DataFrame:
+    """Add ``age``, ``sex`` and ``site`` (from :func:`bids_brainage.bids.demographics`) to the features."""
+    demo = demographics.copy()
+    demo["participant_id"] = "sub-" + demo["subject"].astype(str)
+    demo["session_id"] = [f"ses-{s}" if isinstance(s, str) and s else None for s in demo["session"]]
+    by_session = demo.set_index(["participant_id", "session_id"])[["age", "sex", "site"]]
+    by_subject = demo.drop_duplicates("participant_id").set_index("participant_id")[["age", "sex", "site"]]
+    values = []
+    for pid, sid in zip(features["participant_id"], features["session_id"], strict=True):
+        key = (pid, sid)
+        if sid is not None and key in by_session.index:
+            values.append(by_session.loc[key].to_dict())
+        elif pid in by_subject.index:
+            values.append(by_subject.loc[pid].to_dict())
+        else:
+            values.append({"age": np.nan, "sex": None, "site": None})
+    demo_cols = pd.DataFrame(values, index=features.index)
+    return pd.concat([features[["participant_id", "session_id"]], demo_cols, features.iloc[:, 2:]], axis=1)

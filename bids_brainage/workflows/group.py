@@ -1,0 +1,287 @@
+"""Group level: gather features, train SA-AVAE with K-fold CV (or apply ``--model``), write
+``brainage.tsv``, the model bundle, metrics and the group report.
+
+Inputs are only finished participant outputs (see :mod:`bids_brainage.gather`), so the
+group job may start while a SLURM array is still running and never reads partial files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bids_brainage import bids
+from bids_brainage.errors import UsageError
+from bids_brainage.gather import gather_features, join_demographics
+from bids_brainage.utils import atomic
+from bids_brainage.workflows.execution import WorkflowFailed, run_workflow
+
+LOGGER = logging.getLogger("bids_brainage.group")
+
+BRAINAGE_COLUMNS = {
+    "participant_id": "Participant label (sub-<label>).",
+    "session_id": "Session label (ses-<label>), n/a without sessions.",
+    "age": {"Description": "Chronological age from participants.tsv/sessions.tsv.", "Units": "years"},
+    "sex": "Sex used by the model (M or F).",
+    "site": "Acquisition site from participants.tsv (n/a when absent).",
+    "predicted_age": {
+        "Description": "Predicted brain age (mean of the fold ensemble, or out-of-fold).",
+        "Units": "years",
+    },
+    "interval_lower": {
+        "Description": "Lower bound of the split-conformal prediction interval.",
+        "Units": "years",
+    },
+    "interval_upper": {
+        "Description": "Upper bound of the split-conformal prediction interval.",
+        "Units": "years",
+    },
+    "brainage_gap": {"Description": "predicted_age - age.", "Units": "years"},
+    "brainage_gap_corrected": {
+        "Description": "Brain-age gap after age-bias correction fitted on training data only.",
+        "Units": "years",
+    },
+    "modalities": "Modalities used for this prediction: smri+fmri, or smri when the BOLD run was missing or excluded.",
+    "fold": "Cross-validation fold in which the subject was held out (n/a for new subjects).",
+    "split": "oof: out-of-fold prediction of a training subject; predict: prediction by a trained model.",
+}
+
+
+def build_model_table(config: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features of finished subjects joined with demographics; and the QC table of BOLD runs."""
+    features, qc = gather_features(config.output_dir)
+    if config.participant_label and not features.empty:
+        wanted = {f"sub-{label}" for label in config.participant_label}
+        features = features[features["participant_id"].isin(wanted)].reset_index(drop=True)
+    if features.empty:
+        raise UsageError(
+            f"{config.output_dir}: no finished participant outputs with structural features; run the participant level first"
+        )
+    demographics = bids.demographics(config.bids_dir, config.sex_map)
+    table = join_demographics(features, demographics)
+    if table["session_id"].isna().all():
+        table = table.drop(columns="session_id")
+    else:
+        table["session_id"] = table["session_id"].fillna("n/a")
+    table["site"] = table["site"].fillna("n/a")
+    return table, qc
+
+
+def init_group_wf(config: Any, table_file: Path, train: bool) -> Any:
+    """nipype workflow with one node: :class:`TrainBrainAge` or :class:`PredictBrainAge`.
+
+    Parameters
+    ----------
+    config : Config
+        Run settings (``n_folds``, ``random_seed``, ``device``, ``model``).
+    table_file : Path
+        Model table (TSV) written by :func:`build_model_table`.
+    train : bool
+        Train with K-fold CV (True) or predict with ``config.model`` (False).
+
+    Returns
+    -------
+    nipype Workflow ``group_wf`` whose node ``train`` or ``predict`` writes its files in the work dir.
+    """
+    from nipype.pipeline import engine as pe
+
+    from bids_brainage.interfaces.model import PredictBrainAge, TrainBrainAge
+
+    workflow = pe.Workflow(name="group_wf", base_dir=str(config.work_dir))
+    if train:
+        node = pe.Node(TrainBrainAge(), name="train")
+        node.inputs.n_folds = config.n_folds
+        node.inputs.random_seed = config.random_seed
+    else:
+        node = pe.Node(PredictBrainAge(), name="predict")
+        node.inputs.model_dir = str(config.model)
+    node.inputs.table = str(table_file)
+    node.inputs.device = config.device
+    workflow.add_nodes([node])
+    return workflow
+
+
+def run_group(config: Any) -> int:
+    """The group level; returns the exit code."""
+    if config.reports_only:
+        from bids_brainage.reports.rebuild import rebuild_reports
+
+        return rebuild_reports(config)
+    table, qc = build_model_table(config)
+    train = config.model is None
+    usable = table["age"].notna() & table["sex"].notna()
+    if train and int(usable.sum()) < 2 * max(2, config.n_folds):
+        raise UsageError(
+            f"{config.output_dir}: {int(usable.sum())} subject(s) with features, age and sex: too few to train "
+            f"with {config.n_folds}-fold cross-validation (use --n-folds or --model)"
+        )
+    if not train and table["sex"].isna().any():
+        missing = ", ".join(table.loc[table["sex"].isna(), "participant_id"][:5])
+        LOGGER.warning("sex missing for %s: they cannot be predicted by the sex-aware model", missing)
+    group_dir = config.output_dir / "group"
+    atomic.write_tsv(group_dir / "features.tsv", table)
+    work = config.work_dir / "group_inputs"
+    work.mkdir(parents=True, exist_ok=True)
+    table_file = work / "model_table.tsv"
+    model_rows = table[usable] if train else table[table["sex"].notna()]
+    atomic.write_tsv(table_file, model_rows)
+    LOGGER.info("group level: %s %d subject(s)", "training on" if train else "predicting", len(model_rows))
+
+    workflow = init_group_wf(config, table_file, train)
+    try:
+        run_workflow(workflow, config, config.output_dir / "logs" / f"group_{config.run_uuid}")
+    except WorkflowFailed as err:
+        LOGGER.error("group level failed: %s", err.reason)
+        return 1
+    node_dir = config.work_dir / "group_wf" / ("train" if train else "predict")
+    predictions = pd.read_csv(
+        node_dir / "predictions.tsv", sep="\t", keep_default_na=False, na_values=["n/a"]
+    )
+    if train:
+        predictions["split"] = "oof"
+        model_dir = _publish_bundle(node_dir / "model", config.output_dir / "model")
+        extra = table[~usable & table["sex"].notna()]
+        if not extra.empty:
+            # Subjects without age: predicted by the trained ensemble (no gap without age).
+            from bids_brainage.model.bundle import load_bundle
+            from bids_brainage.model.cv import predict_table
+
+            more = predict_table(load_bundle(model_dir, device=config.device), extra.reset_index(drop=True))
+            more["split"] = "predict"
+            predictions = pd.concat([predictions, more], ignore_index=True)
+        _write_group_files(node_dir, group_dir, qc)
+        _write_model_card(model_dir, config)
+    else:
+        predictions["split"] = "predict"
+        atomic.write_tsv(group_dir / "qc.tsv", qc)
+    brainage = _brainage_table(predictions, table)
+    atomic.write_tsv(config.output_dir / "brainage.tsv", brainage)
+    atomic.write_json(config.output_dir / "brainage.json", BRAINAGE_COLUMNS)
+    LOGGER.info("wrote %s (%d rows)", config.output_dir / "brainage.tsv", len(brainage))
+    _reports(config)
+    return 0
+
+
+def _brainage_table(predictions: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    renamed = predictions.rename(
+        columns={
+            "lower": "interval_lower",
+            "upper": "interval_upper",
+            "gap": "brainage_gap",
+            "corrected_gap": "brainage_gap_corrected",
+        }
+    )
+    key = ["participant_id"] + (["session_id"] if "session_id" in table.columns else [])
+    demo = table[[*key, "age", "sex", "site"]]
+    renamed = renamed.drop(columns=[c for c in ("age", "sex", "site") if c in renamed.columns])
+    out = demo.merge(renamed, on=key, how="inner")
+    if "session_id" not in out:
+        out.insert(1, "session_id", "n/a")
+    if "fold" not in out:
+        out["fold"] = np.nan
+    return out[list(BRAINAGE_COLUMNS)]
+
+
+def _publish_bundle(src: Path, dst: Path) -> Path:
+    """Copy the bundle into OUTPUT_DIR atomically: copy beside it, then swap directories."""
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
+    shutil.copytree(src, tmp)
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.old")
+        dst.rename(old)
+        tmp.rename(dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(dst)
+    return dst
+
+
+def _write_group_files(node_dir: Path, group_dir: Path, qc: pd.DataFrame) -> None:
+    metrics = pd.read_csv(node_dir / "metrics.tsv", sep="\t", keep_default_na=False, na_values=["n/a"])
+    summary = json.loads((node_dir / "summary.json").read_text())
+    oof = summary.get("out_of_fold", {})
+
+    def _row(row: pd.Series) -> dict[str, float]:
+        return {
+            "n": int(row["n"]),
+            "mae": row["mae"],
+            "rmse": row["rmse"],
+            "r": row["pearson_r"],
+            "r2": row["r2"],
+            "corrected_gap_age_r": row["corrected_gap_age_r"],
+        }
+
+    records = {row["group"]: _row(row) for _, row in metrics.iterrows()}
+    payload = {
+        "overall": records.get("all", {}),
+        "by_decade": {k.removeprefix("age "): v for k, v in records.items() if k.startswith("age ")},
+        "by_sex": {k.removeprefix("sex "): v for k, v in records.items() if k.startswith("sex ")},
+        "coverage": {"nominal": oof.get("interval_nominal"), "empirical": oof.get("interval_coverage")},
+        "n_folds": summary.get("n_folds"),
+    }
+    atomic.write_json(group_dir / "metrics.json", json.loads(json.dumps(payload, default=_json_float)))
+    for name in ("baselines.tsv", "learning_curves.tsv", "latent.tsv"):
+        atomic.write_with(group_dir / name, lambda tmp, name=name: shutil.copyfile(node_dir / name, tmp))
+    baselines = pd.read_csv(group_dir / "baselines.tsv", sep="\t")
+    if "pearson_r" in baselines.columns:
+        atomic.write_tsv(group_dir / "baselines.tsv", baselines.rename(columns={"pearson_r": "r"}))
+    atomic.write_tsv(group_dir / "qc.tsv", qc)
+
+
+def _json_float(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+def _write_model_card(model_dir: Path, config: Any) -> None:
+    """A human-readable summary of the bundle next to its machine-readable JSON."""
+    from bids_brainage.model.bundle import META
+
+    meta = json.loads((model_dir / META).read_text())
+    summary = meta.get("training_summary", {})
+    metrics = meta.get("metrics", {}).get("out_of_fold", {})
+    features = meta.get("features", {})
+    lines = [
+        "# Model card: bids_brainage SA-AVAE brain-age model",
+        "",
+        f"- Package version: {meta.get('package_version', 'unknown')}; created {meta.get('created', 'unknown')}",
+        f"- Modalities: {', '.join(meta.get('modalities', []))}; "
+        f"{len(features.get('smri', []))} structural and {len(features.get('fmri', []))} functional features",
+        f"- Training data: {summary.get('n_participants', '?')} participants ({summary.get('n_rows', '?')} scans), "
+        f"age {summary.get('age_min', float('nan')):.1f}-{summary.get('age_max', float('nan')):.1f} years, "
+        f"{summary.get('n_female_0', '?')} female / {summary.get('n_male_1', '?')} male, "
+        f"sites: {', '.join(summary.get('sites', [])) or 'n/a'}",
+        f"- Cross-validation: {meta.get('metrics', {}).get('n_folds', config.n_folds)} folds, seed {config.random_seed}",
+        f"- Out-of-fold MAE {metrics.get('mae', float('nan')):.2f} years, RMSE {metrics.get('rmse', float('nan')):.2f}, "
+        f"r {metrics.get('pearson_r', float('nan')):.2f}; interval coverage "
+        f"{metrics.get('interval_coverage', float('nan')):.2f} (nominal {metrics.get('interval_nominal', float('nan')):.2f})",
+        f"- Weights: `{meta.get('weights_file', '?')}` (sha256 `{meta.get('weights_sha256', '?')}`)",
+        "",
+        "## Intended use and limits",
+        "",
+        "Research use. Predictions outside the training age range, or from scanners, sites and",
+        "preprocessing unlike the training data, are extrapolations: check the intervals and the",
+        "QC flags. The brain-age gap is bias-corrected with a correction fitted on training data only.",
+        "",
+    ]
+    atomic.write_text(model_dir / "model_card.md", "\n".join(lines))
+
+
+def _reports(config: Any) -> None:
+    from bids_brainage.reports.citation import write_citation
+    from bids_brainage.reports.group import generate_group_report
+
+    try:
+        write_citation(config)
+        report = generate_group_report(config.output_dir, config)
+        LOGGER.info("group report: %s", report)
+    except Exception as err:  # a broken report must not hide the results
+        LOGGER.warning("group report not written (%s)", err)
