@@ -161,3 +161,11 @@ def test_docs_match_the_scripts():
         re.findall(r"\b(BIDS_BRAINAGE_(?:CMD|IMAGE)|WORK_ROOT|SUBJECTS_FILE|MAX_PARALLEL)\b", docs)
     ):
         assert var in scripts, var
+
+
+def test_ci_starts_slurm_before_the_tests():
+    lines = (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
+    setup = [i for i, line in enumerate(lines) if line.startswith("bash .ci/setup_slurm.sh")]
+    tests = [i for i, line in enumerate(lines) if "python -m pytest" in line and not line.startswith("#")]
+    assert setup and tests and setup[0] < tests[0]
+    subprocess.run(["bash", "-n", str(PROJECT_ROOT / ".ci" / "setup_slurm.sh")], check=True)
