@@ -33,7 +33,9 @@ BIDSIGNORE = (
     "model/",
     "brainage.*",
     "*_features.*",
-    "*_brainage.*",
+    "*_prediction.*",
+    "group/",
+    "*/log/",
 )
 
 _LABEL_RE = re.compile(r"^[0-9A-Za-z]+$")

@@ -79,6 +79,48 @@ def _functional_usable(features_tsv: Path) -> tuple[bool, str]:
     return True, ""
 
 
+def features_of(output_dir: str | os.PathLike, subject: str, session: str | None) -> pd.DataFrame:
+    """One subject/session's features (one row, as in :func:`gather_features`)."""
+    row, _ = _subject_row(Path(output_dir), subject, session)
+    if row is None:
+        raise InputError(_subject_dir(Path(output_dir), subject, session), "no structural features found")
+    return pd.DataFrame([row])
+
+
+def _subject_row(
+    output_dir: Path, subject: str, session: str | None
+) -> tuple[dict[str, Any] | None, list[dict]]:
+    """Features of one subject/session (None without structural features) and its BOLD QC rows."""
+    folder = _subject_dir(output_dir, subject, session)
+    row: dict[str, Any] = {
+        "participant_id": f"sub-{subject}",
+        "session_id": f"ses-{session}" if session else None,
+    }
+    qc_rows: list[dict[str, Any]] = []
+    structural = sorted((folder / "anat").glob("*_desc-structural_features.tsv"))
+    if not structural:
+        return None, qc_rows
+    row.update(_read_wide(structural[0], "smri"))
+    used = False
+    for tsv in sorted((folder / "func").glob("*_desc-functional_features.tsv")):
+        usable, reason = _functional_usable(tsv)
+        qc_rows.append(
+            {
+                "participant_id": row["participant_id"],
+                "session_id": row["session_id"],
+                "run": tsv.name,
+                "excluded": not usable,
+                "reason": reason,
+                **_qc_numbers(tsv),
+            }
+        )
+        if usable and not used:
+            # The first usable run (sorted by name) feeds the model.
+            row.update(_read_wide(tsv, "fmri"))
+            used = True
+    return row, qc_rows
+
+
 def gather_features(output_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features of every finished subject/session.
 
@@ -96,36 +138,11 @@ def gather_features(output_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.Dat
     for status_file in sorted((output_dir / STATUS_DIR).glob("sub-*.json")):
         status = json.loads(status_file.read_text())
         subject, session = status["subject"], status.get("session")
-        folder = _subject_dir(output_dir, subject, session)
-        row: dict[str, Any] = {
-            "participant_id": f"sub-{subject}",
-            "session_id": f"ses-{session}" if session else None,
-        }
-        structural = sorted((folder / "anat").glob("*_desc-structural_features.tsv"))
-        if not structural:
+        row, qc = _subject_row(output_dir, subject, session)
+        qc_rows += qc
+        if row is None:
             LOGGER.warning("sub-%s: no structural features; left out of the group level", subject)
             continue
-        row.update(_read_wide(structural[0], "smri"))
-        functional = sorted((folder / "func").glob("*_desc-functional_features.tsv"))
-        used = False
-        for index, tsv in enumerate(functional):
-            usable, reason = _functional_usable(tsv)
-            qc_rows.append(
-                {
-                    "participant_id": row["participant_id"],
-                    "session_id": row["session_id"],
-                    "run": tsv.name,
-                    "excluded": not usable,
-                    "reason": reason,
-                    **_qc_numbers(tsv),
-                }
-            )
-            if usable and not used:
-                # The first usable run (sorted by name) feeds the model.
-                row.update(_read_wide(tsv, "fmri"))
-                used = True
-            elif usable and index:
-                LOGGER.info("%s: several usable BOLD runs; using the first", row["participant_id"])
         rows.append(row)
     features = pd.DataFrame(rows)
     if features.empty:

@@ -114,6 +114,13 @@ def init_single_subject_wf(config: Any, data: bids.SessionData, bold_files: list
     return workflow
 
 
+def _has_structural_features(config: Any, data: bids.SessionData) -> bool:
+    folder = config.output_dir / f"sub-{data.subject}"
+    if data.session:
+        folder = folder / f"ses-{data.session}"
+    return any((folder / "anat").glob("*_desc-structural_features.tsv"))
+
+
 def _atlas_labels(image: Path) -> Path:
     """The TSV of labels next to a user atlas (``atlas.nii.gz`` → ``atlas.tsv``)."""
     name = image.name.removesuffix(".gz").removesuffix(".nii")
@@ -147,6 +154,14 @@ def run_subject(config: Any, layout: Any, data: bids.SessionData) -> SubjectResu
     except BrainAgeError as err:
         result.ok = False
         result.errors.append(str(err))
+    if config.model is not None and _has_structural_features(config, data):
+        try:
+            from bids_brainage.workflows.group import predict_subject
+
+            predict_subject(config, data.subject, data.session)
+        except BrainAgeError as err:
+            result.ok = False
+            result.errors.append(str(err))
     result.seconds = time.monotonic() - start
     if crash_dir.exists() and not any(crash_dir.iterdir()):
         crash_dir.rmdir()
@@ -172,6 +187,10 @@ def run_subject(config: Any, layout: Any, data: bids.SessionData) -> SubjectResu
 
 def run_participants(config: Any) -> int:
     """The participant level for every selected subject; returns the exit code."""
+    if config.reports_only:
+        from bids_brainage.reports.rebuild import rebuild_reports
+
+        return rebuild_reports(config)
     if not config.skip_bids_validation:
         bids.validate_dataset(config.bids_dir)
     layout = bids.load_layout(config.bids_dir)

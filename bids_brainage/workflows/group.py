@@ -169,6 +169,39 @@ def run_group(config: Any) -> int:
     return 0
 
 
+def predict_subject(config: Any, subject: str, session: str | None) -> Path:
+    """Participant level with ``--model``: one subject's brain age, next to its features.
+
+    Writes ``sub-X[_ses-Y]_desc-brainage_prediction.tsv`` (+ JSON) in the subject folder.
+    """
+    from bids_brainage.derivatives import bids_name
+    from bids_brainage.gather import features_of
+    from bids_brainage.model.bundle import load_bundle
+    from bids_brainage.model.cv import predict_table
+    from bids_brainage.model.features import canonicalise
+
+    features = features_of(config.output_dir, subject, session)
+    demographics = bids.demographics(config.bids_dir, config.sex_map)
+    table = join_demographics(features, demographics)
+    if table["sex"].isna().any():
+        raise UsageError(
+            f"{config.bids_dir / 'participants.tsv'}: sex of sub-{subject} is missing; the model needs it"
+        )
+    table = table.drop(columns="session_id") if session is None else table
+    table["site"] = table["site"].fillna("n/a")
+    model_table = canonicalise(table, source=f"sub-{subject}", require_age=False)
+    predictions = predict_table(load_bundle(config.model, device=config.device), model_table)
+    predictions["split"] = "predict"
+    brainage = _brainage_table(predictions, table)
+    folder = config.output_dir / f"sub-{subject}" / (f"ses-{session}" if session else "")
+    path = folder / bids_name("prediction", ".tsv", sub=subject, ses=session, desc="brainage")
+    atomic.write_tsv(path, brainage)
+    sidecar = {**BRAINAGE_COLUMNS, "ModelBundle": str(config.model)}
+    atomic.write_json(path.with_suffix(".json"), sidecar)
+    LOGGER.info("sub-%s: predicted brain age %.1f years", subject, brainage["predicted_age"].iloc[0])
+    return path
+
+
 def _brainage_table(predictions: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     renamed = predictions.rename(
         columns={
