@@ -12,11 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from e2e_cohort import TRAIN
 
 from bids_brainage.cli.run import main
-
-TRAIN = ["001", "002", "003", "004", "005"]
-HELD_OUT = "006"
 
 
 @dataclass
