@@ -382,7 +382,8 @@ def generate_subject_report(
     errors += [e for e in status.get("errors") or [] if isinstance(e, str) and e not in errors]
     run_uuid = settings.get("run_uuid") or status.get("run_uuid")
     found = discover_figures(output_dir, subject, session)
-    flicker = flicker_figure(output_dir, subject, session)
+    animated = any(f.kind == "animated" for f in found["anat"]["reg"])
+    flicker = None if animated else flicker_figure(output_dir, subject, session)
     row, frame = brainage_row(output_dir, subject, session)
     age_figure = _brainage_figure(output_dir, subject, session, row, frame) if row else None
     steps = _steps(output_dir, subject, session, row is not None)

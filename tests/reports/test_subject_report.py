@@ -100,3 +100,19 @@ def test_crash_summary_of_the_latest_run(tmp_path: Path):
     )
     rows = subject.crash_summaries(tmp_path, "05", None)
     assert [(r["node"], r["summary"]) for r in rows] == [("wf.func_wf.hmc", "ValueError: bad TR")]
+
+
+def test_animated_registration_reportlet_is_not_duplicated(fresh_outputs):
+    out = Path(fresh_outputs["output_dir"])
+    figs = out / "sub-01" / "figures"
+    for svg in figs.glob("*reg*"):
+        svg.unlink()
+    for svg in figs.glob("*flicker*"):
+        svg.unlink()
+    # what the anatomical workflow writes: an SVG that animates itself
+    (figs / "sub-01_space-MNI152NLin2009aSym_T1w.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><style>@keyframes f {}</style></svg>'
+    )
+    page = generate_subject_report(fresh_outputs, "01", None).read_text()
+    assert "sub-01/figures/sub-01_space-MNI152NLin2009aSym_T1w.svg" in page
+    assert "desc-flicker" not in page and not list(figs.glob("*flicker*"))
