@@ -117,8 +117,12 @@ def versions() -> dict[str, str]:
     return out
 
 
-def about(settings: dict[str, Any]) -> dict[str, Any]:
-    """Facts for the *About* section: versions, command line, run id, timing."""
+def about(settings: dict[str, Any], seconds: float | None = None) -> dict[str, Any]:
+    """Facts for the *About* section: versions, command line, run id, timing.
+
+    ``seconds`` is the measured run time when known (participant status record); otherwise the
+    time from the start of the run to this report is shown.
+    """
     start = settings.get("start_time")
     info: dict[str, Any] = {
         "versions": versions(),
@@ -132,6 +136,8 @@ def about(settings: dict[str, Any]) -> dict[str, Any]:
         info["start_time"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(start))
         minutes = (time.time() - start) / 60
         info["elapsed"] = f"{minutes:.1f} min (from the start of the run to this report)"
+    if isinstance(seconds, int | float):
+        info["elapsed"] = f"{seconds / 60:.1f} min"
     return info
 
 

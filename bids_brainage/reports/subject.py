@@ -234,15 +234,27 @@ def _qc_rows(output_dir: Path, subject: str, session: str | None) -> list[dict[s
 
 def brainage_row(output_dir: Path, subject: str, session: str | None) -> tuple[dict[str, Any] | None, Any]:
     """This subject's row of ``brainage.tsv`` (or ``None``) and the whole table."""
+    import pandas as pd
+
     frame = html.read_tsv(output_dir / "brainage.tsv")
     if frame is None or "participant_id" not in frame:
-        return None, None
+        frame = pd.DataFrame({"participant_id": []})
     rows = frame[frame["participant_id"].astype(str) == f"sub-{subject}"]
+    if rows.empty:
+        # participant level with --model: the prediction sits next to the subject's features
+        folder = _data_dir(output_dir, subject, session)
+        for path in sorted(folder.glob("*_desc-brainage_prediction.tsv")):
+            own = html.read_tsv(path)
+            if own is not None and "participant_id" in own:
+                rows = own
+                break
     if session and "session_id" in rows:
         match = rows[rows["session_id"].astype(str) == f"ses-{session}"]
         rows = match if len(match) else rows
     if rows.empty:
         return None, frame
+    if frame.empty:
+        frame = rows
     row = {
         k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rows.iloc[0].to_dict().items()
     }
@@ -380,7 +392,9 @@ def generate_subject_report(
     status = read_status(output_dir, subject, session)
     errors = list(errors or [])
     errors += [e for e in status.get("errors") or [] if isinstance(e, str) and e not in errors]
-    run_uuid = settings.get("run_uuid") or status.get("run_uuid")
+    run_uuid = status.get("run_uuid") or settings.get("run_uuid")
+    # About shows the participant run that made these outputs, not a later --reports-only/group call
+    run_settings = html.read_json(output_dir / "logs" / f"config_participant_{run_uuid}.json") or settings
     found = discover_figures(output_dir, subject, session)
     animated = any(f.kind == "animated" for f in found["anat"]["reg"])
     flicker = None if animated else flicker_figure(output_dir, subject, session)
@@ -412,7 +426,7 @@ def generate_subject_report(
         "qc_rows": qc_rows,
         "brainage": row,
         "age_figure": age_figure,
-        "about": html.about({**settings, "run_uuid": run_uuid}),
+        "about": html.about({**run_settings, "run_uuid": run_uuid}, status.get("seconds")),
         "methods": [(h, citation.linkify(t)) for h, t, _ in paragraphs],
         "references": [(k, citation.REFERENCES[k][0]) for k in keys],
         "crashes": crash_summaries(output_dir, subject, run_uuid),
