@@ -1,0 +1,411 @@
+"""Image operations of the anatomical workflow (antspyx + NumPy), free of nipype.
+
+Each function reads and writes files so that the nipype interfaces in
+:mod:`bids_brainage.interfaces.anatomical` stay thin and every step can be cached.
+
+Conventions
+-----------
+* Images in T1w space are on the grid of the validated T1w, reoriented to RAS.
+* Registrations use the MNI152NLin2009aSym template as the *fixed* image and the
+  participant as the *moving* image, so ANTs' forward transforms resample T1w-space
+  images into template space and the inverse transforms do the opposite.
+* Tissue classes are always ordered GM, WM, CSF (labels 1, 2, 3 in the ``dseg``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from bids_brainage.errors import InputError
+from bids_brainage.templates import mni_brain_mask, mni_t1w, mni_tissue_priors
+
+TISSUES = ("GM", "WM", "CSF")
+
+
+def set_itk_threads(n_threads: int) -> None:
+    """Limit ITK (hence antspyx) to ``n_threads`` threads in this process.
+
+    ITK reads the variable when a filter is created, so setting it before each step is
+    enough; nipype runs each node in a worker process that inherits it.
+    """
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(n_threads)))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_t1w(path: str | os.PathLike) -> nib.Nifti1Image:
+    """Load a T1w image and refuse anything unusable with a one-line :class:`InputError`.
+
+    Returns the image as float32, reoriented to RAS (closest canonical), with NaN/inf
+    voxels set to zero (they are reported as an error only when nothing finite is left).
+    """
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as err:  # nibabel raises many types for corrupt files
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise InputError(path, f"cannot be read as a NIfTI image ({reason})") from None
+    # A trailing singleton dimension (x, y, z, 1) is a 3D image saved as 4D: accept it.
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(path, f"is not a 3D image (shape {tuple(img.shape)})")
+    if min(data.shape) < 8:
+        raise InputError(path, f"is too small to be a T1w image (shape {data.shape})")
+    affine = np.asarray(img.affine, dtype=float)
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    if (
+        not np.all(np.isfinite(affine))
+        or abs(np.linalg.det(affine[:3, :3])) < 1e-6
+        or np.any(zooms < 0.05)
+        or np.any(zooms > 20)
+    ):
+        raise InputError(path, "has a broken affine (voxel-to-world matrix is singular or not finite)")
+    finite = np.isfinite(data)
+    if not finite.any():
+        raise InputError(path, "contains no finite values (all NaN/inf)")
+    data = np.where(finite, data, 0.0).astype(np.float32)
+    if float(data.max() - data.min()) <= 0:
+        raise InputError(path, "is empty (all voxels have the same value)")
+    if np.count_nonzero(data) < 0.01 * data.size:
+        raise InputError(path, "is nearly empty (fewer than 1% non-zero voxels)")
+    out = nib.Nifti1Image(data, affine)
+    out.header.set_xyzt_units("mm")
+    return nib.as_closest_canonical(out)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _ants() -> Any:
+    import ants
+
+    return ants
+
+
+def save_like(
+    data: np.ndarray,
+    reference: nib.spatialimages.SpatialImage,
+    path: str | os.PathLike,
+    dtype: Any = np.float32,
+) -> str:
+    """Save ``data`` on the grid of ``reference`` as NIfTI (float32 or an integer type)."""
+    img = nib.Nifti1Image(np.asarray(data).astype(dtype), reference.affine)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(reference.affine, code=1)
+    img.set_sform(reference.affine, code=1)
+    nib.save(img, str(path))
+    return str(Path(path).resolve())
+
+
+def template_files(resolution: int, out_dir: str | os.PathLike) -> dict[str, str]:
+    """Write the template head, brain, mask and GM/WM/CSF priors to ``out_dir``."""
+    out_dir = Path(out_dir)
+    head = mni_t1w(resolution)
+    mask = mni_brain_mask(resolution)
+    files = {
+        "head": save_like(head.get_fdata(), head, out_dir / f"tpl-res{resolution}_T1w.nii.gz"),
+        "mask": save_like(mask.get_fdata(), head, out_dir / f"tpl-res{resolution}_mask.nii.gz"),
+        "brain": save_like(
+            head.get_fdata() * mask.get_fdata(), head, out_dir / f"tpl-res{resolution}_brain.nii.gz"
+        ),
+    }
+    for name, img in mni_tissue_priors(resolution).items():
+        files[name] = save_like(img.get_fdata(), head, out_dir / f"tpl-res{resolution}_{name}.nii.gz")
+    return files
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two boolean arrays."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    denom = a.sum() + b.sum()
+    return float(2.0 * np.logical_and(a, b).sum() / denom) if denom else 1.0
+
+
+def _ball(radius: int) -> np.ndarray:
+    grid = np.indices((2 * radius + 1,) * 3) - radius
+    return (grid**2).sum(axis=0) <= radius**2
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 6-connected component of a boolean mask."""
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask.astype(bool)
+    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    # antspyx returns a bare string when it writes one composite transform.
+    return [str(Path(value).resolve())] if isinstance(value, str) else [str(Path(v).resolve()) for v in value]
+
+
+# --------------------------------------------------------------------------- N4
+
+
+def n4_correct(in_file: str, out_file: str, sloppy: bool) -> str:
+    """N4 bias-field correction inside a rough head mask, intensities truncated first.
+
+    Truncating the top 0.1 % (vessels, fat) and fitting only inside the head, with a
+    200 mm B-spline distance, mirrors fMRIPrep's settings and is ~10x faster than antspyx's
+    defaults on the whole field of view.
+    """
+    ants = _ants()
+    img = ants.image_read(in_file)
+    arr = img.numpy()
+    top = float(np.percentile(arr[arr > 0], 99.9)) if np.any(arr > 0) else float(arr.max())
+    img = ants.from_numpy(
+        np.clip(arr, 0, top).astype(np.float32),
+        origin=img.origin,
+        spacing=img.spacing,
+        direction=img.direction,
+    )
+    head = ants.get_mask(img, cleanup=2)
+    iters = [20, 20] if sloppy else [50, 50, 50, 50]
+    corrected = ants.n4_bias_field_correction(
+        img,
+        mask=head,
+        shrink_factor=4,
+        spline_param=200,
+        convergence={"iters": iters, "tol": 1e-4 if sloppy else 1e-6},
+    )
+    # Rescale so the 99th percentile of the head is 1000: stable Atropos/registration input.
+    values = corrected.numpy()
+    scale = float(np.percentile(values[head.numpy() > 0], 99)) or 1.0
+    corrected = corrected * (1000.0 / scale)
+    ants.image_write(corrected, out_file)
+    return str(Path(out_file).resolve())
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def _syn_params(sloppy: bool, full: bool) -> dict[str, Any]:
+    """Iterations for antspyx's ``SyN`` (affine then SyN): fewer in sloppy mode."""
+    if sloppy:
+        return {
+            "aff_iterations": (200, 100, 50),
+            "aff_shrink_factors": (4, 2, 1),
+            "aff_smoothing_sigmas": (2, 1, 0),
+            "reg_iterations": (30, 15, 0),
+        }
+    return {
+        "aff_iterations": (500, 250, 100) if full else (300, 150, 0),
+        "aff_shrink_factors": (4, 2, 1),
+        "aff_smoothing_sigmas": (2, 1, 0),
+        "reg_iterations": (50, 30, 10) if full else (40, 20, 0),
+    }
+
+
+def _warp_soft_mask(
+    ants: Any, mask_file: str, reference: Any, transforms: list[str], which: Any, out: Path
+) -> str:
+    # Smooth the binary template mask so linear interpolation gives a soft prior.
+    mask_img = nib.load(mask_file)
+    soft = ndimage.gaussian_filter(mask_img.get_fdata().astype(np.float32), 0.7)
+    soft_file = save_like(soft, mask_img, out / "tpl_mask_soft.nii.gz")
+    kwargs = {"whichtoinvert": which} if which is not None else {}
+    prior = ants.apply_transforms(
+        reference, ants.image_read(soft_file), transforms, interpolator="linear", **kwargs
+    )
+    prior_file = str((out / "brain_prior.nii.gz").resolve())
+    ants.image_write(prior, prior_file)
+    return prior_file
+
+
+def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
+    """First pass of the template-based brain extraction: an affine fit of the template brain.
+
+    nilearn's MNI152NLin2009aSym template is skull-stripped, so it cannot be matched to a
+    whole head directly (the brain would be stretched onto the scalp). Instead the metric
+    is restricted, with a fixed-image mask, to the template brain dilated by ~10 mm: there
+    the template's zero background must meet the dark CSF/skull band around the brain,
+    which pins the scale. Rigid then affine, at 2 mm. Returns the template brain mask
+    warped to the T1w (a probability) and the affine (which initialises the SyN step).
+    """
+    ants = _ants()
+    out = Path(out_dir)
+    tpl = template_files(2, out)
+    fixed = ants.image_read(tpl["brain"])
+    tpl_mask = nib.load(tpl["mask"]).get_fdata() > 0
+    rim = ndimage.binary_dilation(tpl_mask, iterations=5)
+    fixed_mask = fixed.new_image_like(rim.astype(np.float32))
+    moving = ants.image_read(t1w)
+    # Rigid first: an affine started from the centre of mass alone lets the scale run
+    # away to the scalp. Neither stage needs the full-resolution level in sloppy mode.
+    levels = {"aff_shrink_factors": (4, 2, 1), "aff_smoothing_sigmas": (2, 1, 0)}
+    rigid = ants.registration(
+        fixed, moving, type_of_transform="Rigid", mask=fixed_mask, outprefix=str(out / "rigid_"),
+        aff_iterations=(200, 100, 0), **levels,
+    )  # fmt: skip
+    affine = ants.registration(
+        fixed, moving, type_of_transform="Affine", mask=fixed_mask, outprefix=str(out / "affine_"),
+        initial_transform=_as_list(rigid["fwdtransforms"]),
+        aff_iterations=(200, 100, 0) if sloppy else (200, 100, 50), **levels,
+    )  # fmt: skip
+    xfm = _as_list(affine["fwdtransforms"])
+    prior = _warp_soft_mask(ants, tpl["mask"], moving, xfm, [True] * len(xfm), out)
+    return {"prior": prior, "affine": xfm[-1]}
+
+
+def register_to_template(
+    t1w: str, prior: str, init_affine: str, resolution: int, sloppy: bool, out_dir: str
+) -> dict[str, Any]:
+    """Register the T1w brain to the template brain (affine then SyN), composite transforms.
+
+    The moving image is the T1w masked with the first-pass brain mask dilated by ~6 mm, so
+    skull and neck cannot pull the warp; the registration starts from the first-pass affine.
+    The outputs are ANTs composite HDF5 transforms (initial affine included), each usable
+    alone with ``ants.apply_transforms``. The template brain mask and GM/WM/CSF priors are
+    warped back to the T1w for the segmentation and the final brain mask.
+    """
+    ants = _ants()
+    out = Path(out_dir)
+    tpl = template_files(resolution, out)
+    fixed = ants.image_read(tpl["brain"])
+    t1 = ants.image_read(t1w)
+    prior_arr = ants.image_read(prior).numpy() > 0.5
+    spacing = min(t1.spacing)
+    dilated = ndimage.binary_dilation(prior_arr, iterations=max(1, int(round(6 / spacing))))
+    moving = t1 * t1.new_image_like(dilated.astype(np.float32))
+    reg = ants.registration(
+        fixed,
+        moving,
+        type_of_transform="SyN",
+        initial_transform=[init_affine],
+        outprefix=str(out / "t1w2std_"),
+        write_composite_transform=True,
+        **_syn_params(sloppy=sloppy, full=False),
+    )
+    fwd, inv = _as_list(reg["fwdtransforms"]), _as_list(reg["invtransforms"])
+    warped = ants.apply_transforms(fixed, t1, fwd, interpolator="linear")
+    std_file = str((out / "t1w_space-std.nii.gz").resolve())
+    ants.image_write(warped, std_file)
+    priors = []
+    for name in TISSUES:
+        moved = ants.apply_transforms(t1, ants.image_read(tpl[name]), inv, interpolator="linear")
+        fname = str((out / f"prior_{name}.nii.gz").resolve())
+        ants.image_write(moved, fname)
+        priors.append(fname)
+    brain_prior = _warp_soft_mask(ants, tpl["mask"], t1, inv, None, out)
+    return {
+        "anat2std": fwd,
+        "std2anat": inv,
+        "std_t1w": std_file,
+        "priors": priors,
+        "brain_prior": brain_prior,
+    }
+
+
+# --------------------------------------------------------------------------- segmentation
+
+
+def segment(t1w: str, prior_mask: str, priors: list[str], sloppy: bool, out_dir: str) -> dict[str, Any]:
+    """Atropos GM/WM/CSF with warped template priors, and the refined brain mask.
+
+    Atropos runs inside the first-pass mask dilated by 2 voxels. The brain mask is then
+    refined like antsBrainExtraction does: in a band of +/- 2 voxels around the first-pass
+    boundary, a voxel is brain when Atropos calls it GM or WM (or CSF where the template
+    says brain); the core is kept; holes are filled and the largest component kept.
+    """
+    ants = _ants()
+    out = Path(out_dir)
+    t1 = ants.image_read(t1w)
+    ref = nib.load(t1w)
+    prior_arr = nib.load(prior_mask).get_fdata() > 0.5
+    ball = _ball(2)
+    dilated = ndimage.binary_dilation(prior_arr, ball)
+    eroded = ndimage.binary_erosion(prior_arr, ball)
+    seg_mask = t1.new_image_like(dilated.astype(np.float32))
+    prior_imgs = [ants.image_read(p) for p in priors]
+    result = ants.atropos(
+        a=t1,
+        x=seg_mask,
+        i=prior_imgs,
+        m="[0.1,1x1x1]",
+        c="[3,0.005]" if sloppy else "[5,0.001]",
+        priorweight=0.25,
+    )
+    # ants.image_read/numpy give arrays in the file's index order, matching ``ref``.
+    post = np.stack([p.numpy() for p in result["probabilityimages"]])
+    post = np.clip(np.nan_to_num(post), 0, 1)
+    tissue = post[0] + post[1]
+    band = dilated & ~eroded
+    keep = eroded | (band & ((tissue > 0.5) | (prior_arr & (post[2] > 0.5))))
+    keep = ndimage.binary_closing(keep, _ball(1))
+    keep = largest_component(ndimage.binary_fill_holes(keep))
+    post = post * keep
+    total = post.sum(axis=0)
+    # Voxels of the refined mask must have a full distribution: renormalise.
+    post = np.where(total > 0, post / np.maximum(total, 1e-6), 0)
+    dseg = np.where(keep, np.argmax(post, axis=0) + 1, 0).astype(np.uint8)
+    t1_arr = ref.get_fdata()
+    files = {
+        "mask": save_like(keep, ref, out / "brain_mask.nii.gz", np.uint8),
+        "brain": save_like(t1_arr * keep, ref, out / "brain.nii.gz"),
+        "dseg": save_like(dseg, ref, out / "dseg.nii.gz", np.uint8),
+        "tpms": [save_like(post[k], ref, out / f"probseg_{n}.nii.gz") for k, n in enumerate(TISSUES)],
+    }
+    return files
+
+
+# --------------------------------------------------------------------------- modulation
+
+
+def jacobian_determinant(anat2std: list[str], t1w: str, resolution: int, out_dir: str) -> str:
+    """Determinant of the Jacobian of the template-to-T1w point mapping, on the template grid.
+
+    Computed from the composite transform itself: the world coordinates of the T1w grid are
+    resampled into template space with the forward transforms (linear interpolation of a
+    linear function is exact), which gives, for every template voxel, the T1w point it maps
+    to; finite differences of that map give the Jacobian. This avoids any assumption on how
+    ANTs orders and inverts its affine and warp components.
+    """
+    ants = _ants()
+    out = Path(out_dir)
+    ref = nib.load(t1w)
+    ijk = np.indices(ref.shape, dtype=np.float32)
+    world = np.tensordot(ref.affine[:3, :3], ijk, axes=1) + ref.affine[:3, 3][:, None, None, None]
+    tpl = template_files(resolution, out)
+    fixed = ants.image_read(tpl["head"])
+    coords = []
+    for axis in range(3):
+        fname = save_like(world[axis], ref, out / f"coord{axis}.nii.gz")
+        moved = ants.apply_transforms(fixed, ants.image_read(fname), anat2std, interpolator="linear")
+        coords.append(moved.numpy().astype(np.float64))
+    tpl_img = nib.load(tpl["head"])
+    spacing = np.sqrt((tpl_img.affine[:3, :3] ** 2).sum(axis=0))
+    # J[i][j] = d x_subject_i / d (template voxel j) / spacing_j; template axes are RAS-aligned.
+    jac = np.empty(tpl_img.shape + (3, 3))
+    for i in range(3):
+        grads = np.gradient(coords[i], *spacing)
+        for j in range(3):
+            jac[..., i, j] = grads[j]
+    det = np.abs(np.linalg.det(jac))
+    # Outside the T1w field of view the coordinates are 0 and the determinant meaningless.
+    det = np.where(np.isfinite(det) & (det < 20), det, 0.0)
+    return save_like(det, tpl_img, out / "jacobian.nii.gz")
+
+
+def modulate_gm(gm: str, anat2std: list[str], jacobian: str, out_dir: str) -> str:
+    """GM probability warped to the template and multiplied by the Jacobian determinant.
+
+    The sum of the result times the template voxel volume equals the T1w GM volume, so
+    regional sums in the template are the participant's regional GM volumes.
+    """
+    ants = _ants()
+    out = Path(out_dir)
+    jac = ants.image_read(jacobian)
+    warped = ants.apply_transforms(jac, ants.image_read(gm), anat2std, interpolator="linear")
+    ref = nib.load(jacobian)
+    mod = np.clip(warped.numpy(), 0, 1) * ref.get_fdata()
+    return save_like(mod, ref, out / "gm_modulated.nii.gz")
