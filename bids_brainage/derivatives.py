@@ -29,6 +29,10 @@ ENTITY_ORDER = (
 BIDSIGNORE = (
     "*.html",
     "*/figures/",
+    # bids-validator-deno matches directories only without the trailing slash.
+    "*/figures",
+    # Transforms (BEP014 names, as fMRIPrep writes them) are not in the specification yet.
+    "*_xfm.*",
     "logs/",
     "model/",
     "brainage.*",
