@@ -1,0 +1,386 @@
+"""Atlas into BOLD space, ROI time series, denoising with scrubbing, connectivity features, QC."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+from scipy import sparse
+
+from bids_brainage.hmc import PARAM_NAMES
+from bids_brainage.templates import COORD_ATLASES, coord_atlas, desikan_killiany
+
+CONNECTIVITY_KINDS = ("correlation", "ledoit-wolf", "partial correlation", "tangent")
+HIGH_PASS, LOW_PASS = 0.01, 0.1
+
+
+@dataclass
+class AtlasInfo:
+    """An atlas in template space: ROI names and networks, and either centres or a label image."""
+
+    name: str
+    labels: list[str]
+    networks: list[str]
+    coords: np.ndarray | None = None  # (n, 3) MNI mm, for sphere atlases
+    radius_mm: float = 0.0
+    image: str | nib.Nifti1Image | None = None  # label image, for parcellations
+    indices: list[int] | None = None  # label value of each ROI
+
+
+def load_atlas(atlas: str) -> AtlasInfo:
+    """``Seitzman300``, ``Power264``, ``Dosenbach160``, ``DK83`` or a user NIfTI in MNI space.
+
+    A user atlas ``atlas.nii[.gz]`` needs ``atlas.tsv`` next to it with columns ``index`` and
+    ``name`` (and optionally ``network``).
+    """
+    if atlas in COORD_ATLASES:
+        ca = coord_atlas(atlas)
+        return AtlasInfo(atlas, ca.labels, list(ca.networks), coords=ca.coords, radius_mm=ca.radius_mm)
+    if atlas == "DK83":
+        img, table = desikan_killiany()
+        return AtlasInfo(
+            "DK83", list(table["name"]), list(table["structure"].astype(str)), image=img,
+            indices=[int(i) for i in table["index"]],
+        )  # fmt: skip
+    path = Path(atlas)
+    if path.suffix not in (".nii", ".gz") or not path.exists():
+        raise ValueError(
+            f"unknown atlas {atlas!r}: use {', '.join((*COORD_ATLASES, 'DK83'))} or a NIfTI file"
+        )
+    tsv = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".tsv")
+    table = pd.read_csv(tsv, sep="\t")
+    networks = list(table["network"].astype(str)) if "network" in table else ["none"] * len(table)
+    name = "".join(ch for ch in path.name.split(".")[0] if ch.isalnum()) or "custom"
+    return AtlasInfo(
+        name,
+        [str(n) for n in table["name"]],
+        networks,
+        image=str(path),
+        indices=[int(i) for i in table["index"]],
+    )
+
+
+def _coordinate_field_image(resolution: int = 2):
+    """ANTs image whose three components are the MNI (RAS) coordinates of each voxel, plus a 'inside' map."""
+    import ants
+
+    from bids_brainage.templates import mni_t1w
+
+    tpl = mni_t1w(resolution)
+    ijk = np.indices(tpl.shape, dtype=np.float32)
+    xyz = (
+        np.tensordot(tpl.affine[:3, :3].astype(np.float32), ijk, axes=1) + tpl.affine[:3, 3, None, None, None]
+    )
+    imgs = [ants.from_nibabel_nifti(nib.Nifti1Image(c.astype(np.float32), tpl.affine)) for c in xyz]
+    inside = ants.from_nibabel_nifti(nib.Nifti1Image(np.ones(tpl.shape, np.float32), tpl.affine))
+    return imgs, inside
+
+
+def sphere_labels(mni_xyz: np.ndarray, valid: np.ndarray, coords: np.ndarray, radius: float) -> np.ndarray:
+    """Label every valid voxel by the nearest ROI centre within ``radius`` (mm, MNI).
+
+    ``mni_xyz`` (X, Y, Z, 3) are the MNI coordinates of the BOLD voxels. A sphere smaller than a
+    BOLD voxel still gets the single voxel nearest its centre, so no ROI goes empty while it
+    lies inside the field of view (within 1.5 radii + 3 mm).
+    """
+    from scipy.spatial import cKDTree
+
+    labels = np.zeros(valid.shape, np.int32)
+    idx = np.argwhere(valid)
+    pts = mni_xyz[valid]
+    dist, nearest = cKDTree(coords).query(pts)
+    keep = dist <= radius
+    labels[tuple(idx[keep].T)] = nearest[keep] + 1
+    present = np.zeros(len(coords), bool)
+    present[nearest[keep]] = True
+    if not present.all():
+        vtree = cKDTree(pts)
+        for k in np.flatnonzero(~present):
+            d, j = vtree.query(coords[k])
+            if d <= 1.5 * radius + 3.0 and labels[tuple(idx[j])] == 0:
+                labels[tuple(idx[j])] = k + 1
+    return labels
+
+
+class _AtlasToBoldInputSpec(BaseInterfaceInputSpec):
+    atlas = traits.Str(mandatory=True, desc="atlas name or user NIfTI in MNI152NLin2009aSym")
+    boldref = File(exists=True, mandatory=True)
+    brain_mask = File(exists=True, mandatory=True, desc="brain mask in the BOLD grid")
+    xfm = File(exists=True, mandatory=True, desc="boldref -> T1w (ANTs), inverted here")
+    std2anat_xfm = InputMultiObject(File(exists=True), mandatory=True, desc="MNI -> T1w (ANTs)")
+
+
+class _AtlasToBoldOutputSpec(TraitedSpec):
+    atlas_file = File(desc="ROI labels on the BOLD grid (0 = none)")
+    atlas_tsv = File(desc="index, name, network")
+    atlas_name = traits.Str()
+    networks = traits.List(traits.Str)
+
+
+class AtlasToBold(SimpleInterface):
+    """Carry the atlas into BOLD space (MNI -> T1w -> BOLD) in one resampling of the *atlas*.
+
+    Sphere atlases: the MNI coordinate field is warped into the BOLD grid (linear, exact for
+    the affine part), then each BOLD voxel is assigned to the sphere its MNI coordinate falls
+    in. Label atlases: nearest-label (``genericLabel``) resampling.
+    """
+
+    input_spec = _AtlasToBoldInputSpec
+    output_spec = _AtlasToBoldOutputSpec
+
+    def _run_interface(self, runtime):
+        import ants
+
+        info = load_atlas(self.inputs.atlas)
+        fixed = ants.image_read(self.inputs.boldref)
+        tlist = list(self.inputs.std2anat_xfm) + [self.inputs.xfm]
+        invert = [False] * len(self.inputs.std2anat_xfm) + [True]
+        brain = np.asarray(nib.load(self.inputs.brain_mask).dataobj) > 0
+        affine = nib.load(self.inputs.boldref).affine
+
+        def warp(img, interp):
+            return ants.apply_transforms(
+                fixed=fixed, moving=img, transformlist=tlist, whichtoinvert=invert, interpolator=interp
+            ).numpy()
+
+        if info.coords is not None:
+            fields, inside = _coordinate_field_image(2)
+            xyz = np.stack([warp(f, "linear") for f in fields], axis=-1)
+            valid = brain & (warp(inside, "linear") > 0.999)
+            labels = sphere_labels(xyz, valid, info.coords, info.radius_mm)
+        else:
+            img = info.image if isinstance(info.image, nib.Nifti1Image) else nib.load(info.image)
+            moving = ants.from_nibabel_nifti(
+                nib.Nifti1Image(np.asarray(img.dataobj).astype(np.float32), img.affine)
+            )
+            raw = np.rint(warp(moving, "genericLabel")).astype(np.int32)
+            lut = {v: k + 1 for k, v in enumerate(info.indices)}
+            labels = np.zeros(raw.shape, np.int32)
+            for value, k in lut.items():
+                labels[(raw == value) & brain] = k
+        hdr = nib.Nifti1Header()
+        hdr.set_xyzt_units("mm")
+        out = os.path.join(runtime.cwd, "atlas_bold.nii.gz")
+        nib.Nifti1Image(labels.astype(np.int16), affine, hdr).to_filename(out)
+        tsv = os.path.join(runtime.cwd, "atlas.tsv")
+        pd.DataFrame(
+            {"index": np.arange(1, len(info.labels) + 1), "name": info.labels, "network": info.networks}
+        ).to_csv(tsv, sep="\t", index=False)
+        self._results.update(
+            atlas_file=out, atlas_tsv=tsv, atlas_name=info.name, networks=list(info.networks)
+        )
+        return runtime
+
+
+def roi_timeseries(data: np.ndarray, labels: np.ndarray, n_rois: int) -> np.ndarray:
+    """(T, n_rois) mean signal per ROI; NaN columns for ROIs without voxels."""
+    flat = labels.ravel()
+    vox = np.flatnonzero(flat)
+    lab = flat[vox] - 1
+    counts = np.bincount(lab, minlength=n_rois).astype(float)
+    avg = sparse.csr_matrix((1.0 / counts[lab], (lab, np.arange(len(vox)))), shape=(n_rois, len(vox)))
+    ts = (avg @ data.reshape(-1, data.shape[-1])[vox]).T
+    ts[:, counts == 0] = np.nan
+    return ts
+
+
+def connectivity_matrix(ts: np.ndarray, kind: str) -> np.ndarray:
+    """ROI x ROI connectivity of one run; Fisher z for (partial) correlations."""
+    from nilearn.connectome import ConnectivityMeasure
+
+    if kind not in CONNECTIVITY_KINDS:
+        raise ValueError(f"unknown connectivity {kind!r}; choose from {', '.join(CONNECTIVITY_KINDS)}")
+    if kind == "ledoit-wolf":
+        from sklearn.covariance import LedoitWolf
+
+        measure = ConnectivityMeasure(cov_estimator=LedoitWolf(store_precision=False), kind="correlation")
+    else:
+        # nilearn's default estimator is already Ledoit-Wolf; plain Pearson needs the empirical one.
+        from sklearn.covariance import EmpiricalCovariance
+
+        measure = ConnectivityMeasure(cov_estimator=EmpiricalCovariance(), kind=kind)
+    mat = measure.fit_transform([ts])[0]
+    if kind in ("correlation", "ledoit-wolf", "partial correlation"):
+        mat = np.arctanh(np.clip(mat, -0.999999, 0.999999))
+    np.fill_diagonal(mat, 0.0)
+    return mat
+
+
+def feature_names(labels: list[str]) -> list[str]:
+    """``fmri__<roiA>__<roiB>`` for the upper triangle (row-major, without the diagonal)."""
+    iu = np.triu_indices(len(labels), k=1)
+    return [f"fmri__{labels[i]}__{labels[j]}" for i, j in zip(*iu, strict=True)]
+
+
+class _FCInputSpec(BaseInterfaceInputSpec):
+    bold = File(exists=True, mandatory=True)
+    atlas_file = File(exists=True, mandatory=True)
+    atlas_tsv = File(exists=True, mandatory=True)
+    confounds = File(exists=True, mandatory=True)
+    tr = traits.Float(mandatory=True)
+    tsnr = traits.Float(desc="median tSNR (from the confounds step)")
+    kind = traits.Enum(*CONNECTIVITY_KINDS, usedefault=True)
+    fd_threshold = traits.Float(0.5, usedefault=True)
+    max_scrubbed_fraction = traits.Float(0.5, usedefault=True)
+    min_volumes = traits.Int(50, usedefault=True)
+    global_signal = traits.Bool(False, usedefault=True)
+    high_pass = traits.Float(HIGH_PASS, usedefault=True)
+    low_pass = traits.Float(LOW_PASS, usedefault=True)
+    participant_id = traits.Str(mandatory=True)
+    session_id = traits.Str(desc="ses-Y when sessions exist")
+    dummy_scans = traits.Int(0, usedefault=True)
+    extra_meta = traits.Dict(desc="provenance added to the features sidecar")
+
+
+class _FCOutputSpec(TraitedSpec):
+    timeseries = File(desc="denoised ROI time series of the retained volumes")
+    relmat = File(desc="connectivity matrix TSV")
+    features_tsv = File()
+    features_json = File()
+    qc_tsv = File()
+    qc_json = File()
+    excluded = traits.Bool()
+    exclusion_reason = traits.Str()
+
+
+class FunctionalConnectivity(SimpleInterface):
+    """Denoise ROI time series (24P + WM + CSF [+ GS], band-pass, scrubbing) and compute connectivity.
+
+    ROI means are taken *before* regression and filtering: both are linear in time and the
+    same for every voxel, so cleaning the ROI means equals averaging cleaned voxels, at a
+    fraction of the cost. Scrubbing follows XCP-D: volumes with FD above the threshold are
+    interpolated for the band-pass filter and then dropped (``nilearn.signal.clean``'s
+    ``sample_mask``).
+    """
+
+    input_spec = _FCInputSpec
+    output_spec = _FCOutputSpec
+
+    def _run_interface(self, runtime):
+        from nilearn.signal import clean
+
+        img = nib.load(self.inputs.bold)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        labels = np.asarray(nib.load(self.inputs.atlas_file).dataobj).astype(np.int32)
+        table = pd.read_csv(self.inputs.atlas_tsv, sep="\t")
+        roi_names = list(table["name"].astype(str))
+        n_rois = len(roi_names)
+        conf = pd.read_csv(self.inputs.confounds, sep="\t")
+        regressors = [c for c in conf.columns if c.startswith(PARAM_NAMES)] + ["white_matter", "csf"]
+        if self.inputs.global_signal:
+            regressors.append("global_signal")
+        fd = conf["framewise_displacement"].fillna(0).to_numpy()
+        keep = fd <= self.inputs.fd_threshold
+        n_vols = len(fd)
+        n_keep = int(keep.sum())
+        frac = 1.0 - n_keep / n_vols
+        reasons = []
+        if frac > self.inputs.max_scrubbed_fraction:
+            reasons.append(
+                f"{frac:.0%} of volumes scrubbed (FD > {self.inputs.fd_threshold} mm), more than {self.inputs.max_scrubbed_fraction:.0%}"
+            )
+        if n_keep < self.inputs.min_volumes:
+            reasons.append(f"{n_keep} usable volumes, fewer than the minimum {self.inputs.min_volumes}")
+        raw = roi_timeseries(data, labels, n_rois)
+        missing = np.isnan(raw).any(0)
+        if missing.all():
+            reasons.append("no atlas ROI overlaps the BOLD brain mask (failed registration?)")
+        ts = np.full((n_keep, n_rois), np.nan)
+        mat = np.full((n_rois, n_rois), np.nan)
+        if n_keep >= 5 and not missing.all():
+            nyquist = 0.5 / self.inputs.tr
+            low = self.inputs.low_pass if 0 < self.inputs.low_pass < nyquist else None
+            cleaned = clean(
+                raw[:, ~missing], confounds=conf[regressors].fillna(0).to_numpy(), detrend=True,
+                standardize="zscore_sample", filter="butterworth", high_pass=self.inputs.high_pass or None,
+                low_pass=low, t_r=self.inputs.tr, sample_mask=np.flatnonzero(keep),
+            )  # fmt: skip
+            ts[:, ~missing] = cleaned
+            sub = connectivity_matrix(cleaned, self.inputs.kind)
+            mat[np.ix_(~missing, ~missing)] = sub
+            np.fill_diagonal(mat, 0.0)
+        excluded = bool(reasons)
+        reason = "; ".join(reasons)
+        cwd = Path(runtime.cwd)
+        ts_file = cwd / "timeseries.tsv"
+        pd.DataFrame(ts, columns=roi_names).to_csv(
+            ts_file, sep="\t", index=False, float_format="%.5g", na_rep="n/a"
+        )
+        relmat = cwd / "relmat.tsv"
+        pd.DataFrame(mat, columns=roi_names).to_csv(
+            relmat, sep="\t", index=False, float_format="%.5g", na_rep="n/a"
+        )
+        # Features: the upper triangle; all n/a when the run is excluded so nothing downstream can use it.
+        names = feature_names(roi_names)
+        values = mat[np.triu_indices(n_rois, k=1)]
+        if excluded:
+            values = np.full_like(values, np.nan)
+        ids = {"participant_id": self.inputs.participant_id}
+        if isdefined(self.inputs.session_id) and self.inputs.session_id:
+            ids["session_id"] = self.inputs.session_id
+        feats = pd.concat([pd.DataFrame([ids]), pd.DataFrame([values], columns=names)], axis=1)
+        features_tsv = cwd / "features.tsv"
+        feats.to_csv(features_tsv, sep="\t", index=False, float_format="%.5g", na_rep="n/a")
+        dv = conf["dvars"].to_numpy(dtype=float)
+        qc = {
+            "excluded": excluded,
+            "exclusion_reason": reason,
+            "n_volumes": n_vols,
+            "n_dummy_scans": self.inputs.dummy_scans,
+            "n_volumes_retained": n_keep,
+            "fraction_scrubbed": round(frac, 4),
+            "mean_fd": round(float(fd[1:].mean()) if n_vols > 1 else 0.0, 4),
+            "max_fd": round(float(fd.max()), 4),
+            "mean_dvars": round(float(np.nanmean(dv)), 4) if np.isfinite(dv).any() else None,
+            "mean_std_dvars": round(float(np.nanmean(conf["std_dvars"])), 4)
+            if np.isfinite(dv).any()
+            else None,
+            "tsnr": round(self.inputs.tsnr, 3) if isdefined(self.inputs.tsnr) else None,
+            "n_rois_missing": int(missing.sum()),
+            "missing_rois": [roi_names[i] for i in np.flatnonzero(missing)],
+        }
+        qc_tsv = cwd / "qc.tsv"
+        pd.DataFrame([{k: v for k, v in qc.items() if k != "missing_rois"}]).to_csv(
+            qc_tsv, sep="\t", index=False, na_rep="n/a"
+        )
+        meta = {
+            "Description": "Functional connectivity features: upper triangle (row-major, no diagonal) of the ROI x ROI matrix",
+            "Connectivity": self.inputs.kind,
+            "FisherZ": self.inputs.kind in ("correlation", "ledoit-wolf", "partial correlation"),
+            "NumberOfFeatures": len(names),
+            "NumberOfROIs": n_rois,
+            "Denoising": {
+                "Confounds": regressors,
+                "HighPass": self.inputs.high_pass,
+                "LowPass": self.inputs.low_pass,
+                "Detrend": True,
+                "FDThreshold": self.inputs.fd_threshold,
+                "Censoring": "high-FD volumes interpolated for filtering, then removed (nilearn.signal.clean)",
+            },
+            "QC": qc,
+            **(dict(self.inputs.extra_meta) if isdefined(self.inputs.extra_meta) else {}),
+        }
+        features_json = cwd / "features.json"
+        features_json.write_text(json.dumps(meta, indent=2))
+        qc_json = cwd / "qc.json"
+        qc_json.write_text(json.dumps({"Description": "Quality control of the BOLD run", **qc}, indent=2))
+        self._results.update(
+            timeseries=str(ts_file), relmat=str(relmat), features_tsv=str(features_tsv),
+            features_json=str(features_json), qc_tsv=str(qc_tsv), qc_json=str(qc_json),
+            excluded=excluded, exclusion_reason=reason,
+        )  # fmt: skip
+        return runtime
