@@ -47,7 +47,9 @@ def reproducible(seed: int, device: torch.device, n_threads: int = 1) -> Iterato
     previous = torch.are_deterministic_algorithms_enabled()
     previous_threads = torch.get_num_threads()
     devices = [torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    from threadpoolctl import threadpool_limits
+
+    with torch.random.fork_rng(devices=devices), threadpool_limits(max(1, n_threads), user_api="blas"):
         torch.manual_seed(seed)
         if device.type == "cpu":
             torch.use_deterministic_algorithms(True)
@@ -176,13 +178,14 @@ class SAAVAERegressor:
         """
         x_s, x_f = self._inputs(x_s, x_f)
         age = np.asarray(age, dtype=np.float64)
-        self.preprocessor_ = Preprocessor(n_pca=self.n_pca).fit(x_s, x_f)
-        zs, zf, mask = self.preprocessor_.transform(x_s, x_f)
+        self.device_ = resolve_device(self.device)
+        with reproducible(self.random_seed, self.device_, self.n_threads):
+            self.preprocessor_ = Preprocessor(n_pca=self.n_pca).fit(x_s, x_f)
+            zs, zf, mask = self.preprocessor_.transform(x_s, x_f)
         if "fmri" in self.modalities and "smri" not in self.modalities and not mask.all():
             keep = mask > 0  # an fMRI-only model cannot learn from subjects without fMRI
             zs, zf, mask, sex, age = zs[keep], zf[keep], mask[keep], np.asarray(sex)[keep], age[keep]
         self.age_mean_, self.age_std_ = float(age.mean()), float(age.std() or 1.0)
-        self.device_ = resolve_device(self.device)
         cfg = SAAVAEConfig(
             d_s=zs.shape[1],
             d_f=zf.shape[1],
@@ -332,8 +335,8 @@ class SAAVAERegressor:
         if self.model_ is None:
             raise RuntimeError("SAAVAERegressor is not fitted")
         x_s, x_f = self._inputs(x_s, x_f)
-        zs, zf, mask = self.preprocessor_.transform(x_s, x_f)
         with reproducible(self.random_seed, self.device_, self.n_threads):
+            zs, zf, mask = self.preprocessor_.transform(x_s, x_f)
             return self._predict_z(zs, zf, np.asarray(sex, np.float32), mask) * self.age_std_ + self.age_mean_
 
     def fmri_mask(self, x_f: np.ndarray | None, n: int) -> np.ndarray:
