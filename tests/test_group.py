@@ -101,7 +101,7 @@ def test_group_without_participant_outputs_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("n_folds", ["5"])
 def test_group_too_few_subjects_for_folds(tmp_path, capsys, n_folds):
-    bids_dir, out = _layout(tmp_path, n=6)
+    bids_dir, out = _layout(tmp_path, n=4)
     code = main([str(bids_dir), str(out), "group", "--skip-bids-validation", "-w", str(tmp_path / "w"),
                  "--n-folds", n_folds])  # fmt: skip
     assert code == 2

@@ -117,7 +117,8 @@ def run_group(config: Any) -> int:
     table, qc = build_model_table(config)
     train = config.model is None
     usable = table["age"].notna() & table["sex"].notna()
-    if train and int(usable.sum()) < 2 * max(2, config.n_folds):
+    # Each training fold needs a few subjects; fewer than this cannot give honest estimates.
+    if train and int(usable.sum()) < max(4, config.n_folds + 1):
         raise UsageError(
             f"{config.output_dir}: {int(usable.sum())} subject(s) with features, age and sex: too few to train "
             f"with {config.n_folds}-fold cross-validation (use --n-folds or --model)"
