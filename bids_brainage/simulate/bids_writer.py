@@ -44,8 +44,14 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
     return atomic.write_json(path, data)
 
 
-def write_tsv(path: Path, frame: pd.DataFrame) -> Path:
-    """Atomically write a BIDS TSV with fixed float formatting."""
+def write_tsv(path: Path, frame: pd.DataFrame, decimals: int | None = None) -> Path:
+    """Atomically write a BIDS TSV with stable float formatting.
+
+    Small tables use ``%.6g``; large matrices pass ``decimals`` and are rounded first, which
+    lets pandas use its fast C writer (a ``float_format`` makes it format every value in Python).
+    """
+    if decimals is not None:
+        return atomic.write_tsv(path, frame.round(decimals))
     return atomic.write_tsv(path, frame, float_format=FLOAT_FORMAT)
 
 

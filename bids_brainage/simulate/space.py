@@ -20,7 +20,7 @@ from bids_brainage.simulate.lifespan import LOBE_RATE, lobe_of
 
 # Box (MNI mm) that contains the lateral and third ventricles but no sulcal CSF of note.
 _VENTRICLE_BOX = ((-32.0, 32.0), (-48.0, 30.0), (-4.0, 34.0))
-VENTRICLE_SIGMA_MM = 5.0
+VENTRICLE_SIGMA_MM = 9.0
 PARCEL_RADIUS_MM = 12.0
 # Centre of the brain in MNI mm: placed at the scanner isocentre (world origin).
 BRAIN_CENTRE_MNI = np.array([0.0, -18.0, 8.0])
@@ -40,8 +40,8 @@ class Reference:
     dk_names: tuple[str, ...]  # name of label k at position k-1
     lobe_rate: np.ndarray  # regional multiplier of the grey-matter ageing rate
     ventricles: np.ndarray  # float32 0/1 mask of ventricular CSF region
-    vent_field: np.ndarray  # (3, X, Y, Z) unit-free gradient field (mm) that expands ventricles
-    vent_gain: float  # d(ventricle volume, mm^3)/d(alpha) of the pull warp x + alpha*field
+    vent_field: np.ndarray  # (3, X, Y, Z) gradient of the smoothed mask, peak 1 (velocity field)
+    support: np.ndarray  # bool: head plus a margin; nothing outside it needs sampling
     parcels: np.ndarray | None  # int16 Seitzman ROI index + 1 (0 = no ROI)
 
     @property
@@ -49,10 +49,51 @@ class Reference:
         """Voxel volume in mm^3."""
         return float(abs(np.linalg.det(self.affine[:3, :3])))
 
+    def in_support(self, points: np.ndarray) -> np.ndarray:
+        """Boolean (N,): which MNI points (3, N) lie in :attr:`support` (nearest voxel)."""
+        vox = np.rint(self.world_to_voxel(points)).astype(np.int32)
+        shape = np.array(self.support.shape)[:, None]
+        ok = np.all((vox >= 0) & (vox < shape), axis=0)
+        ok[ok] = self.support[vox[0, ok], vox[1, ok], vox[2, ok]]
+        return ok
+
     def world_to_voxel(self, points: np.ndarray) -> np.ndarray:
         """MNI mm (3, N) -> voxel coordinates (3, N) of this grid."""
         inv = np.linalg.inv(self.affine)
         return (inv[:3, :3] @ points + inv[:3, 3:]).astype(np.float32)
+
+
+# Box (MNI mm) in which the ventricle expansion flow is computed; the driving field is
+# negligible (< 1e-3 of its peak) outside it.
+_FLOW_BOX = ((-64.0, 64.0), (-80.0, 62.0), (-36.0, 66.0))
+FLOW_SPACING_MM = 4.0
+
+
+def ventricle_flow(ref: Reference, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Displacement (3, *box) of the flow ``exp(alpha * g)`` and the box's voxel-to-MNI affine.
+
+    Integrating the stationary field (scaling and squaring, as in diffeomorphic
+    registration) keeps the map invertible however large the expansion, which a plain
+    ``x + alpha * g`` is not beyond about 1.5x the young-adult ventricle volume.
+    """
+    lo = np.array([b[0] for b in _FLOW_BOX])
+    shape = tuple(int((b[1] - b[0]) / FLOW_SPACING_MM) + 1 for b in _FLOW_BOX)
+    box_affine = np.diag([FLOW_SPACING_MM] * 3 + [1.0])
+    box_affine[:3, 3] = lo
+    ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    mni = (box_affine[:3, :3] @ ijk + box_affine[:3, 3:]).astype(np.float32)
+    vox = ref.world_to_voxel(mni)
+    g = np.stack([ndimage.map_coordinates(c, vox, order=1, cval=0.0) for c in ref.vent_field])
+    max_step = 0.2 * FLOW_SPACING_MM  # keep each squared step well below a grid cell
+    n_squarings = max(0, int(np.ceil(np.log2(max(abs(alpha), 1e-6) / max_step))))
+    disp = g * np.float32(alpha / 2**n_squarings)
+    for _ in range(n_squarings):
+        # u <- u + u o (id + u), in box voxel units for the lookup.
+        pts = ijk + disp / FLOW_SPACING_MM
+        disp = disp + np.stack(
+            [ndimage.map_coordinates(c.reshape(shape), pts, order=1, mode="nearest") for c in disp]
+        )
+    return disp.reshape(3, *shape), box_affine
 
 
 def template_resolution(voxel_mm: float) -> int:
@@ -101,13 +142,10 @@ def reference(resolution: int) -> Reference:
     ventricles = ndimage.binary_opening(ventricles).astype(np.float32)
     sigma = VENTRICLE_SIGMA_MM / resolution
     smooth = ndimage.gaussian_filter(ventricles, sigma)
-    # The pull warp x -> x + alpha * grad(S) moves every boundary voxel's sample point towards
-    # the ventricle, so the ventricles grow for alpha > 0 (and shrink for alpha < 0).
+    # Following grad(S) moves a sample point towards the ventricles, so a pull warp along
+    # its flow enlarges them (alpha > 0) or shrinks them (alpha < 0).
     field = np.stack(np.gradient(smooth, resolution)).astype(np.float32)
     field /= float(np.abs(field).max())
-    content = ndimage.gaussian_filter(csf * ventricles, 0.5)
-    grad_q = np.stack(np.gradient(content, resolution))
-    vent_gain = float((grad_q * field).sum() * resolution**3)
 
     # BOLD is always simulated from the 2 mm reference; the 1 mm one needs no parcels.
     parcels = _seitzman_parcels(mni, gm.reshape(-1)).reshape(shape) if resolution == 2 else None
@@ -123,7 +161,7 @@ def reference(resolution: int) -> Reference:
         lobe_rate=lobe_rate.astype(np.float32),
         ventricles=ventricles,
         vent_field=field,
-        vent_gain=vent_gain,
+        support=ndimage.binary_dilation(head > 0.02, iterations=max(2, 8 // resolution)),
         parcels=parcels,
     )
 

@@ -204,13 +204,13 @@ def write_func_truth(root: Path, sub: str, ses: str | None, bold, labels: list[s
         ("sample", sample_corr, "Pearson correlation of the realised noise-free ROI signals of this run"),
     ):
         path = folder / bids_name("relmat", ".tsv", atlas="Seitzman300", desc=desc, **ent)
-        write_tsv(path, pd.DataFrame(np.round(mat, 4), columns=labels))
+        write_tsv(path, pd.DataFrame(mat, columns=labels), decimals=4)
         write_json(
             path.with_name(path.name.replace(".tsv", ".json")),
             {"Description": text + "; rows and columns in header order", "Sources": [source]},
         )
     path = folder / bids_name("timeseries", ".tsv", atlas="Seitzman300", desc="signal", **ent)
-    write_tsv(path, pd.DataFrame(np.round(bold.roi_signals, 4), columns=labels))
+    write_tsv(path, pd.DataFrame(bold.roi_signals, columns=labels), decimals=4)
     write_json(
         path.with_name(path.name.replace(".tsv", ".json")),
         {

@@ -6,9 +6,11 @@ A point ``y`` of the subject's T1w world space is pulled back to the template th
    subject's head scale, isotropic size x slight anisotropy; ``c0`` the brain centre);
 2. individual anatomy: ``b = a + u(a)``, a smooth random displacement (B-spline-like field
    on a 12 mm grid), kept small enough that the map stays invertible;
-3. ageing of the ventricles: ``x = b + alpha * g(b)``, ``g`` the gradient of the smoothed
-   ventricle mask; ``alpha > 0`` pulls boundary samples inwards so the ventricles grow
-   and the periventricular white matter is compressed, like atrophy does.
+3. ageing of the ventricles: ``x = b + v(b)``, ``v`` the displacement of the flow of
+   ``alpha * g``, ``g`` the gradient of the smoothed ventricle mask (see
+   :func:`~bids_brainage.simulate.space.ventricle_flow`); ``alpha > 0`` pulls samples
+   towards the ventricles, so they grow and the periventricular white matter is
+   compressed, as atrophy does.
 
 The same function maps BOLD voxels (after the BOLD-to-T1w misalignment), so both
 modalities share one anatomy.
@@ -37,20 +39,34 @@ class SubjectWarp:
     scale: np.ndarray  # (3,) head scale factors (subject size / template size)
     field: np.ndarray  # (3, *FIELD_SHAPE) random displacement in mm on the coarse grid
     alpha: float  # ventricle expansion strength in mm
+    vent_disp: np.ndarray | None = None  # (3, *box) flow displacement, MNI mm
+    vent_affine: np.ndarray | None = None  # box voxel -> MNI mm
 
-    def to_mni(self, points: np.ndarray, ref: Reference) -> np.ndarray:
-        """MNI coordinates (3, N) float32 of native world points (3, N)."""
+    def affine_part(self, points: np.ndarray) -> np.ndarray:
+        """Step 1 only (pose and head size): native world points -> approximate MNI (3, N)."""
         mat = params_to_matrix(self.pose)
         rot, trans = mat[:3, :3], mat[:3, 3:]
         lin = (rot.T / self.scale[:, None]).astype(np.float32)
-        a = lin @ (points - trans.astype(np.float32)) + BRAIN_CENTRE_MNI[:, None].astype(np.float32)
-        grid = ((a - FIELD_ORIGIN_MNI[:, None]) / FIELD_SPACING_MM).astype(np.float32)
+        offset = (BRAIN_CENTRE_MNI[:, None] - lin @ trans).astype(np.float32)
+        return lin @ points + offset
+
+    def nonlinear_part(self, a: np.ndarray) -> np.ndarray:
+        """Steps 2 and 3 (individual anatomy, ventricle ageing) on approximate MNI points (3, N)."""
+        grid = (a - FIELD_ORIGIN_MNI[:, None].astype(np.float32)) * np.float32(1 / FIELD_SPACING_MM)
         b = a + np.stack([ndimage.map_coordinates(c, grid, order=1, mode="nearest") for c in self.field])
-        if self.alpha:
-            vox = ref.world_to_voxel(b)
-            g = np.stack([ndimage.map_coordinates(c, vox, order=1, cval=0.0) for c in ref.vent_field])
-            b += np.float32(self.alpha) * g
-        return b.astype(np.float32, copy=False)
+        if self.vent_disp is not None:
+            inv = np.linalg.inv(self.vent_affine).astype(np.float32)
+            vox = inv[:3, :3] @ b + inv[:3, 3:]
+            # The flow is zero outside its box: only sample points inside it.
+            upper = np.array(self.vent_disp.shape[1:], np.float32)[:, None] - 1
+            inside = np.flatnonzero(np.all((vox >= 0) & (vox <= upper), axis=0))
+            sub = vox[:, inside]
+            b[:, inside] += np.stack([ndimage.map_coordinates(c, sub, order=1) for c in self.vent_disp])
+        return b
+
+    def to_mni(self, points: np.ndarray, ref: Reference | None = None) -> np.ndarray:
+        """MNI coordinates (3, N) float32 of native world points (3, N)."""
+        return self.nonlinear_part(self.affine_part(points.astype(np.float32, copy=False)))
 
 
 def random_field(rng: np.random.Generator, rms_mm: float = 2.5) -> np.ndarray:
