@@ -20,10 +20,7 @@ LOGGER = logging.getLogger("bids_brainage")
 
 
 def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
-    """Console logging (INFO by default, DEBUG with ``-v``), plus a log file when given.
-
-    nipype's own loggers stay at WARNING unless ``-vv`` so the console shows our progress.
-    """
+    """Console logging (INFO by default, DEBUG with ``-v``), plus a log file when given."""
     level = logging.DEBUG if verbosity >= 1 else logging.INFO
     root = logging.getLogger("bids_brainage")
     root.setLevel(level)
@@ -38,7 +35,9 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
         handler = logging.FileHandler(log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
         root.addHandler(handler)
-    nipype_level = "DEBUG" if verbosity >= 3 else "INFO" if verbosity >= 2 else "WARNING"
+    # nipype logs each crash with its traceback: shown with -v; without it, our one-line
+    # summary names the file and reason and the crash file keeps the details.
+    nipype_level = ["CRITICAL", "WARNING", "INFO"][verbosity] if verbosity < 3 else "DEBUG"
     for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
         logging.getLogger(name).setLevel(nipype_level)
 

@@ -134,11 +134,21 @@ def run_subject(config: Any, layout: Any, data: bids.SessionData) -> SubjectResu
     if data.t1w is None:
         result.ok = False
         result.errors.append(f"{config.bids_dir / ('sub-' + data.subject)}: no T1w image found")
-        return result
+        return _finish(config, data, result, start)
+    from bids_brainage.interfaces.anat_ops import check_t1w
+    from bids_brainage.interfaces.functional import validate_bold
+
+    try:
+        # Checked before any workflow is built: a bad T1w fails fast with one line.
+        check_t1w(data.t1w)
+    except BrainAgeError as err:
+        result.ok = False
+        result.errors.append(str(err))
+        return _finish(config, data, result, start)
     bold_files = []
     for bold_file in data.bold:
         try:
-            bids.bold_metadata(layout, bold_file)
+            validate_bold(bold_file, bids.bold_metadata(layout, bold_file), config.dummy_scans or 0)
             bold_files.append(bold_file)
         except BrainAgeError as err:
             # A bad BOLD run fails that run only: the subject goes on structural-only.
@@ -162,10 +172,14 @@ def run_subject(config: Any, layout: Any, data: bids.SessionData) -> SubjectResu
         except BrainAgeError as err:
             result.ok = False
             result.errors.append(str(err))
-    result.seconds = time.monotonic() - start
     if crash_dir.exists() and not any(crash_dir.iterdir()):
         crash_dir.rmdir()
-    # Written last: the group level reads only subjects with a status file.
+    return _finish(config, data, result, start)
+
+
+def _finish(config: Any, data: bids.SessionData, result: SubjectResult, start: float) -> SubjectResult:
+    """Record the run time and write the status file, last: the group level reads only these."""
+    result.seconds = time.monotonic() - start
     write_status(
         config.output_dir,
         data.subject,
