@@ -55,6 +55,8 @@ def make_folds(
         joint[counts.to_numpy() < n_folds] = pd.Series(strata)[counts.to_numpy() < n_folds] + "|other"
         counts = joint.map(joint.value_counts())
         joint[counts.to_numpy() < n_folds] = "rest"
+        if (joint == "rest").sum() < n_folds:  # too few to be a stratum of their own
+            joint[joint == "rest"] = joint.value_counts().index[0]
         strata = joint.to_numpy()
     stratum = pd.Series(strata, index=people.index)
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=random_seed)
@@ -136,15 +138,9 @@ def fit_cross_validated(
     metrics : pandas.DataFrame
         `metrics_table` of the out-of-fold predictions.
     """
-    table = (
-        canonicalise(table)
-        if "smri__" not in "".join(map(str, table.columns))
-        and "fmri__" not in "".join(map(str, table.columns))
-        else table
-    )
+    # Validates and normalises in-memory tables too (sex as M/F, ids as strings...).
+    table = canonicalise(table, require_age=True)
     smri, fmri = feature_columns(table, "smri"), feature_columns(table, "fmri")
-    if "age" not in table:
-        raise InputError("table", "fitting needs an 'age' column")
     folds = make_folds(table, n_folds, random_seed) if folds is None else np.asarray(folds)
     x_s, x_f = arrays_from_table(table, smri, fmri)
     modalities = estimator_kwargs.pop("modalities", None) or tuple(
@@ -217,6 +213,7 @@ def predict_table(ensemble: BrainAgeEnsemble, table: pd.DataFrame) -> pd.DataFra
         participant_id, [session_id], [age], predicted_age, lower, upper, gap,
         corrected_gap, modalities.
     """
+    table = canonicalise(table, require_age=False)
     missing_s = [c for c in ensemble.smri_features if c not in table.columns]
     if missing_s:
         raise ModelBundleError(

@@ -186,7 +186,10 @@ def canonicalise(
     if dup.any():
         raise InputError(source, f"duplicate row(s) for {out.loc[dup, key].iloc[0].tolist()}")
     try:
-        values = frame[feats].apply(pd.to_numeric, errors="raise").astype(float)
+        values = frame[feats]
+        if not all(pd.api.types.is_numeric_dtype(t) for t in values.dtypes):
+            values = values.apply(pd.to_numeric, errors="raise")  # slow path: text columns
+        values = values.astype(float)
     except (ValueError, TypeError) as exc:
         raise InputError(source, f"non-numeric feature values ({exc})") from exc
     return pd.concat([out.reset_index(drop=True), values.reset_index(drop=True)], axis=1)

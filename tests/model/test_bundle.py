@@ -84,3 +84,12 @@ def test_wrong_features_refused(fitted, small_table):
         predict_table(ens, small_table.drop(columns=["smri__roi003"]))
     with pytest.raises(ModelBundleError, match="functional features"):
         predict_table(ens, small_table.drop(columns=["fmri__edge0007"]))
+
+
+def test_predict_accepts_raw_sex_labels(fitted, small_table):
+    ens = fitted[0]
+    raw = small_table.assign(sex=small_table["sex"].map({0.0: "F", 1.0: "M"}))
+    np.testing.assert_array_equal(
+        predict_table(ens, raw)["predicted_age"].to_numpy(),
+        predict_table(ens, small_table)["predicted_age"].to_numpy(),
+    )
