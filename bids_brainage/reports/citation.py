@@ -241,7 +241,7 @@ CONNECTIVITY_TEXT = {
     "partial correlation": ("partial correlation of the Ledoit-Wolf shrunk covariance", ["ledoit2004"]),
     "tangent": ("tangent-space embedding of the covariance", ["varoquaux2010"]),
 }
-DEFAULT_BAND_PASS = (0.01, 0.08)
+DEFAULT_BAND_PASS = (0.01, 0.1)  # the functional workflow's default
 
 
 def _get(settings: Any, key: str, default: Any = None) -> Any:
@@ -253,20 +253,40 @@ def _get(settings: Any, key: str, default: Any = None) -> Any:
 
 
 def band_pass_from_outputs(output_dir: str | Path | None) -> tuple[float, float] | None:
-    """Band-pass edges (Hz) recorded in a functional sidecar under ``output_dir``, if any."""
+    """Band-pass edges (Hz) recorded in a functional sidecar under ``output_dir``, if any.
+
+    Looks for ``HighPass``/``LowPass`` (at any depth, e.g. ``Denoising.HighPass``) or a
+    two-element ``BandPass`` list in the functional features sidecars.
+    """
     if output_dir is None:
         return None
-    for sidecar in sorted(Path(output_dir).glob("sub-*/**/func/*.json"))[:20]:
+    root = Path(output_dir)
+    candidates = sorted(root.glob("sub-*/func/*desc-functional_features.json"))
+    candidates += sorted(root.glob("sub-*/ses-*/func/*desc-functional_features.json"))
+    for sidecar in candidates[:5]:
         try:
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        for key in ("BandPass", "Bandpass", "BandpassFilter", "band_pass", "bandpass"):
-            value = meta.get(key) if isinstance(meta, dict) else None
-            if isinstance(value, list | tuple) and len(value) == 2:
-                return float(value[0]), float(value[1])
-        if isinstance(meta, dict) and "HighPass" in meta and "LowPass" in meta:
-            return float(meta["HighPass"]), float(meta["LowPass"])
+        found = _find_band(meta) if isinstance(meta, dict) else None
+        if found:
+            return found
+    return None
+
+
+def _find_band(meta: dict[str, Any]) -> tuple[float, float] | None:
+    keys = {str(k).lower(): v for k, v in meta.items()}
+    for key in ("bandpass", "band_pass", "bandpassfilter"):
+        value = keys.get(key)
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return float(value[0]), float(value[1])
+    if isinstance(keys.get("highpass"), int | float) and isinstance(keys.get("lowpass"), int | float):
+        return float(keys["highpass"]), float(keys["lowpass"])
+    for value in meta.values():
+        if isinstance(value, dict):
+            found = _find_band(value)
+            if found:
+                return found
     return None
 
 

@@ -179,25 +179,56 @@ def _steps(output_dir: Path, subject: str, session: str | None, has_age: bool) -
     return rows
 
 
+_ID_COLUMNS = ("participant_id", "session_id", "subject", "session", "run", "task")
+
+
+def _features_values(path: Path, meta: dict[str, Any]) -> tuple[list[tuple[str, Any, str]], int]:
+    """``(feature, value, unit)`` from the one-row TSV next to a features sidecar, and the count.
+
+    Only tables of at most 300 features are listed (connectivity tables have tens of thousands).
+    """
+    frame = html.read_tsv(path.with_name(path.name.removesuffix(".json") + ".tsv"))
+    if frame is None or len(frame) != 1:
+        return [], 0
+    columns = [c for c in frame.columns if c not in _ID_COLUMNS]
+    if len(columns) > 300:
+        return [], len(columns)
+    row = frame.iloc[0]
+    values = []
+    for column in columns:
+        doc = meta.get(column)
+        unit = str(doc.get("Units", "")) if isinstance(doc, dict) else ""
+        values.append((str(column), row[column], unit))
+    return values, len(columns)
+
+
 def _sidecars(output_dir: Path, subject: str, session: str | None) -> dict[str, list[dict[str, Any]]]:
+    """Feature and QC sidecars of ``anat``/``func`` with their values and exclusion decisions."""
     data = _data_dir(output_dir, subject, session)
     out: dict[str, list[dict[str, Any]]] = {"anat": [], "func": []}
     patterns = {
-        "anat": ("*desc-structural_features.json", "*_qc.json", "*desc-qc*.json"),
-        "func": ("*desc-functional_features.json", "*_qc.json", "*desc-qc*.json"),
+        "anat": ("*desc-structural_features.json", "*_qc.json"),
+        "func": ("*desc-functional_features.json", "*_qc.json"),
     }
     for section, pats in patterns.items():
         for path in _glob(data / section, *pats):
             meta = html.read_json(path)
             if meta is None:
                 continue
-            rows = html.flatten(meta)
+            is_features = path.name.endswith("_features.json")
+            values, n_features = _features_values(path, meta) if is_features else ([], 0)
+            documented = {c for c, _, _ in values} | {
+                k for k, v in meta.items() if isinstance(v, dict) and "Description" in v and "Units" in v
+            }
             out[section].append(
                 {
                     "name": path.name,
                     "href": html.relpath(path, output_dir),
                     "run": _run_key(path.name),
-                    "rows": rows,
+                    "kind": "features" if is_features else "qc",
+                    "rows": html.flatten({k: v for k, v in meta.items() if k not in documented}),
+                    "feature_values": values,
+                    "n_features": n_features,
                     "exclusion": _exclusion(meta),
                 }
             )
@@ -393,8 +424,13 @@ def generate_subject_report(
     errors = list(errors or [])
     errors += [e for e in status.get("errors") or [] if isinstance(e, str) and e not in errors]
     run_uuid = status.get("run_uuid") or settings.get("run_uuid")
-    # About shows the participant run that made these outputs, not a later --reports-only/group call
-    run_settings = html.read_json(output_dir / "logs" / f"config_participant_{run_uuid}.json") or settings
+    # Settings, About and Methods describe the participant run that made these outputs, not a
+    # later --reports-only or group-level call (whose config is what we were given).
+    logged = html.read_json(output_dir / "logs" / f"config_participant_{run_uuid}.json") or {}
+    settings = {**settings, **logged, "output_dir": str(output_dir)}
+    if bids_dir is not None and not Path(settings.get("bids_dir") or "").is_dir():
+        settings["bids_dir"] = str(bids_dir)
+    run_settings = settings
     found = discover_figures(output_dir, subject, session)
     animated = any(f.kind == "animated" for f in found["anat"]["reg"])
     flicker = None if animated else flicker_figure(output_dir, subject, session)

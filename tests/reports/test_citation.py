@@ -23,7 +23,7 @@ def test_methods_follow_settings():
     assert "264 regions of Power" in sloppy and "[power2011]" in sloppy
     assert "tangent-space" in sloppy and "[varoquaux2010]" in sloppy
     assert "FD > 0.3 mm" in sloppy and "3-fold" in sloppy and "on the CPU" in sloppy
-    assert "0.01-0.08 Hz" in sloppy
+    assert "0.01-0.1 Hz" in sloppy
 
 
 def test_every_cited_key_has_a_reference_and_bibtex(tmp_path: Path):
@@ -68,5 +68,5 @@ def test_every_cited_key_has_a_reference_and_bibtex(tmp_path: Path):
 def test_band_pass_is_read_from_the_outputs(tmp_path: Path):
     sidecar = tmp_path / "sub-01" / "func" / "sub-01_task-rest_desc-functional_features.json"
     sidecar.parent.mkdir(parents=True)
-    sidecar.write_text('{"BandPass": [0.009, 0.1]}')
-    assert "0.009-0.1 Hz" in citation.methods_markdown({"output_dir": str(tmp_path)})
+    sidecar.write_text('{"Denoising": {"HighPass": 0.009, "LowPass": 0.08}}')
+    assert "0.009-0.08 Hz" in citation.methods_markdown({"output_dir": str(tmp_path)})
