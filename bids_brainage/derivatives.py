@@ -37,6 +37,14 @@ BIDSIGNORE = (
     "model/",
     "brainage.*",
     "*_features.*",
+    # Functional derivatives in XCP-D/fMRIPrep names that BIDS 1.10 has no rule for yet
+    # (BEP012/BEP017): confounds and ROI time series, connectivity matrices, the BOLD
+    # reference, per-run head motion (the spec's _motion is motion capture) and run QC.
+    "*_timeseries.*",
+    "*_relmat.*",
+    "*_boldref.*",
+    "*_motion.*",
+    "*_qc.*",
     "*_prediction.*",
     "group/",
     "*/log/",
