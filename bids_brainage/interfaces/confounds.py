@@ -135,9 +135,9 @@ class BoldConfounds(SimpleInterface):
         conf.to_csv(out, sep="\t", index=False, float_format="%.6g", na_rep="n/a")
         hdr = nib.Nifti1Header()
         hdr.set_xyzt_units("mm")
-        dseg_file = os.path.join(cwd, "tissue_dseg.nii.gz")
+        dseg_file = os.path.join(cwd, "tissue_dseg.nii")
         nib.Nifti1Image(dseg, img.affine, hdr).to_filename(dseg_file)
-        brain_file = os.path.join(cwd, "brain_mask.nii.gz")
+        brain_file = os.path.join(cwd, "brain_mask.nii")
         nib.Nifti1Image(brain.astype(np.uint8), img.affine, hdr).to_filename(brain_file)
         self._results.update(confounds=out, tissue_dseg=dseg_file, brain_mask=brain_file)
         return runtime

@@ -113,7 +113,7 @@ class ValidateBold(SimpleInterface):
         header.set_xyzt_units("mm", "sec")
         zooms = list(header.get_zooms()[:3]) + [tr]
         header.set_zooms(zooms)
-        out = os.path.join(runtime.cwd, "bold_valid.nii.gz")
+        out = os.path.join(runtime.cwd, "bold_valid.nii")
         # Pass the affine explicitly and keep sform == qform so every tool sees the same geometry.
         new = nib.Nifti1Image(data, img.affine, header)
         new.set_qform(img.affine, 1)
@@ -141,8 +141,8 @@ class _CoregOutputSpec(TraitedSpec):
 class BoldT1wCoregistration(SimpleInterface):
     """Rigid BOLD->T1w registration with ANTs (Mattes mutual information, EPI vs T1w brain).
 
-    The T1w brain is resampled to 2 mm first: a 3 mm EPI carries no finer information and
-    this makes the registration take a few seconds.
+    The T1w brain is resampled to the BOLD voxel size (at least 3 mm) first: a 3 mm EPI carries
+    no finer information, and registration then takes seconds.
     """
 
     input_spec = _CoregInputSpec
@@ -153,7 +153,9 @@ class BoldT1wCoregistration(SimpleInterface):
 
         os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(self.inputs.omp_nthreads))
         t1w = ants.image_read(self.inputs.t1w_brain)
-        fixed = ants.resample_image(t1w, (2.0, 2.0, 2.0), use_voxels=False, interp_type=0)
+        # A 3 mm EPI carries nothing finer than ~3 mm: register at the BOLD resolution (>= 2 mm).
+        bold_vox = max(3.0, float(np.min(ants.image_read(self.inputs.boldref).spacing)))
+        fixed = ants.resample_image(t1w, (bold_vox,) * 3, use_voxels=False, interp_type=0)
         bref = ants.image_read(self.inputs.boldref)
         mask = ants.image_read(self.inputs.bold_mask)
         moving = bref * mask
@@ -162,9 +164,11 @@ class BoldT1wCoregistration(SimpleInterface):
             moving=moving,
             type_of_transform="Rigid",
             aff_metric="mattes",
-            aff_iterations=(100, 50, 20) if self.inputs.sloppy else (200, 100, 50),
-            aff_shrink_factors=(4, 2, 1),
-            aff_smoothing_sigmas=(2, 1, 0),
+            aff_iterations=(50, 25) if self.inputs.sloppy else (100, 50),
+            aff_shrink_factors=(2, 1),
+            aff_smoothing_sigmas=(1, 0),
+            aff_sampling=32,
+            aff_random_sampling_rate=0.5,
             outprefix=os.path.join(runtime.cwd, "coreg_"),
         )
         xfm = os.path.join(runtime.cwd, "from-boldref_to-T1w_xfm.mat")
@@ -239,7 +243,7 @@ class FmriprepBold(SimpleInterface):
         n_dummy = self.inputs.dummy_scans
         data = np.asarray(img.dataobj, dtype=np.float32)[..., n_dummy:]
         cwd = runtime.cwd
-        out_file = os.path.join(cwd, "bold_fmriprep.nii.gz")
+        out_file = os.path.join(cwd, "bold_fmriprep.nii")
         nib.Nifti1Image(data, img.affine, img.header).to_filename(out_file)
         boldref = os.path.join(cwd, "boldref.nii.gz")
         nib.Nifti1Image(data.mean(-1), img.affine).to_filename(boldref)
@@ -248,7 +252,7 @@ class FmriprepBold(SimpleInterface):
         else:
             zooms = np.sqrt((img.affine[:3, :3] ** 2).sum(0))
             mask = reference_mask(data.mean(-1), zooms)
-        mask_file = os.path.join(cwd, "bold_mask.nii.gz")
+        mask_file = os.path.join(cwd, "bold_mask.nii")
         nib.Nifti1Image(mask.astype(np.uint8), img.affine).to_filename(mask_file)
         conf = pd.read_csv(self.inputs.confounds, sep="\t").iloc[n_dummy:]
         motion = conf[list(hmc.PARAM_NAMES)].astype(float).reset_index(drop=True)

@@ -1,0 +1,69 @@
+"""Fixtures of the functional tests: one simulated subject, run once through the workflow."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # func_synth, fixtures
+
+PUMI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "pumi"
+
+
+def run_func_wf(bold_file, bids_root, out_dir, work_dir, anat, subject, **kwargs):
+    """Build and run :func:`init_func_wf` with the anatomical inputs ``anat``; return the workflow."""
+    from bids_brainage.derivatives import init_derivatives
+    from bids_brainage.workflows.functional import init_func_wf
+
+    init_derivatives(out_dir, bids_root)
+    wf = init_func_wf(
+        bold_file=str(bold_file), output_dir=str(out_dir), subject=subject, session=None,
+        bids_root=str(bids_root), sloppy=True, omp_nthreads=1, **kwargs,
+    )  # fmt: skip
+    for key, value in anat.items():
+        setattr(wf.inputs.inputnode, key, value)
+    wf.base_dir = str(work_dir)
+    wf.config["execution"]["crashfile_format"] = "txt"
+    wf.config["execution"]["crashdump_dir"] = str(work_dir)
+    wf.run()
+    return wf
+
+
+@pytest.fixture(scope="session")
+def simulated(tmp_path_factory):
+    """A one-subject simulated BIDS dataset (2 mm T1w, 3 mm BOLD, 150 volumes)."""
+    from bids_brainage.simulate import simulate_dataset
+
+    root = tmp_path_factory.mktemp("sim") / "bids"
+    simulate_dataset(root, 1, seed=11, resolution=2.0, n_volumes=150)
+    return root
+
+
+@pytest.fixture(scope="session")
+def simulated_run(simulated, tmp_path_factory):
+    """The functional workflow run on the simulated subject: (bids root, output dir, work dir, anat inputs)."""
+    from fixtures import anat_inputs_from_truth
+
+    base = tmp_path_factory.mktemp("func_sim")
+    anat = anat_inputs_from_truth(simulated, "001", base / "anat")
+    out, work = base / "out", base / "work"
+    bold = simulated / "sub-001" / "func" / "sub-001_task-rest_bold.nii.gz"
+    import time
+
+    start = time.monotonic()
+    run_func_wf(bold, simulated, out, work, anat, "001")
+    elapsed = time.monotonic() - start
+    return {"bids": simulated, "out": out, "work": work, "anat": anat, "seconds": elapsed}
+
+
+@pytest.fixture
+def pumi_copy(tmp_path):
+    """Writable copy of the real pumi dataset without field maps (never write into the original)."""
+    if not PUMI.is_dir():
+        pytest.skip("../shared/data/real/pumi not available")
+    dst = tmp_path / "pumi"
+    shutil.copytree(PUMI, dst, ignore=shutil.ignore_patterns("fmap", "*variant*"))
+    return dst
