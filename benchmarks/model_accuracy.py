@@ -340,6 +340,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--parts", default="a,b,c,speed")
+    parser.add_argument("--fresh", action="store_true", help="forget tables cached by earlier runs")
     parser.add_argument(
         "--loso-sites",
         type=int,
