@@ -40,16 +40,22 @@ class SubjectTraits:
     region_factor: np.ndarray  # per-DK-region GM multiplier (index 0 = unlabelled)
 
 
-def subject_traits(cfg: SimulationConfig, subject: Subject, n_regions: int) -> SubjectTraits:
-    """Draw the subject's individual anatomy (stream 1 of its random generator)."""
+def subject_traits(
+    cfg: SimulationConfig, subject: Subject, n_regions: int, with_field: bool = True
+) -> SubjectTraits:
+    """Draw the subject's individual anatomy (stream 1 of its random generator).
+
+    The deformation field is drawn last, so feature-level mode can skip it
+    (``with_field=False``) and still get the same head size and regional volumes.
+    """
     rng = subject_rng(cfg.seed, subject.index, 1)
     sex_ratio = MALE_TIV_RATIO if subject.sex == "M" else 1.0
     tiv = sex_ratio * float(np.exp(rng.normal(0.0, TIV_LOG_SD)))
     aniso = np.exp(rng.normal(0.0, 0.03, 3))
     aniso /= np.prod(aniso) ** (1 / 3)
-    field = random_field(rng)
     region = np.exp(rng.normal(0.0, REGION_LOG_SD, n_regions + 1)).astype(np.float32)
     region[0] = 1.0
+    field = random_field(rng) if with_field else np.zeros((3, 1, 1, 1), np.float32)
     return SubjectTraits(tiv, aniso, field, region)
 
 

@@ -160,7 +160,7 @@ def simulate_features(
     rois = roi_subset(cfg.n_rois)
     rows = []
     for subject in make_cohort(cfg):
-        traits = subject_traits(cfg, subject, len(ref.dk_names))
+        traits = subject_traits(cfg, subject, len(ref.dk_names), with_field=False)
         for k, visit in enumerate(subject.visits):
             row: dict = {"participant_id": f"sub-{subject.label}"}
             if cfg.sessions:

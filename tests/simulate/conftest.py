@@ -13,10 +13,10 @@ TINY = {"resolution": 4.0, "bold_resolution": 4.0, "n_volumes": 16}
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four subjects, two sites, two sessions 30 years apart (a within-subject ageing contrast)."""
+    """Three subjects, two sites, two sessions 30 years apart (a within-subject ageing contrast)."""
     out = tmp_path_factory.mktemp("sim") / "bids"
     return simulate_dataset(
-        out, n_subjects=4, seed=11, n_sites=2, sessions=2, session_interval=30.0, age_range=(20, 50), **TINY
+        out, n_subjects=3, seed=11, n_sites=2, sessions=2, session_interval=30.0, age_range=(20, 50), **TINY
     )
 
 

@@ -1,0 +1,121 @@
+"""Generation time of ``bids_brainage simulate``; writes its section of docs/benchmarks.md.
+
+Measures the reference case of the issue (20 subjects, 2 mm T1w, 100-volume 3 mm BOLD, 2
+worker processes) and the feature-level mode (1000 subjects), and records the machine,
+date and load so numbers from a shared machine can be judged.
+
+Usage: ``python benchmarks/simulate_speed.py [--n-subjects 20] [--nprocs 2] [--no-write]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+START, END = "<!-- simulate:start -->", "<!-- simulate:end -->"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _size_mb(root: Path) -> float:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
+
+
+def measure(n_subjects: int, nprocs: int) -> dict[str, float]:
+    """Run both modes and return timings."""
+    from bids_brainage.simulate import simulate_dataset, simulate_features
+
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, cpu = time.perf_counter(), _cpu_seconds()
+        out = simulate_dataset(
+            Path(tmp) / "bids", n_subjects=n_subjects, seed=0, resolution=2.0, n_volumes=100, n_jobs=nprocs
+        )
+        image_wall, image_cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+        size = _size_mb(out)
+    wall = time.perf_counter()
+    simulate_features(1000, seed=0)
+    features_wall = time.perf_counter() - wall
+    return {
+        "image_wall": image_wall,
+        "image_cpu": image_cpu,
+        "size_mb": size,
+        "features_wall": features_wall,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
+
+
+def section(result: dict[str, float], n_subjects: int, nprocs: int) -> str:
+    """Markdown section for docs/benchmarks.md."""
+    date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    target = "met" if result["image_wall"] <= 60 else "not met"
+    return f"""{START}
+## Simulator speed (`bids_brainage simulate`)
+
+Measured {date} on {os.cpu_count()} CPU(s) ({_cpu_model()}), Python {platform.python_version()},
+with `python benchmarks/simulate_speed.py --n-subjects {n_subjects} --nprocs {nprocs}`.
+The machine was shared: 1-minute load average {result["load_before"]:.1f} before and
+{result["load_after"]:.1f} after the run (a value above the CPU count means other jobs were
+competing, and wall times are inflated accordingly; CPU time is the better guide).
+
+| case | wall time | CPU time | output |
+|---|---|---|---|
+| {n_subjects} subjects, T1w 2 mm, BOLD 3 mm x 100 volumes, {nprocs} processes | {result["image_wall"]:.1f} s | {result["image_cpu"]:.1f} s | {result["size_mb"]:.0f} MB |
+| feature-level mode, 1000 subjects, 40 ROIs (780 connectivity features) | {result["features_wall"]:.1f} s | - | - |
+
+Target of issue 3: at most 60 s wall for the image case on 2 cores: **{target}** in this run.
+{END}"""
+
+
+def write_section(text: str) -> None:
+    """Replace (or append) the simulator section of docs/benchmarks.md, leaving the rest alone."""
+    if DOC.exists():
+        doc = DOC.read_text()
+        if START in doc and END in doc:
+            doc = doc[: doc.index(START)] + text + doc[doc.index(END) + len(END) :]
+        else:
+            doc = doc.rstrip("\n") + "\n\n" + text + "\n"
+    else:
+        doc = "# Benchmarks\n\n" + text + "\n"
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(doc)
+
+
+def main() -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-subjects", type=int, default=20)
+    parser.add_argument("--nprocs", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+    result = measure(args.n_subjects, args.nprocs)
+    text = section(result, args.n_subjects, args.nprocs)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()
