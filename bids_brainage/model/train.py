@@ -325,7 +325,9 @@ class SAAVAERegressor:
         was_training = model.training
         model.eval()
         t = [torch.as_tensor(np.asarray(a, np.float32), device=dev) for a in (zs, zf, sex, mask)]
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        on_gpu = dev.type == "cuda"
+        dtype = torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float16
+        with torch.autocast(device_type=dev.type, dtype=dtype, enabled=on_gpu):
             pred = model(t[0], t[1] * t[3][:, None], t[2], t[3], sample=False)["age"]
         model.train(was_training)
         return pred.float().cpu().numpy()
