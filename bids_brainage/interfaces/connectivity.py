@@ -319,14 +319,23 @@ class FunctionalConnectivity(SimpleInterface):
             reasons.append("no atlas ROI overlaps the BOLD brain mask (failed registration?)")
         ts = np.full((n_keep, n_rois), np.nan)
         mat = np.full((n_rois, n_rois), np.nan)
+        filtered = True
         if n_keep >= 5 and not missing.all():
             nyquist = 0.5 / self.inputs.tr
             low = self.inputs.low_pass if 0 < self.inputs.low_pass < nyquist else None
-            cleaned = clean(
-                raw[:, ~missing], confounds=conf[regressors].fillna(0).to_numpy(), detrend=True,
-                standardize="zscore_sample", filter="butterworth", high_pass=self.inputs.high_pass or None,
-                low_pass=low, t_r=self.inputs.tr, sample_mask=np.flatnonzero(keep),
+            kwargs = dict(
+                confounds=conf[regressors].fillna(0).to_numpy(), detrend=True, standardize="zscore_sample",
+                t_r=self.inputs.tr, sample_mask=np.flatnonzero(keep),
             )  # fmt: skip
+            try:
+                cleaned = clean(
+                    raw[:, ~missing], filter="butterworth", high_pass=self.inputs.high_pass or None,
+                    low_pass=low, **kwargs,
+                )  # fmt: skip
+            except ValueError:
+                # Too few volumes for the Butterworth filter's padding (short runs): regress only.
+                filtered = False
+                cleaned = clean(raw[:, ~missing], filter=False, **kwargs)
             ts[:, ~missing] = cleaned
             sub = connectivity_matrix(cleaned, self.inputs.kind)
             mat[np.ix_(~missing, ~missing)] = sub
@@ -368,6 +377,7 @@ class FunctionalConnectivity(SimpleInterface):
             if np.isfinite(dv).any()
             else None,
             "tsnr": round(self.inputs.tsnr, 3) if isdefined(self.inputs.tsnr) else None,
+            "band_pass_applied": filtered,
             "n_rois_missing": int(missing.sum()),
             "missing_rois": [roi_names[i] for i in np.flatnonzero(missing)],
         }

@@ -63,7 +63,7 @@ def validate_bold(
         raise InputError(bold_file, "broken affine (not finite or not invertible)")
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(0))
     if np.any(zooms < 0.3) or np.any(zooms > 20):
-        raise InputError(bold_file, f"implausible voxel size {np.round(zooms, 3).tolist()} mm in the affine")
+        raise InputError(bold_file, f"broken affine: implausible voxel size {np.round(zooms, 3).tolist()} mm")
     tr = metadata.get("RepetitionTime")
     if tr is None:
         raise InputError(bold_file, "RepetitionTime is missing from the JSON sidecar")

@@ -1,0 +1,152 @@
+"""Unusable BOLD runs fail with one clear InputError naming the file; exclusion falls back cleanly."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from bids_brainage.errors import InputError
+from bids_brainage.interfaces.connectivity import FunctionalConnectivity, feature_names, sphere_labels
+from bids_brainage.interfaces.functional import dummy_scans_from_metadata, validate_bold
+
+
+def _bids_bold(root, data, affine=None, meta=None):
+    func = root / "sub-01" / "func"
+    func.mkdir(parents=True, exist_ok=True)
+    path = func / "sub-01_task-rest_bold.nii.gz"
+    if affine is None or np.any(affine):
+        img = nib.Nifti1Image(data, np.diag([3.0, 3.0, 3.0, 1.0]) if affine is None else affine)
+    else:
+        # nibabel refuses a singular affine in the constructor: put a singular sform in the header.
+        img = nib.Nifti1Image(data, None)
+        img.header.set_qform(None, code=0)
+        img.header.set_sform(np.diag([3.0, 3.0, 0.0, 1.0]), code=1)
+    img.to_filename(path)
+    (func / "sub-01_task-rest_bold.json").write_text(
+        json.dumps({"RepetitionTime": 2.0} if meta is None else meta)
+    )
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "t", "BIDSVersion": "1.10.0"}))
+    return path
+
+
+def _build(root, path, tmp_path):
+    from bids_brainage.workflows.functional import init_func_wf
+
+    return init_func_wf(
+        bold_file=str(path), output_dir=str(tmp_path / "out"), subject="01", session=None,
+        bids_root=str(root), sloppy=True, omp_nthreads=1,
+    )  # fmt: skip
+
+
+rng = np.random.default_rng(0)
+GOOD = rng.normal(100, 1, (8, 8, 8, 30)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("data", "affine", "meta", "message"),
+    [
+        (GOOD[..., 0], None, None, "4D"),
+        (GOOD, None, {"TaskName": "rest"}, "RepetitionTime"),
+        (GOOD[..., :5], None, None, "too few volumes"),
+        (np.where(GOOD > 101, np.nan, GOOD).astype(np.float32), None, None, "NaN"),
+        (GOOD, np.zeros((4, 4)), None, "affine"),
+        (GOOD, np.diag([3.0, 3.0, 3.0, 1.0]), {"RepetitionTime": -2}, "positive"),
+    ],
+    ids=["3d", "no-tr", "few-volumes", "nan", "broken-affine", "negative-tr"],
+)
+def test_bad_bold_raises_input_error(tmp_path, data, affine, meta, message):
+    root = tmp_path / "bids"
+    path = _bids_bold(root, data, affine, meta)
+    with pytest.raises(InputError) as err:
+        _build(root, path, tmp_path)
+    assert str(path) in str(err.value) and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_good_bold_builds_and_dummy_scans(tmp_path):
+    root = tmp_path / "bids"
+    path = _bids_bold(root, GOOD, meta={"RepetitionTime": 2.0, "NumberOfVolumesDiscardedByUser": 4})
+    wf = _build(root, path, tmp_path)
+    assert wf.get_node("validate").inputs.dummy_scans == 4
+    assert wf.get_node("hmc") is not None
+    assert dummy_scans_from_metadata({}) == 0
+    img, tr = validate_bold(str(path), {"RepetitionTime": 2.0}, 0)
+    assert tr == 2.0 and img.shape[-1] == 30
+
+
+def test_sphere_labels_never_empty():
+    # 3 mm grid, centres between voxels, radius smaller than a voxel: each ROI still gets a voxel.
+    ijk = np.indices((10, 10, 10)).transpose(1, 2, 3, 0) * 3.0
+    coords = np.array([[4.4, 4.4, 4.4], [13.4, 13.4, 13.4], [20.0, 5.0, 9.0]])
+    labels = sphere_labels(ijk, np.ones((10, 10, 10), bool), coords, radius=1.0)
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
+
+
+def _fc_inputs(tmp_path, fd):
+    n_t = len(fd)
+    shape = (6, 6, 6)
+    t = np.arange(n_t) * 2.0
+    shared = np.sin(2 * np.pi * 0.05 * t)
+    data = rng.normal(1000, 5, (*shape, n_t)).astype(np.float32)
+    labels = np.zeros(shape, np.int16)
+    labels[:2], labels[2:4], labels[4:] = 1, 2, 3
+    data[labels == 1] += 20 * shared
+    data[labels == 2] += 20 * shared
+    nib.Nifti1Image(data, np.eye(4)).to_filename(tmp_path / "bold.nii")
+    nib.Nifti1Image(labels, np.eye(4)).to_filename(tmp_path / "atlas.nii")
+    pd.DataFrame({"index": [1, 2, 3], "name": ["a", "b", "c"], "network": ["x", "x", "y"]}).to_csv(
+        tmp_path / "atlas.tsv", sep="\t", index=False
+    )
+    conf = {
+        f"{p}": rng.normal(0, 0.01, n_t) for p in ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
+    }
+    conf |= {
+        "white_matter": rng.normal(size=n_t),
+        "csf": rng.normal(size=n_t),
+        "global_signal": rng.normal(size=n_t),
+    }
+    conf |= {"framewise_displacement": fd, "dvars": np.abs(rng.normal(size=n_t)), "std_dvars": np.ones(n_t)}
+    pd.DataFrame(conf).to_csv(tmp_path / "conf.tsv", sep="\t", index=False)
+    return FunctionalConnectivity(
+        bold=str(tmp_path / "bold.nii"), atlas_file=str(tmp_path / "atlas.nii"), atlas_tsv=str(tmp_path / "atlas.tsv"),
+        confounds=str(tmp_path / "conf.tsv"), tr=2.0, tsnr=50.0, participant_id="sub-01", min_volumes=40,
+    )  # fmt: skip
+
+
+def test_connectivity_features_and_usable_run(tmp_path):
+    fc = _fc_inputs(tmp_path, np.full(120, 0.1))
+    res = fc.run(cwd=str(tmp_path)).outputs
+    feats = pd.read_csv(res.features_tsv, sep="\t")
+    assert list(feats.columns) == ["participant_id", *feature_names(["a", "b", "c"])]
+    assert feats["fmri__a__b"].iloc[0] > 1.0  # shared signal -> large Fisher z
+    assert abs(feats["fmri__a__c"].iloc[0]) < 0.5
+    assert res.excluded is False
+
+
+@pytest.mark.parametrize(
+    ("fd", "reason"),
+    [
+        (np.r_[np.full(70, 0.9), np.full(50, 0.1)], "scrubbed"),
+        (np.r_[np.full(30, 0.1), np.full(5, 0.9)], "usable volumes"),
+    ],
+    ids=["too-much-motion", "too-few-volumes"],
+)
+def test_excluded_run_falls_back(tmp_path, fd, reason):
+    from bids_brainage.gather import _functional_usable
+
+    res = _fc_inputs(tmp_path, fd).run(cwd=str(tmp_path)).outputs
+    assert res.excluded is True and reason in res.exclusion_reason
+    feats = pd.read_csv(res.features_tsv, sep="\t")
+    assert feats.filter(like="fmri__").isna().all(axis=None)  # nothing the model could use
+    meta = json.loads(open(res.features_json).read())
+    assert meta["QC"]["excluded"] is True and reason in meta["QC"]["exclusion_reason"]
+    # The group level reads the sidecar and falls back to structural-only for this run.
+    out = tmp_path / "sub-01_task-rest_desc-functional_features.tsv"
+    out.write_text(open(res.features_tsv).read())
+    out.with_suffix(".json").write_text(json.dumps(meta))
+    usable, why = _functional_usable(out)
+    assert not usable and reason in why
