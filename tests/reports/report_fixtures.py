@@ -101,15 +101,22 @@ def _subject(
         nib.Nifti1Image(mask.astype(np.uint8), tpl.affine),
         data_dir / "anat" / f"{prefix}_desc-brain_mask.nii.gz",
     )
+    # structural features as the anatomical workflow writes them: one-row TSV + data dictionary
+    values = {
+        "GM": rng.normal(650, 40),
+        "WM": rng.normal(480, 30),
+        "CSF": rng.normal(250, 30),
+        "TIV": rng.normal(1400, 100),
+    }
+    values.update({f"DK83_gmvol_R_region{i:02d}": rng.uniform(1, 12) for i in range(20)})
+    pd.DataFrame([{"participant_id": f"sub-{sub}", **values}]).to_csv(
+        data_dir / "anat" / f"{prefix}_desc-structural_features.tsv", sep="\t", index=False
+    )
     _json(
         data_dir / "anat" / f"{prefix}_desc-structural_features.json",
         {
-            "GMVolume": float(rng.normal(650e3, 40e3)),
-            "WMVolume": float(rng.normal(480e3, 30e3)),
-            "CSFVolume": float(rng.normal(250e3, 30e3)),
-            "TIV": float(rng.normal(1.4e6, 1e5)),
-            "Atlas": "DK83",
-            "NumberOfFeatures": 87,
+            **{name: {"Description": f"{name} volume", "Units": "mL"} for name in values},
+            "Atlases": {"DK83": {"Description": "Desikan-Killiany", "Space": "MNI152NLin2009aSym"}},
             "Sources": [f"bids:raw:sub-{sub}/anat/{prefix}_T1w.nii.gz"],
         },
     )
@@ -119,19 +126,25 @@ def _subject(
     (base_bids / "func" / f"{prefix}_task-rest_bold.nii.gz").write_bytes(b"")
     _carpet_svg(rng, figs / f"{prefix}_task-rest_desc-carpet_bold.svg", 0.5)
     _slices_svg(data, figs / f"{prefix}_task-rest_desc-coreg_bold.svg", mask, "BOLD reference on T1w")
-    _matrix_svg(rng, figs / f"{prefix}_task-rest_atlas-Seitzman300_desc-connectivity_relmat.svg")
+    _matrix_svg(rng, figs / f"{prefix}_task-rest_desc-connectivity_bold.svg")
     excluded = ses == "2"
+    qc = {
+        "excluded": excluded,
+        "exclusion_reason": "more than 50% of volumes scrubbed" if excluded else "",
+        "mean_fd": 0.61 if excluded else float(rng.uniform(0.08, 0.2)),
+        "fraction_scrubbed": 0.62 if excluded else float(rng.uniform(0, 0.1)),
+        "tsnr": float(rng.uniform(40, 80)),
+        "n_volumes": 100,
+    }
+    _json(data_dir / "func" / f"{prefix}_task-rest_desc-functional_qc.json", {"Description": "QC", **qc})
     _json(
         data_dir / "func" / f"{prefix}_task-rest_desc-functional_features.json",
         {
-            "MeanFD": 0.61 if excluded else float(rng.uniform(0.08, 0.2)),
-            "FractionScrubbed": 0.62 if excluded else float(rng.uniform(0, 0.1)),
-            "tSNR": float(rng.uniform(40, 80)),
-            "Excluded": excluded,
-            "ExclusionReason": "more than 50% of volumes scrubbed" if excluded else "",
-            "BandPass": [0.01, 0.08],
             "Atlas": "Seitzman300",
             "Connectivity": "correlation",
+            "Denoising": {"HighPass": 0.01, "LowPass": 0.1, "FDThreshold": 0.5},
+            "NumberOfFeatures": 44850,
+            "QC": qc,
         },
     )
 

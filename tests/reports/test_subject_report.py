@@ -35,6 +35,9 @@ def test_subject_report_sections(rendered):
         assert f'id="{anchor}"' in page
     assert "sub-01/figures/sub-01_desc-brain_mask.svg" in page
     assert "sub-01/figures/sub-01_task-rest_desc-carpet_bold.svg" in page
+    assert "sub-01/figures/sub-01_task-rest_desc-connectivity_bold.svg" in page
+    assert "<td>mL</td>" in page and "all 24 features" in page  # values from the TSV, units from the JSON
+    assert "sub-01_task-rest_desc-functional_qc.json" in page and "kept" in page
     assert (
         "desc-flicker_T1w.svg" in page
         and "@keyframes"
