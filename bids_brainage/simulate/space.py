@@ -118,6 +118,9 @@ def reference(resolution: int) -> Reference:
         raise ValueError(f"reference resolution must be 1 or 2 mm, got {resolution}")
     head, gm, wm, csf = arrays
     head = head / float(np.median(head[wm > 0.9]))
+    # nilearn's template is skull-stripped; wrap the brain in synthetic extracerebral layers
+    # so brain extraction has real work to do.
+    head = np.where(gm + wm + csf > 0.5, head, _scalp(gm + wm + csf, resolution))
 
     shape = head.shape
     ijk = np.indices(shape, dtype=np.float32).reshape(3, -1)
@@ -164,6 +167,23 @@ def reference(resolution: int) -> Reference:
         support=ndimage.binary_dilation(head > 0.02, iterations=max(2, 8 // resolution)),
         parcels=parcels,
     )
+
+
+# Extracerebral layers outside a smooth brain envelope: (outer edge in mm, T1w intensity
+# relative to white matter). Dura/CSF, skull tables around bright diploe, galea/muscle,
+# subcutaneous fat (brightest on T1w) and skin.
+_SCALP_LAYERS = ((2.0, 0.12), (3.5, 0.05), (5.5, 0.45), (7.0, 0.05), (10.0, 0.35), (15.0, 0.95), (17.0, 0.45))
+
+
+def _scalp(brain: np.ndarray, resolution: int) -> np.ndarray:
+    envelope = ndimage.gaussian_filter(brain, 4.0 / resolution) > 0.35
+    dist = ndimage.distance_transform_edt(~envelope) * resolution
+    out = np.zeros(brain.shape, np.float32)
+    inner = 0.0
+    for outer, value in _SCALP_LAYERS:
+        out[(dist > inner) & (dist <= outer)] = value
+        inner = outer
+    return ndimage.gaussian_filter(out, 0.7 / resolution)
 
 
 def _decimate(array: np.ndarray) -> np.ndarray:
