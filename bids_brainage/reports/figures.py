@@ -163,6 +163,13 @@ def plot_gap_vs_age(
     return fig
 
 
+def _boxplot(ax: Any, data: list[np.ndarray], labels: list[str]) -> None:
+    try:
+        ax.boxplot(data, tick_labels=labels, showmeans=True)
+    except TypeError:  # matplotlib < 3.9
+        ax.boxplot(data, labels=labels, showmeans=True)
+
+
 def plot_gap_by_group(age: Sequence[float], sex: Sequence[str], gap: Sequence[float]) -> Any:
     """Box plots of the (corrected) gap by sex and by age decade."""
     age, gap = np.asarray(age, float), np.asarray(gap, float)
@@ -172,16 +179,12 @@ def plot_gap_by_group(age: Sequence[float], sex: Sequence[str], gap: Sequence[fl
     groups = sorted({str(s) for s in sex[ok]})
     data = [gap[ok & (sex == s)] for s in groups]
     if groups:
-        axes[0].boxplot(data, tick_labels=groups, showmeans=True)
+        _boxplot(axes[0], data, groups)
     axes[0].set(title="by sex", xlabel="sex", ylabel="corrected brain-age gap (years)")
     decades = np.floor(age[ok] / 10) * 10
     labels = sorted(set(decades.tolist()))
     if labels:
-        axes[1].boxplot(
-            [gap[ok][decades == d] for d in labels],
-            tick_labels=[f"{int(d)}s" for d in labels],
-            showmeans=True,
-        )
+        _boxplot(axes[1], [gap[ok][decades == d] for d in labels], [f"{int(d)}s" for d in labels])
     axes[1].set(title="by age decade", xlabel="decade")
     for ax in axes:
         ax.axhline(0, color="0.3", lw=1, ls="--")
