@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bids_brainage.cli.run import main
+from bids_brainage.cli.run import main, setup_logging
 from bids_brainage.gather import gather_features, write_status
 from bids_brainage.simulate import simulate_features
 
@@ -22,7 +22,7 @@ def _layout(tmp_path: Path, n: int = 24, exclude: tuple[str, ...] = ()) -> tuple
     smri = [c for c in table.columns if c.startswith("smri__")][:12]
     fmri = [c for c in table.columns if c.startswith("fmri__")][:30]
     bids_dir, out = tmp_path / "bids", tmp_path / "out"
-    bids_dir.mkdir()
+    bids_dir.mkdir(parents=True)
     (bids_dir / "dataset_description.json").write_text(json.dumps({"Name": "x", "BIDSVersion": "1.10.0"}))
     labels = [str(p).removeprefix("sub-") for p in table["participant_id"]]
     pd.DataFrame(
@@ -63,14 +63,32 @@ def test_gather_reads_finished_subjects_only_and_honours_exclusion(tmp_path):
     assert qc.loc[qc["participant_id"] == "sub-002", "excluded"].item()
 
 
-def test_group_trains_writes_outputs_and_predicts_with_model(tmp_path):
-    bids_dir, out = _layout(tmp_path, n=24, exclude=("003",))
-    work = tmp_path / "work"
-    common = ["-w", str(work), "--skip-bids-validation", "--device", "cpu", "--n-folds", "3"]
-    assert main([str(bids_dir), str(out), "group", *common]) == 0
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """24 subjects (one with an excluded BOLD run, one without age) trained at the group level.
+
+    The folder name has spaces and non-ASCII characters on purpose (robustness matrix).
+    """
+    tmp_path = tmp_path_factory.mktemp("group") / "my data ü"
+    bids_dir, out = _layout(tmp_path, n=25, exclude=("003",))
+    participants = pd.read_csv(bids_dir / "participants.tsv", sep="\t", dtype=str)
+    participants.loc[participants["participant_id"] == "sub-025", "age"] = "n/a"
+    participants.to_csv(bids_dir / "participants.tsv", sep="\t", index=False)
+    common = ["-w", str(tmp_path / "work"), "--skip-bids-validation", "--device", "cpu", "--n-folds", "3"]
+    code = main([str(bids_dir), str(out), "group", *common])
+    return bids_dir, out, common, code
+
+
+def test_group_trains_writes_outputs_and_predicts_with_model(trained):
+    bids_dir, out, common, code = trained
+    assert code == 0
     brainage = pd.read_csv(out / "brainage.tsv", sep="\t")
-    assert len(brainage) == 24 and set(brainage["split"]) == {"oof"}
-    assert set(brainage["fold"]) == {0, 1, 2}
+    assert len(brainage) == 25
+    assert set(brainage.loc[brainage["participant_id"] != "sub-025", "split"]) == {"oof"}
+    assert set(brainage["fold"].dropna()) == {0, 1, 2}
+    # No age: not trained on, predicted by the ensemble, no gap.
+    no_age = brainage[brainage["participant_id"] == "sub-025"].iloc[0]
+    assert no_age["split"] == "predict" and pd.isna(no_age["brainage_gap"]) and no_age["predicted_age"] > 0
     assert brainage.loc[brainage["participant_id"] == "sub-003", "modalities"].item() == "smri"
     assert (brainage["interval_lower"] < brainage["interval_upper"]).all()
     assert set(json.loads((out / "brainage.json").read_text())) == set(brainage.columns)
@@ -106,3 +124,110 @@ def test_group_too_few_subjects_for_folds(tmp_path, capsys, n_folds):
                  "--n-folds", n_folds])  # fmt: skip
     assert code == 2
     assert "too few to train" in capsys.readouterr().err
+
+
+def _last_error(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines, "no error printed"
+    return lines[-1]
+
+
+def test_corrupted_model_bundle_refused(trained, tmp_path, capsys):
+    import shutil
+
+    bids_dir, out, common, _ = trained
+    bundle = tmp_path / "bundle"
+    shutil.copytree(out / "model", bundle)
+    weights = bundle / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    target = tmp_path / "pred"
+    shutil.copytree(out, target, ignore=shutil.ignore_patterns("model", "brainage.*", "group"))
+    code = main([str(bids_dir), str(target), "group", *common, "--model", str(bundle)])
+    message = _last_error(capsys)
+    assert code == 1 and "sha256" in message.lower() or "corrupt" in message.lower(), message
+    assert not (target / "brainage.tsv").exists()
+
+
+def test_mismatched_model_bundle_refused(trained, tmp_path, capsys):
+    import json
+    import shutil
+
+    bids_dir, out, common, _ = trained
+    bundle = tmp_path / "bundle"
+    shutil.copytree(out / "model", bundle)
+    meta = json.loads((bundle / "model.json").read_text())
+    meta["features"]["smri"][0] = "smri__not_a_feature"
+    (bundle / "model.json").write_text(json.dumps(meta))
+    target = tmp_path / "pred"
+    shutil.copytree(out, target, ignore=shutil.ignore_patterns("model", "brainage.*", "group"))
+    code = main([str(bids_dir), str(target), "group", *common, "--model", str(bundle)])
+    message = _last_error(capsys)
+    assert code == 1 and "bundle" in message.lower(), message
+    assert not (target / "brainage.tsv").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "participants.tsv: file not found"),
+        ("participant_id\tage\tsex\nsub-001\t30\tX\n", "unknown sex code 'X'"),
+        (
+            "participant_id\tage\tsex\nsub-001\t30\tM\nsub-001\t31\tF\n",
+            "duplicated participant rows: sub-001",
+        ),
+        ("participant_id\tage\tsex\nsub-001\told\tM\n", "age 'old' is not a number"),
+    ],
+)
+def test_bad_participants_tsv_at_group_level(trained, tmp_path, capsys, content, expected):
+    import shutil
+
+    bids_dir, out, common, _ = trained
+    bids_copy = tmp_path / "bids"
+    shutil.copytree(bids_dir, bids_copy)
+    if content is None:
+        (bids_copy / "participants.tsv").unlink()
+    else:
+        (bids_copy / "participants.tsv").write_text(content)
+    target = tmp_path / "out"
+    shutil.copytree(out, target, ignore=shutil.ignore_patterns("brainage.*"))
+    code = main([str(bids_copy), str(target), "group", *common, "--model", str(out / "model")])
+    message = _last_error(capsys)
+    assert code == 1 and expected in message and "participants.tsv" in message
+    assert "Traceback" not in capsys.readouterr().err
+    assert not (target / "brainage.tsv").exists()
+
+
+def test_full_disk_leaves_no_partial_files(trained, tmp_path, capsys):
+    """Output on a tiny tmpfs: a one-line 'No space left' error and no half-written files."""
+    import shutil
+    import subprocess
+
+    bids_dir, out, common, _ = trained
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True
+    )
+    assert proc.returncode == 0, f"the full-disk test needs root to mount a tmpfs: {proc.stderr.decode()}"
+    try:
+        target = mount / "out"
+        shutil.copytree(
+            out,
+            target,
+            ignore=shutil.ignore_patterns(
+                "model", "brainage.*", "group", "*.html", "*.log", "config_*", "CITATION*"
+            ),
+        )
+        filler = mount / "filler"
+        filler.write_bytes(b"")
+        free = shutil.disk_usage(mount).free
+        filler.write_bytes(b"0" * max(0, free - 40_000))
+        code = main([str(bids_dir), str(target), "group", *common])
+        message = _last_error(capsys)
+        assert code != 0 and "No space left on device" in message, message
+        leftovers = [p for p in target.rglob("*") if ".tmp" in p.name]
+        assert leftovers == []
+        assert not (target / "brainage.tsv").exists()
+    finally:
+        setup_logging(0)  # closes the log file on the tmpfs so it can be unmounted
+        subprocess.run(["umount", str(mount)], check=False)

@@ -27,6 +27,7 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
     root.propagate = False
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        handler.close()
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%H:%M:%S"))
     root.addHandler(console)

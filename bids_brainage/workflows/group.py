@@ -226,7 +226,11 @@ def _brainage_table(predictions: pd.DataFrame, table: pd.DataFrame) -> pd.DataFr
 def _publish_bundle(src: Path, dst: Path) -> Path:
     """Copy the bundle into OUTPUT_DIR atomically: copy beside it, then swap directories."""
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
-    shutil.copytree(src, tmp)
+    try:
+        shutil.copytree(src, tmp)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk must not leave half a bundle
+        raise
     if dst.exists():
         old = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.old")
         dst.rename(old)
