@@ -106,21 +106,26 @@ def save_like(
     return str(Path(path).resolve())
 
 
-def template_files(resolution: int, out_dir: str | os.PathLike) -> dict[str, str]:
-    """Write the template head, brain, mask and GM/WM/CSF priors to ``out_dir``."""
-    out_dir = Path(out_dir)
+def template_file(kind: str, resolution: int, out_dir: str | os.PathLike) -> str:
+    """Write one template image (``head``, ``mask``, ``brain``, ``GM``, ``WM``, ``CSF``) to ``out_dir``.
+
+    Files are written once per directory (ANTs reads images from disk) and reused.
+    """
+    path = Path(out_dir) / f"tpl-res{resolution}_{kind}.nii.gz"
+    if path.exists():
+        return str(path.resolve())
     head = mni_t1w(resolution)
-    mask = mni_brain_mask(resolution)
-    files = {
-        "head": save_like(head.get_fdata(), head, out_dir / f"tpl-res{resolution}_T1w.nii.gz"),
-        "mask": save_like(mask.get_fdata(), head, out_dir / f"tpl-res{resolution}_mask.nii.gz"),
-        "brain": save_like(
-            head.get_fdata() * mask.get_fdata(), head, out_dir / f"tpl-res{resolution}_brain.nii.gz"
-        ),
-    }
-    for name, img in mni_tissue_priors(resolution).items():
-        files[name] = save_like(img.get_fdata(), head, out_dir / f"tpl-res{resolution}_{name}.nii.gz")
-    return files
+    if kind == "head":
+        data = head.get_fdata()
+    elif kind == "mask":
+        data = mni_brain_mask(resolution).get_fdata()
+    elif kind == "brain":
+        data = head.get_fdata() * mni_brain_mask(resolution).get_fdata()
+    elif kind in TISSUES:
+        data = mni_tissue_priors(resolution)[kind].get_fdata()
+    else:
+        raise ValueError(f"unknown template image {kind!r}")
+    return save_like(data, head, path)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -152,6 +157,19 @@ def _as_list(value: str | list[str]) -> list[str]:
 # --------------------------------------------------------------------------- N4
 
 
+def head_mask(data: np.ndarray) -> np.ndarray:
+    """Rough head mask for N4: above the mean intensity, closed, filled, largest component.
+
+    A SciPy version of ``ants.get_mask(cleanup=2)``, which is ~10x slower; only the N4 fit
+    uses it, so a rough mask is enough.
+    """
+    mask = data > data.mean()
+    mask = ndimage.binary_opening(mask, iterations=1)
+    mask = largest_component(mask)
+    mask = ndimage.binary_closing(mask, iterations=2)
+    return ndimage.binary_fill_holes(mask)
+
+
 def n4_correct(in_file: str, out_file: str, sloppy: bool) -> str:
     """N4 bias-field correction inside a rough head mask, intensities truncated first.
 
@@ -169,15 +187,12 @@ def n4_correct(in_file: str, out_file: str, sloppy: bool) -> str:
         spacing=img.spacing,
         direction=img.direction,
     )
-    head = ants.get_mask(img, cleanup=2)
-    iters = [20, 20] if sloppy else [50, 50, 50, 50]
-    corrected = ants.n4_bias_field_correction(
-        img,
-        mask=head,
-        shrink_factor=4,
-        spline_param=200,
-        convergence={"iters": iters, "tol": 1e-4 if sloppy else 1e-6},
-    )
+    head = img.new_image_like(head_mask(np.clip(arr, 0, top)).astype(np.float32))
+    if sloppy:  # one coarse B-spline mesh: a few seconds, enough for tests and demos
+        settings = {"spline_param": None, "convergence": {"iters": [20, 20], "tol": 1e-4}}
+    else:
+        settings = {"spline_param": 200, "convergence": {"iters": [50, 50, 50, 50], "tol": 1e-6}}
+    corrected = ants.n4_bias_field_correction(img, mask=head, shrink_factor=4, **settings)
     # Rescale so the 99th percentile of the head is 1000: stable Atropos/registration input.
     values = corrected.numpy()
     scale = float(np.percentile(values[head.numpy() > 0], 99)) or 1.0
@@ -189,20 +204,17 @@ def n4_correct(in_file: str, out_file: str, sloppy: bool) -> str:
 # --------------------------------------------------------------------------- registration
 
 
-def _syn_params(sloppy: bool, full: bool) -> dict[str, Any]:
-    """Iterations for antspyx's ``SyN`` (affine then SyN): fewer in sloppy mode."""
-    if sloppy:
-        return {
-            "aff_iterations": (200, 100, 50),
-            "aff_shrink_factors": (4, 2, 1),
-            "aff_smoothing_sigmas": (2, 1, 0),
-            "reg_iterations": (30, 15, 0),
-        }
+def _syn_params(sloppy: bool) -> dict[str, Any]:
+    """Levels and iterations of the affine + SyN registration to the template.
+
+    The affine stage starts from the first-pass affine, so coarse levels suffice. SyN's
+    shrink factors are 4, 2, 1 (8, 4, 2 mm in sloppy mode at the 2 mm template).
+    """
     return {
-        "aff_iterations": (500, 250, 100) if full else (300, 150, 0),
+        "aff_iterations": (200, 100, 0),
         "aff_shrink_factors": (4, 2, 1),
         "aff_smoothing_sigmas": (2, 1, 0),
-        "reg_iterations": (50, 30, 10) if full else (40, 20, 0),
+        "reg_iterations": (30, 15, 5) if sloppy else (40, 20, 5),
     }
 
 
@@ -234,9 +246,9 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
     """
     ants = _ants()
     out = Path(out_dir)
-    tpl = template_files(2, out)
-    fixed = ants.image_read(tpl["brain"])
-    tpl_mask = nib.load(tpl["mask"]).get_fdata() > 0
+    tpl_mask_file = template_file("mask", 2, out)
+    fixed = ants.image_read(template_file("brain", 2, out))
+    tpl_mask = nib.load(tpl_mask_file).get_fdata() > 0
     rim = ndimage.binary_dilation(tpl_mask, iterations=5)
     fixed_mask = fixed.new_image_like(rim.astype(np.float32))
     moving = ants.image_read(t1w)
@@ -245,15 +257,15 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
     levels = {"aff_shrink_factors": (4, 2, 1), "aff_smoothing_sigmas": (2, 1, 0)}
     rigid = ants.registration(
         fixed, moving, type_of_transform="Rigid", mask=fixed_mask, outprefix=str(out / "rigid_"),
-        aff_iterations=(200, 100, 0), **levels,
+        aff_iterations=(100, 50, 0) if sloppy else (200, 100, 0), **levels,
     )  # fmt: skip
     affine = ants.registration(
         fixed, moving, type_of_transform="Affine", mask=fixed_mask, outprefix=str(out / "affine_"),
         initial_transform=_as_list(rigid["fwdtransforms"]),
-        aff_iterations=(200, 100, 0) if sloppy else (200, 100, 50), **levels,
+        aff_iterations=(100, 50, 0) if sloppy else (200, 100, 50), **levels,
     )  # fmt: skip
     xfm = _as_list(affine["fwdtransforms"])
-    prior = _warp_soft_mask(ants, tpl["mask"], moving, xfm, [True] * len(xfm), out)
+    prior = _warp_soft_mask(ants, tpl_mask_file, moving, xfm, [True] * len(xfm), out)
     return {"prior": prior, "affine": xfm[-1]}
 
 
@@ -270,21 +282,21 @@ def register_to_template(
     """
     ants = _ants()
     out = Path(out_dir)
-    tpl = template_files(resolution, out)
-    fixed = ants.image_read(tpl["brain"])
+    fixed = ants.image_read(template_file("brain", resolution, out))
     t1 = ants.image_read(t1w)
     prior_arr = ants.image_read(prior).numpy() > 0.5
     spacing = min(t1.spacing)
     dilated = ndimage.binary_dilation(prior_arr, iterations=max(1, int(round(6 / spacing))))
     moving = t1 * t1.new_image_like(dilated.astype(np.float32))
+    # Sloppy mode trusts the first-pass affine and runs SyN alone.
     reg = ants.registration(
         fixed,
         moving,
-        type_of_transform="SyN",
+        type_of_transform="SyNOnly" if sloppy else "SyN",
         initial_transform=[init_affine],
         outprefix=str(out / "t1w2std_"),
         write_composite_transform=True,
-        **_syn_params(sloppy=sloppy, full=False),
+        **_syn_params(sloppy),
     )
     fwd, inv = _as_list(reg["fwdtransforms"]), _as_list(reg["invtransforms"])
     warped = ants.apply_transforms(fixed, t1, fwd, interpolator="linear")
@@ -292,11 +304,13 @@ def register_to_template(
     ants.image_write(warped, std_file)
     priors = []
     for name in TISSUES:
-        moved = ants.apply_transforms(t1, ants.image_read(tpl[name]), inv, interpolator="linear")
+        moved = ants.apply_transforms(
+            t1, ants.image_read(template_file(name, resolution, out)), inv, interpolator="linear"
+        )
         fname = str((out / f"prior_{name}.nii.gz").resolve())
         ants.image_write(moved, fname)
         priors.append(fname)
-    brain_prior = _warp_soft_mask(ants, tpl["mask"], t1, inv, None, out)
+    brain_prior = _warp_soft_mask(ants, template_file("mask", resolution, out), t1, inv, None, out)
     return {
         "anat2std": fwd,
         "std2anat": inv,
@@ -310,26 +324,25 @@ def register_to_template(
 
 
 def segment(t1w: str, prior_mask: str, priors: list[str], sloppy: bool, out_dir: str) -> dict[str, Any]:
-    """Atropos GM/WM/CSF with warped template priors, and the refined brain mask.
+    """Brain mask from the warped template mask, then Atropos GM/WM/CSF inside it.
 
-    Atropos runs inside the first-pass mask dilated by 2 voxels. The brain mask is then
-    refined like antsBrainExtraction does: in a band of +/- 2 voxels around the first-pass
-    boundary, a voxel is brain when Atropos calls it GM or WM (or CSF where the template
-    says brain); the core is kept; holes are filled and the largest component kept.
+    The template brain mask warped through the SyN registration (probability > 0.5, holes
+    filled, largest component) is the brain mask: with a good registration it is better
+    than any intensity rule (on simulated data it reaches Dice 0.99 with the truth), and it
+    includes the CSF around the brain, which intensity alone cannot tell from bone. The only
+    refinement is to drop boundary voxels darker than half the CSF intensity (skull or air
+    caught by a misregistration). Atropos (prior weight 0.25, MRF 0.1) then runs inside it.
     """
     ants = _ants()
     out = Path(out_dir)
     t1 = ants.image_read(t1w)
     ref = nib.load(t1w)
-    prior_arr = nib.load(prior_mask).get_fdata() > 0.5
-    ball = _ball(2)
-    dilated = ndimage.binary_dilation(prior_arr, ball)
-    eroded = ndimage.binary_erosion(prior_arr, ball)
-    seg_mask = t1.new_image_like(dilated.astype(np.float32))
+    brain = nib.load(prior_mask).get_fdata() > 0.5
+    brain = largest_component(ndimage.binary_fill_holes(brain))
     prior_imgs = [ants.image_read(p) for p in priors]
     result = ants.atropos(
         a=t1,
-        x=seg_mask,
+        x=t1.new_image_like(brain.astype(np.float32)),
         i=prior_imgs,
         m="[0.1,1x1x1]",
         c="[3,0.005]" if sloppy else "[5,0.001]",
@@ -338,17 +351,20 @@ def segment(t1w: str, prior_mask: str, priors: list[str], sloppy: bool, out_dir:
     # ants.image_read/numpy give arrays in the file's index order, matching ``ref``.
     post = np.stack([p.numpy() for p in result["probabilityimages"]])
     post = np.clip(np.nan_to_num(post), 0, 1)
-    tissue = post[0] + post[1]
-    band = dilated & ~eroded
-    keep = eroded | (band & ((tissue > 0.5) | (prior_arr & (post[2] > 0.5))))
-    keep = ndimage.binary_closing(keep, _ball(1))
-    keep = largest_component(ndimage.binary_fill_holes(keep))
+    t1_arr = ref.get_fdata()
+    core = ndimage.binary_erosion(brain, iterations=2)
+    csf = core & (post[2] > 0.5)
+    if csf.sum() > 100:
+        band = brain & ~ndimage.binary_erosion(brain)
+        dark = t1_arr < 0.5 * float(np.median(t1_arr[csf]))
+        keep = largest_component(brain & ~(band & dark))
+    else:
+        keep = brain
     post = post * keep
     total = post.sum(axis=0)
-    # Voxels of the refined mask must have a full distribution: renormalise.
+    # Every brain voxel gets a full distribution (Atropos may leave a few at zero).
     post = np.where(total > 0, post / np.maximum(total, 1e-6), 0)
     dseg = np.where(keep, np.argmax(post, axis=0) + 1, 0).astype(np.uint8)
-    t1_arr = ref.get_fdata()
     files = {
         "mask": save_like(keep, ref, out / "brain_mask.nii.gz", np.uint8),
         "brain": save_like(t1_arr * keep, ref, out / "brain.nii.gz"),
@@ -375,14 +391,14 @@ def jacobian_determinant(anat2std: list[str], t1w: str, resolution: int, out_dir
     ref = nib.load(t1w)
     ijk = np.indices(ref.shape, dtype=np.float32)
     world = np.tensordot(ref.affine[:3, :3], ijk, axes=1) + ref.affine[:3, 3][:, None, None, None]
-    tpl = template_files(resolution, out)
-    fixed = ants.image_read(tpl["head"])
+    tpl_file = template_file("head", resolution, out)
+    fixed = ants.image_read(tpl_file)
     coords = []
     for axis in range(3):
         fname = save_like(world[axis], ref, out / f"coord{axis}.nii.gz")
         moved = ants.apply_transforms(fixed, ants.image_read(fname), anat2std, interpolator="linear")
         coords.append(moved.numpy().astype(np.float64))
-    tpl_img = nib.load(tpl["head"])
+    tpl_img = nib.load(tpl_file)
     spacing = np.sqrt((tpl_img.affine[:3, :3] ** 2).sum(axis=0))
     # J[i][j] = d x_subject_i / d (template voxel j) / spacing_j; template axes are RAS-aligned.
     jac = np.empty(tpl_img.shape + (3, 3))

@@ -1,0 +1,54 @@
+"""Run the real anatomical workflow (no mocks) on one T1w and collect its outputs and timings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bids_brainage import derivatives
+from bids_brainage.workflows.anatomical import init_anat_wf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+REAL_DATA = PROJECT_ROOT.parent / "shared" / "data" / "real"
+
+
+@dataclass
+class AnatRun:
+    """Outputs of one run of ``init_anat_wf`` (outputnode fields) and its wall times."""
+
+    out_dir: Path
+    work_dir: Path
+    subject: str
+    outputs: dict = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)
+
+
+def run_anat(
+    bids_root: Path, subject: str, out_dir: Path, work_dir: Path, *, session: str | None = None,
+    sloppy: bool = True, omp_nthreads: int = 2, **kwargs,
+) -> AnatRun:  # fmt: skip
+    """Build and run the workflow for ``sub-<subject>`` of ``bids_root`` (sloppy by default)."""
+    derivatives.init_derivatives(out_dir, bids_root)
+    folder = bids_root / f"sub-{subject}" / (f"ses-{session}" if session else "") / "anat"
+    t1w = sorted(folder.glob("*_T1w.nii*"))[0]
+    run = AnatRun(out_dir=out_dir, work_dir=work_dir, subject=subject)
+    run.outputs = rerun(
+        run, bids_root, t1w, session=session, sloppy=sloppy, omp_nthreads=omp_nthreads, **kwargs
+    )
+    return run
+
+
+def rerun(run: AnatRun, bids_root: Path, t1w: Path, **kwargs) -> dict:
+    """Run (again) with the same work dir; appends the wall time to ``run.seconds``."""
+    wf = init_anat_wf(output_dir=str(run.out_dir), subject=run.subject, bids_root=str(bids_root), **kwargs)
+    wf.base_dir = str(run.work_dir)
+    wf.config["execution"].update(
+        {"hash_method": "content", "crashdump_dir": str(run.work_dir / "crash"), "crashfile_format": "txt"}
+    )
+    wf.inputs.inputnode.t1w = str(t1w)
+    start = time.monotonic()
+    graph = wf.run(plugin="Linear")
+    run.seconds.append(time.monotonic() - start)
+    node = next(n for n in graph.nodes() if n.fullname.endswith("outputnode"))
+    return dict(node.result.outputs.get())

@@ -1,0 +1,32 @@
+"""Session fixtures: the real anatomical workflow run once per dataset (sloppy mode)."""
+
+from __future__ import annotations
+
+import pytest
+from anat_runner import REAL_DATA, AnatRun, rerun, run_anat
+
+
+def _real(name: str) -> object:
+    root = REAL_DATA / name
+    if not root.is_dir():
+        pytest.skip(f"real test data {name} not found next to the project")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ixi_run(tmp_path_factory) -> AnatRun:
+    """IXI012 (ixi10), run twice with the same work dir (the second run must be cached)."""
+    root = _real("ixi10")
+    base = tmp_path_factory.mktemp("anat_ixi")
+    run = run_anat(root, "IXI012", base / "out", base / "work")
+    t1w = root / "sub-IXI012" / "anat" / "sub-IXI012_T1w.nii.gz"
+    rerun(run, root, t1w, session=None, sloppy=True, omp_nthreads=2)
+    return run
+
+
+@pytest.fixture(scope="session")
+def pumi_run(tmp_path_factory) -> AnatRun:
+    """sub-001 of pumi (a different scanner, orientation and intensity range)."""
+    root = _real("pumi")
+    base = tmp_path_factory.mktemp("anat_pumi")
+    return run_anat(root, "001", base / "out", base / "work")
