@@ -8,7 +8,7 @@ import pytest
 
 from bids_brainage.simulate import simulate_dataset
 
-TINY = {"resolution": 4.0, "bold_resolution": 4.0, "n_volumes": 16}
+TINY = {"resolution": 4.0, "bold_resolution": 4.0, "n_volumes": 10}
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,7 @@ def test_motion_is_recovered_by_registration(still_dataset: Path) -> None:
     border = np.zeros_like(mask)
     border[4:-4, 4:-4, 4:-4] = True
     mask &= border  # moving content in and out of the field of view is not motion to fit
-    world = affine[:3, :3] @ np.argwhere(mask).T + affine[:3, 3:]
+    world = affine[:3, :3] @ np.argwhere(mask)[::2].T + affine[:3, 3:]  # every other voxel suffices
     inv_affine = np.linalg.inv(affine)
     truth = motion[list(PARAM_NAMES)].to_numpy(float)
     for t in np.argsort(-np.abs(truth[:, :3]).sum(1))[:2]:
@@ -88,7 +88,7 @@ def test_motion_is_recovered_by_registration(still_dataset: Path) -> None:
         def residual(p: np.ndarray, moving: np.ndarray = moving) -> np.ndarray:
             mat = inv_affine @ params_to_matrix(p)
             coords = mat[:3, :3] @ world + mat[:3, 3:]
-            return ndimage.map_coordinates(moving, coords, order=1) - ref[mask]
+            return ndimage.map_coordinates(moving, coords, order=1) - ref[mask][::2]
 
         fit = optimize.least_squares(residual, np.zeros(6), diff_step=1e-4).x
         trans_err = np.abs(fit[:3] - truth[t, :3])
