@@ -1,0 +1,119 @@
+"""Reuse of an fMRIPrep derivative, and the real pumi BOLD run end to end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_func_wf
+
+from bids_brainage import hmc
+
+
+def _fake_fmriprep(run, dest):
+    """An fMRIPrep-shaped derivative of the simulated subject: T1w-space preproc BOLD, confounds, xfm.
+
+    The preprocessed BOLD is the workflow's own motion-corrected series carried into the T1w
+    (3 mm) grid through its coregistration; the confounds hold the *true* motion, so the test
+    can tell fMRIPrep's parameters were used.
+    """
+    import ants
+
+    work = run["work"] / "func_wf"
+    func = dest / "sub-001" / "func"
+    func.mkdir(parents=True)
+    (dest / "dataset_description.json").write_text(
+        json.dumps({"Name": "fMRIPrep", "BIDSVersion": "1.10.0", "DatasetType": "derivative"})
+    )
+    t1w = ants.image_read(run["anat"]["t1w_brain"])
+    ref = ants.resample_image(t1w, (3.0, 3.0, 3.0), use_voxels=False, interp_type=0)
+    bold = ants.image_read(str(work / "hmc" / "bold_hmc.nii"))
+    xfm = str(work / "coreg" / "from-boldref_to-T1w_xfm.mat")
+    moved = ants.apply_transforms(fixed=ref, moving=bold, transformlist=[xfm], imagetype=3)
+    moved.to_filename(str(func / "sub-001_task-rest_space-T1w_desc-preproc_bold.nii.gz"))
+    shutil.copy(xfm, func / "sub-001_task-rest_from-boldref_to-T1w_mode-image_desc-coreg_xfm.mat")
+    truth = run["bids"] / "derivatives/simulation/sub-001/func/sub-001_task-rest_desc-motion_timeseries.tsv"
+    motion = pd.read_csv(truth, sep="\t")
+    motion.to_csv(func / "sub-001_task-rest_desc-confounds_timeseries.tsv", sep="\t", index=False)
+    return motion
+
+
+def test_fmriprep_outputs_are_reused(simulated_run, tmp_path):
+    fmriprep = tmp_path / "fmriprep"
+    motion = _fake_fmriprep(simulated_run, fmriprep)
+    out = tmp_path / "out"
+    bold = simulated_run["bids"] / "sub-001" / "func" / "sub-001_task-rest_bold.nii.gz"
+    wf = run_func_wf(
+        bold, simulated_run["bids"], out, tmp_path / "work", simulated_run["anat"], "001",
+        atlas="Dosenbach160", fmriprep_dir=str(fmriprep),
+    )  # fmt: skip
+    assert wf.get_node("hmc") is None and wf.get_node("coreg") is None
+    func = out / "sub-001" / "func"
+    used = pd.read_csv(func / "sub-001_task-rest_motion.tsv", sep="\t")
+    np.testing.assert_allclose(used[list(hmc.PARAM_NAMES)], motion[list(hmc.PARAM_NAMES)], atol=1e-5)
+    feats = pd.read_csv(func / "sub-001_task-rest_desc-functional_features.tsv", sep="\t")
+    assert feats.filter(like="fmri__").shape[1] == 160 * 159 // 2
+    meta = json.loads((func / "sub-001_task-rest_desc-functional_features.json").read_text())
+    assert meta["MotionCorrection"] == "fMRIPrep"
+    assert any(s.startswith("bids:fmriprep:") for s in meta["Sources"])
+    assert np.isfinite(feats.filter(like="fmri__").to_numpy()).mean() > 0.9
+
+
+@pytest.fixture
+def pumi_anat(pumi_copy, tmp_path):
+    """Anatomical inputs for pumi from direct antspyx calls: MNI (2 mm) affinely onto the T1w."""
+    import ants
+    import nibabel as nib
+
+    from bids_brainage.templates import mni_brain_mask, mni_t1w, mni_tissue_priors
+
+    work = tmp_path / "anat"
+    work.mkdir()
+
+    def to_ants(img, name):
+        path = work / name
+        nib.Nifti1Image(np.asarray(img.dataobj, np.float32), img.affine).to_filename(path)
+        return ants.image_read(str(path))
+
+    t1w_file = pumi_copy / "sub-001" / "anat" / "sub-001_T1w.nii.gz"
+    t1w = ants.image_read(str(t1w_file))
+    tpl = to_ants(mni_t1w(2), "tpl.nii.gz")
+    tpl_mask = to_ants(mni_brain_mask(2), "tpl_mask.nii.gz")
+    reg = ants.registration(
+        fixed=t1w, moving=tpl, type_of_transform="Affine", outprefix=str(work / "std2anat_")
+    )
+    xfm = reg["fwdtransforms"]
+    mask = ants.apply_transforms(fixed=t1w, moving=tpl_mask, transformlist=xfm) > 0.5
+    brain = t1w * mask
+    files = {"t1w_mask": work / "mask.nii.gz", "t1w_brain": work / "brain.nii.gz"}
+    mask.to_filename(str(files["t1w_mask"]))
+    brain.to_filename(str(files["t1w_brain"]))
+    tpms = []
+    for name, img in mni_tissue_priors(2).items():
+        moved = ants.apply_transforms(fixed=t1w, moving=to_ants(img, f"tpl_{name}.nii.gz"), transformlist=xfm)
+        path = work / f"label-{name}_probseg.nii.gz"
+        (moved * mask).to_filename(str(path))
+        tpms.append(str(path))
+    return {
+        "t1w_preproc": str(t1w_file), "t1w_brain": str(files["t1w_brain"]), "t1w_mask": str(files["t1w_mask"]),
+        "t1w_dseg": str(files["t1w_mask"]), "t1w_tpms": tpms, "std2anat_xfm": list(xfm),
+    }  # fmt: skip
+
+
+def test_real_pumi_bold_runs_through(pumi_copy, pumi_anat, tmp_path):
+    """The real 20-volume, 5 mm BOLD: processed end to end; with the default minimum it is excluded."""
+    bold = pumi_copy / "sub-001" / "func" / "sub-001_task-rest_bold.nii.gz"
+    out = tmp_path / "out"
+    run_func_wf(bold, pumi_copy, out, tmp_path / "work", pumi_anat, "001", min_volumes=10)
+    func = out / "sub-001" / "func"
+    feats = pd.read_csv(func / "sub-001_task-rest_desc-functional_features.tsv", sep="\t")
+    values = feats.filter(like="fmri__").to_numpy()
+    assert values.shape[1] == 300 * 299 // 2
+    assert np.isfinite(values).mean() > 0.8  # a few ROIs may fall outside the 5 mm field of view
+    qc = json.loads((func / "sub-001_task-rest_desc-functional_qc.json").read_text())
+    assert qc["n_volumes"] == 20 and qc["excluded"] is False
+    assert qc["max_fd"] < 5.0  # a compliant volunteer: HMC did not diverge
+    assert len(list((out / "sub-001" / "figures").glob("*.svg"))) == 3
