@@ -100,7 +100,7 @@ def write_truth_dataset(root: Path, command: str) -> None:
             ],
         },
     )
-    atomic.write_text(out / ".bidsignore", "truth.*\n*_timeseries.tsv\n*_relmat.tsv\n*_xfm.nii.gz\n")
+    atomic.write_text(out / ".bidsignore", "truth.*\n*_timeseries.*\n*_relmat.*\n*_xfm.*\n")
     atomic.write_text(out / "README.md", (__doc__ or "") + "\nMotion convention: " + MOTION_CONVENTION + "\n")
 
 
