@@ -63,6 +63,18 @@ def find_chromium() -> str | None:
     return shutil.which("chromium")
 
 
+def require_chromium() -> str:
+    """Chromium's path; FAIL (not skip) when it is absent: the reports must be checked in a browser."""
+    import pytest
+
+    binary = find_chromium()
+    if binary is None:
+        pytest.fail(
+            "headless Chromium not found (/usr/bin/chromium): run .ci/setup_chromium.sh", pytrace=False
+        )
+    return binary
+
+
 class _WebSocket:
     """Just enough of RFC 6455 for the DevTools protocol (client side, text frames)."""
 

@@ -13,12 +13,11 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from report_browser import Browser
-from test_reports_browser import require_chromium
+from report_browser import Browser, require_chromium
 
 from bids_brainage.cli.run import main
 
-N_SUBJECTS = 4
+N_SUBJECTS = 5
 COMMON = ["--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--random-seed", "1", "--min-volumes", "20",
           "--skip-bids-validation"]  # fmt: skip
 
@@ -43,7 +42,7 @@ def real_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                  "--n-volumes", "40", "--seed", "3"]) == 0  # fmt: skip
     common = ["-w", str(work), *COMMON]
     participant = main([str(bids_dir), str(out_dir), "participant", *common])
-    group = main([str(bids_dir), str(out_dir), "group", "--n-folds", "2", *common])
+    group = main([str(bids_dir), str(out_dir), "group", "--n-folds", "3", *common])
     return SimpleNamespace(bids_dir=bids_dir, out_dir=out_dir, participant_code=participant, group_code=group)
 
 

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from report_browser import Browser, find_chromium
+from report_browser import Browser, require_chromium
 
 PAGES = ("sub-01.html", "sub-02_ses-2.html", "sub-03.html", "group_report.html")
-
-
-def require_chromium() -> str:
-    """Chromium's path; FAIL (not skip) when it is absent: the reports must be checked in a browser."""
-    binary = find_chromium()
-    if binary is None:
-        pytest.fail(
-            "headless Chromium not found (/usr/bin/chromium): run .ci/setup_chromium.sh", pytrace=False
-        )
-    return binary
 
 
 def test_fixture_reports_in_chromium(rendered, artifacts):
@@ -45,3 +34,12 @@ def test_checker_catches_broken_pages(tmp_path: Path):
     assert {"nowhere.html", "#nope", "https://example.org/"} <= set(check.broken_links)
     assert any("boom" in e for e in check.console_errors)
     assert any("undefinedFn" in e for e in check.console_errors)
+
+
+def test_missing_chromium_fails_instead_of_skipping(monkeypatch):
+    import pytest
+    import report_browser
+
+    monkeypatch.setattr(report_browser, "find_chromium", lambda: None)
+    with pytest.raises(pytest.fail.Exception, match="setup_chromium.sh"):
+        report_browser.require_chromium()
