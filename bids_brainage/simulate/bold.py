@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from bids_brainage.simulate.anatomy import aged_tissues, bias_field, sample
+from bids_brainage.simulate.anatomy import SubjectTraits, aged_tissues, bias_field, sample
 from bids_brainage.simulate.cohort import Subject, subject_rng
 from bids_brainage.simulate.config import SimulationConfig
 from bids_brainage.simulate.connectivity import band_limited, network_model, roi_signals, subject_connectivity
@@ -63,7 +63,9 @@ def _fine_grid(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tuple[int, .
     return fine_shape, fine_affine
 
 
-def _reference_image(ref, warp, maps, points, site) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _reference_image(
+    ref: Reference, warp: SubjectWarp, maps: dict[str, np.ndarray], points: np.ndarray, site: Site
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Tissue maps and EPI baseline at the reference pose, sampled at native points."""
     mni = warp.to_mni(points, ref)
     got = sample(ref, maps, mni)
@@ -80,7 +82,7 @@ def simulate_bold(
     ref: Reference,
     subject: Subject,
     visit_index: int,
-    traits,
+    traits: SubjectTraits,
     warp: SubjectWarp,
     site: Site,
 ) -> BoldResult:

@@ -17,14 +17,15 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bids_brainage.errors import UsageError
-from bids_brainage.simulate.anatomy import BASE_SCALE, subject_traits
+from bids_brainage.simulate.anatomy import BASE_SCALE, SubjectTraits, subject_traits
 from bids_brainage.simulate.bids_writer import write_json, write_tsv
-from bids_brainage.simulate.cohort import make_cohort, subject_rng
+from bids_brainage.simulate.cohort import Subject, Visit, make_cohort, subject_rng
 from bids_brainage.simulate.config import SimulationConfig, parse_sessions
 from bids_brainage.simulate.connectivity import network_model, roi_signals, subject_connectivity
 from bids_brainage.simulate.lifespan import grey_matter_factor, intracranial_factor, ventricle_factor
@@ -72,7 +73,9 @@ def _reference_volumes() -> dict[str, np.ndarray | float]:
     }
 
 
-def _structural(cfg: SimulationConfig, subject, visit, traits, rng: np.random.Generator) -> dict[str, float]:
+def _structural(
+    cfg: SimulationConfig, subject: Subject, visit: Visit, traits: SubjectTraits, rng: np.random.Generator
+) -> dict[str, float]:
     ref = reference(2)
     vols = _reference_volumes()
     size = BASE_SCALE**3 * traits.tiv_factor * float(intracranial_factor(visit.biological_age))
@@ -97,7 +100,9 @@ def _structural(cfg: SimulationConfig, subject, visit, traits, rng: np.random.Ge
     return {k: round(float(v), 1) for k, v in out.items()}
 
 
-def _functional(cfg: SimulationConfig, subject, k: int, visit, rois: np.ndarray) -> dict[str, float]:
+def _functional(
+    cfg: SimulationConfig, subject: Subject, k: int, visit: Visit, rois: np.ndarray
+) -> dict[str, float]:
     # Same stream and draw order as bold.simulate_bold, so the ROI signals are identical.
     rng = subject_rng(cfg.seed, subject.index, 30 + k)
     rng.normal(0, 0.8, 3), rng.normal(0, 0.6, 3)
@@ -178,7 +183,7 @@ def simulate_features(
     return pd.DataFrame(rows)
 
 
-def write_feature_tables(out_dir: str | os.PathLike, overwrite: bool = False, **kwargs) -> Path:
+def write_feature_tables(out_dir: str | os.PathLike, overwrite: bool = False, **kwargs: Any) -> Path:
     """Write ``features.tsv`` (all subjects), ``truth.tsv`` and per-subject feature tables.
 
     Per subject: ``sub-X[/ses-Y]/sub-X[_ses-Y]_desc-{structural,functional}_features.tsv``

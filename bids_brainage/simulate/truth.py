@@ -28,6 +28,7 @@ import pandas as pd
 from bids_brainage import __version__
 from bids_brainage.derivatives import BIDS_VERSION, bids_name
 from bids_brainage.simulate.bids_writer import save_nifti, subject_dir, write_json, write_tsv
+from bids_brainage.simulate.bold import BoldResult
 from bids_brainage.simulate.rigid import PARAM_NAMES
 from bids_brainage.utils import atomic
 
@@ -168,7 +169,9 @@ def write_anat_truth(
     )
 
 
-def write_func_truth(root: Path, sub: str, ses: str | None, bold, labels: list[str], source: str) -> dict:
+def write_func_truth(
+    root: Path, sub: str, ses: str | None, bold: BoldResult, labels: list[str], source: str
+) -> dict:
     """Applied motion, reference-pose mask, true connectivity and ROI signals; returns summary columns."""
     folder = subject_dir(root / TRUTH_DIR, sub, ses) / "func"
     ent = {"sub": sub, "ses": ses, "task": "rest"}
