@@ -1,10 +1,11 @@
-"""Real SLURM runs (marked ``slurm``): a 4-subject participant array plus the dependent group
+"""Real SLURM runs (marked ``slurm``): a 5-subject participant array plus the dependent group
 job through ``workflows/slurm/submit.sh`` (local-install variant), and one subject through
 nipype's SLURM plugin with ``--use-plugin workflows/slurm.yml``.
 
 Needs a running SLURM (CI: ``.ci/setup_slurm.sh``); without one these tests fail, never skip.
 Tiny settings (4 mm, 40 volumes, ``--sloppy``, one CPU per job) keep them within minutes.
-Four subjects because the group level refuses to train on fewer (3-fold CV needs >= 4).
+Five subjects with 3-fold CV: every training fold then has >= 3 subjects, which the model
+needs (with 4 subjects a fold trains on 2 and the group level fails).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ TIMEOUT_S = float(os.environ.get("BIDS_BRAINAGE_SLURM_TIMEOUT", 900))
 PARTICIPANT_OPTS = ["--sloppy", "--nprocs", "1", "--omp-nthreads", "1", "--min-volumes", "20",
                     "--skip-bids-validation", "--random-seed", "1"]  # fmt: skip
 JOB_RESOURCES = "--cpus-per-task=1 --mem=3G --time=00:15:00"
-N_SUBJECTS = 4
+N_SUBJECTS = 5
 
 
 @pytest.fixture(scope="module")
