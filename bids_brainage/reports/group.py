@@ -185,6 +185,11 @@ def generate_group_report(output_dir: str | os.PathLike, config: Any = None) -> 
         if reasons is not None:
             context["qc_reasons"] = reasons.fillna("n/a").astype(str).value_counts().to_dict()
 
+    runs = sorted(p for p in (output_dir / "logs").glob("group_*") if p.is_dir())
+    context["crashes"] = (
+        [html.parse_crash(p, output_dir) for p in sorted(runs[-1].glob("crash-*"))] if runs else []
+    )
+
     paragraphs = citation.methods_paragraphs(settings)
     context["methods"] = [(h, citation.linkify(t)) for h, t, _ in paragraphs]
     context["references"] = [(k, citation.REFERENCES[k][0]) for k in citation.cited_keys(paragraphs)]

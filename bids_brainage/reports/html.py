@@ -230,6 +230,31 @@ def inline_svg(path: Path) -> str:
     return re.sub(r"<metadata>.*?</metadata>\s*", "", text[start:], count=1, flags=re.S)
 
 
+_CRASH_NODE = re.compile(r"^Node:\s*(\S+)", re.M)
+_ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit|Interrupt)\w*(:|$)")
+
+
+def parse_crash(path: Path, output_dir: Path) -> dict[str, str]:
+    """Summary of a nipype crash file: node name, last error line, traceback tail."""
+    entry = {"file": relpath(path, output_dir), "node": path.stem, "summary": "", "traceback": ""}
+    if path.suffix != ".txt":
+        entry["summary"] = "binary crash file (read it with: nipypecli crash FILE)"
+        return entry
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        entry["summary"] = f"unreadable crash file ({err})"
+        return entry
+    match = _CRASH_NODE.search(text)
+    if match:
+        entry["node"] = match.group(1)
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    errors = [line.strip() for line in lines if _ERROR_LINE.match(line.strip())]
+    entry["summary"] = errors[-1] if errors else (lines[-1].strip() if lines else "")
+    entry["traceback"] = "\n".join(lines[-25:])
+    return entry
+
+
 @dataclass
 class Figure:
     """A figure in a report: title, path relative to the report, caption, CSS kind."""

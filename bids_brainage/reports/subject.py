@@ -8,7 +8,6 @@ or malformed outputs.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -333,9 +332,6 @@ def _brainage_figure(
     )
 
 
-_CRASH_NODE = re.compile(r"^Node:\s*(\S+)", re.M)
-
-
 def crash_summaries(output_dir: Path, subject: str, run_uuid: str | None) -> list[dict[str, str]]:
     """One summary per nipype crash file of this subject's latest (or given) run."""
     log = output_dir / f"sub-{subject}" / "log"
@@ -343,30 +339,9 @@ def crash_summaries(output_dir: Path, subject: str, run_uuid: str | None) -> lis
         return []
     runs = sorted(p for p in log.iterdir() if p.is_dir())
     chosen = [log / run_uuid] if run_uuid and (log / run_uuid).is_dir() else runs[-1:]
-    out = []
-    for folder in chosen:
-        for path in sorted(folder.glob("crash-*")):
-            entry = {
-                "file": html.relpath(path, output_dir),
-                "node": path.stem,
-                "summary": "",
-                "traceback": "",
-            }
-            if path.suffix == ".txt":
-                text = path.read_text(encoding="utf-8", errors="replace")
-                match = _CRASH_NODE.search(text)
-                if match:
-                    entry["node"] = match.group(1)
-                lines = [ln for ln in text.splitlines() if ln.strip()]
-                errors = [
-                    ln for ln in lines if re.match(r"^\w*(Error|Exception|Exit)\b|^\w+Error:", ln.strip())
-                ]
-                entry["summary"] = (errors[-1] if errors else (lines[-1] if lines else "")).strip()
-                entry["traceback"] = "\n".join(lines[-25:])
-            else:
-                entry["summary"] = "binary crash file (read it with: nipypecli crash FILE)"
-            out.append(entry)
-    return out
+    return [
+        html.parse_crash(path, output_dir) for folder in chosen for path in sorted(folder.glob("crash-*"))
+    ]
 
 
 def _warnings(
