@@ -34,11 +34,27 @@ def _as_float_img(img: nib.spatialimages.SpatialImage) -> nib.Nifti1Image:
     return out
 
 
+def _every_other_voxel(img: nib.Nifti1Image) -> nib.Nifti1Image:
+    """The 2 mm grid of nilearn's templates from the 1 mm one, without resampling.
+
+    nilearn's 2 mm grid shares the 1 mm grid's corner, so its voxels are the 1 mm voxels
+    of even index: slicing gives the same values as nilearn's on-the-fly resampling
+    (identical to 1e-15) in milliseconds instead of ~5 s per image.
+    """
+    affine = img.affine.copy()
+    affine[:3, :3] *= 2
+    out = nib.Nifti1Image(np.asarray(img.dataobj)[::2, ::2, ::2].copy(), affine, img.header)
+    out.header.set_xyzt_units("mm")
+    return out
+
+
 @lru_cache(maxsize=4)
 def mni_t1w(resolution: int = 1) -> nib.Nifti1Image:
     """MNI152NLin2009aSym T1w template (whole head) at ``resolution`` mm (1 or 2)."""
     from nilearn.datasets import load_mni152_template
 
+    if resolution == 2:
+        return _every_other_voxel(mni_t1w(1))
     return _as_float_img(load_mni152_template(resolution=resolution))
 
 
@@ -47,6 +63,8 @@ def mni_brain_mask(resolution: int = 1) -> nib.Nifti1Image:
     """Binary brain mask of the template at ``resolution`` mm."""
     from nilearn.datasets import load_mni152_brain_mask
 
+    if resolution == 2:
+        return _every_other_voxel(mni_brain_mask(1))
     mask = load_mni152_brain_mask(resolution=resolution)
     data = (np.asarray(mask.dataobj) > 0).astype(np.uint8)
     return nib.Nifti1Image(data, mask.affine)
@@ -61,6 +79,8 @@ def mni_tissue_priors(resolution: int = 1) -> dict[str, nib.Nifti1Image]:
     """
     from nilearn.datasets import load_mni152_gm_template, load_mni152_wm_template
 
+    if resolution == 2:
+        return {name: _every_other_voxel(img) for name, img in mni_tissue_priors(1).items()}
     gm = np.asarray(load_mni152_gm_template(resolution=resolution).dataobj, dtype=np.float32)
     wm_img = load_mni152_wm_template(resolution=resolution)
     wm = np.asarray(wm_img.dataobj, dtype=np.float32)
