@@ -253,16 +253,18 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
     fixed_mask = fixed.new_image_like(rim.astype(np.float32))
     moving = ants.image_read(t1w)
     # Rigid first: an affine started from the centre of mass alone lets the scale run
-    # away to the scalp. Neither stage needs the full-resolution level in sloppy mode.
-    levels = {"aff_shrink_factors": (4, 2, 1), "aff_smoothing_sigmas": (2, 1, 0)}
+    # away to the scalp. A first pass needs no fine level: 16 and 8 mm (and 4 mm by default).
+    levels = {"aff_shrink_factors": (8, 4), "aff_smoothing_sigmas": (3, 2)}
+    if not sloppy:
+        levels = {"aff_shrink_factors": (8, 4, 2), "aff_smoothing_sigmas": (3, 2, 1)}
+    iterations = (200, 100, 50)[: len(levels["aff_shrink_factors"])]
     rigid = ants.registration(
         fixed, moving, type_of_transform="Rigid", mask=fixed_mask, outprefix=str(out / "rigid_"),
-        aff_iterations=(100, 50, 0) if sloppy else (200, 100, 0), **levels,
+        aff_iterations=iterations, **levels,
     )  # fmt: skip
     affine = ants.registration(
         fixed, moving, type_of_transform="Affine", mask=fixed_mask, outprefix=str(out / "affine_"),
-        initial_transform=_as_list(rigid["fwdtransforms"]),
-        aff_iterations=(100, 50, 0) if sloppy else (200, 100, 50), **levels,
+        initial_transform=_as_list(rigid["fwdtransforms"]), aff_iterations=iterations, **levels,
     )  # fmt: skip
     xfm = _as_list(affine["fwdtransforms"])
     prior = _warp_soft_mask(ants, tpl_mask_file, moving, xfm, [True] * len(xfm), out)

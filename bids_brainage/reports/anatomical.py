@@ -60,7 +60,9 @@ def _edges(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask)
 
 
-def _mosaic(base: np.ndarray, extent: np.ndarray, overlays: list[tuple[np.ndarray, tuple]], zooms) -> np.ndarray:
+def _mosaic(
+    base: np.ndarray, extent: np.ndarray, overlays: list[tuple[np.ndarray, tuple]], zooms
+) -> np.ndarray:
     """RGB mosaic: rows axial, coronal, sagittal; edges of each overlay mask in its colour."""
     rows = []
     for axis in (2, 1, 0):
@@ -114,7 +116,9 @@ def plot_brain_mask(t1w: str | os.PathLike, mask: str | os.PathLike, out_path: s
     t1, zooms = _load(t1w)
     brain = _load(mask)[0] > 0
     mosaic = _mosaic(_normalise(t1, brain), brain, [(brain, RED)], zooms)
-    return _write_svg([mosaic], "Brain mask on the T1w", "Brain mask (red) on the bias-corrected T1w", out_path)
+    return _write_svg(
+        [mosaic], "Brain mask on the T1w", "Brain mask (red) on the bias-corrected T1w", out_path
+    )
 
 
 def plot_segmentation(t1w: str | os.PathLike, dseg: str | os.PathLike, out_path: str | os.PathLike) -> Path:
