@@ -93,26 +93,35 @@ def _coordinate_field_image(resolution: int = 2):
 def sphere_labels(mni_xyz: np.ndarray, valid: np.ndarray, coords: np.ndarray, radius: float) -> np.ndarray:
     """Label every valid voxel by the nearest ROI centre within ``radius`` (mm, MNI).
 
-    ``mni_xyz`` (X, Y, Z, 3) are the MNI coordinates of the BOLD voxels. A sphere smaller than a
-    BOLD voxel still gets the single voxel nearest its centre, so no ROI goes empty while it
-    lies inside the field of view (within 1.5 radii + 3 mm).
+    ``mni_xyz`` (X, Y, Z, 3) are the MNI coordinates of the BOLD voxels. Every ROI first
+    reserves the free voxel nearest its centre (within 1.5 radii + 3 mm), so an ROI keeps a
+    voxel even when it is smaller than a voxel or its neighbours are closer to every voxel
+    centre (coarse BOLD); the remaining voxels go to the nearest centre within ``radius``.
     """
     from scipy.spatial import cKDTree
 
     labels = np.zeros(valid.shape, np.int32)
     idx = np.argwhere(valid)
+    if len(idx) == 0:
+        return labels
     pts = mni_xyz[valid]
-    dist, nearest = cKDTree(coords).query(pts)
-    keep = dist <= radius
-    labels[tuple(idx[keep].T)] = nearest[keep] + 1
-    present = np.zeros(len(coords), bool)
-    present[nearest[keep]] = True
-    if not present.all():
-        vtree = cKDTree(pts)
-        for k in np.flatnonzero(~present):
-            d, j = vtree.query(coords[k])
-            if d <= 1.5 * radius + 3.0 and labels[tuple(idx[j])] == 0:
-                labels[tuple(idx[j])] = k + 1
+    flat = np.zeros(len(pts), np.int32)
+    k = min(16, len(pts))
+    dist, near = cKDTree(pts).query(coords, k=k)
+    dist, near = dist.reshape(len(coords), k), near.reshape(len(coords), k)
+    # Closest ROIs choose first, so a crowded voxel goes to the ROI it is central to.
+    for roi in np.argsort(dist[:, 0]):
+        for d, j in zip(dist[roi], near[roi], strict=True):
+            if d > 1.5 * radius + 3.0:
+                break
+            if flat[j] == 0:
+                flat[j] = roi + 1
+                break
+    free = flat == 0
+    cdist, nearest = cKDTree(coords).query(pts[free])
+    fill = np.where(cdist <= radius, nearest + 1, 0)
+    flat[free] = fill
+    labels[tuple(idx.T)] = flat
     return labels
 
 
