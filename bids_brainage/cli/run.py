@@ -36,11 +36,6 @@ def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
         handler = logging.FileHandler(log_file, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
         root.addHandler(handler)
-    # nipype logs each crash with its traceback: shown with -v; without it, our one-line
-    # summary names the file and reason and the crash file keeps the details.
-    nipype_level = ["CRITICAL", "WARNING", "INFO"][verbosity] if verbosity < 3 else "DEBUG"
-    for name in ("nipype.workflow", "nipype.interface", "nipype.utils"):
-        logging.getLogger(name).setLevel(nipype_level)
 
 
 def _verbosity(argv: list[str]) -> int:

@@ -51,9 +51,19 @@ def nipype_settings(crashdump_dir: Path, stop_on_first_crash: bool = False) -> d
 
 def run_workflow(workflow: Any, config: Any, crashdump_dir: Path) -> None:
     """Run ``workflow``; on failure raise :class:`WorkflowFailed` with a one-line reason."""
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
     crashdump_dir.mkdir(parents=True, exist_ok=True)
+    settings_by_section = nipype_settings(crashdump_dir, config.stop_on_first_crash)
+    # nipype logs each crash with its traceback: shown with -v; without it our one-line
+    # summary names the file and reason, and the crash file keeps the details.
+    level = ["CRITICAL", "WARNING", "INFO"][config.verbosity] if config.verbosity < 3 else "DEBUG"
+    settings_by_section["logging"] = {"workflow_level": level, "interface_level": level, "utils_level": level}
+    nipype_config.update_config({"logging": settings_by_section["logging"]})
+    nipype_logging.update_logging(nipype_config)
     # Workflows copy nipype's global config when built, so the settings go on the workflow.
-    for section, values in nipype_settings(crashdump_dir, config.stop_on_first_crash).items():
+    for section, values in settings_by_section.items():
         workflow.config.setdefault(section, {}).update(values)
     before = set(crashdump_dir.glob("crash-*"))
     settings = plugin_settings(config)
