@@ -132,7 +132,7 @@ def init_func_wf(
         then ``fmri__<roiA>__<roiB>`` for the n(n-1)/2 ROI pairs) and its sidecar (``QC`` block
         with ``excluded``/``exclusion_reason``).
     qc : str
-        ``desc-qc_qc.json``... see :data:`OUTPUT_FIELDS`: the QC sidecar of ``_qc.tsv``.
+        QC sidecar ``*_desc-functional_qc.json`` (of the ``*_desc-functional_qc.tsv`` table).
     confounds, motion_tsv, timeseries, relmat : str
         Stored derivatives.
     boldref, bold2anat_xfm : str
