@@ -66,10 +66,21 @@ def _records(frame: Any) -> list[dict[str, Any]]:
     return out
 
 
+_METRIC_ORDER = ("n", "mae", "rmse", "r", "r2", "corrected_gap_age_r", "mean_gap")
+
+
 def _metric_rows(block: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``[(group, metrics)]`` with the metrics in a fixed, readable order."""
     if not isinstance(block, dict):
         return []
-    return [(str(k), v) for k, v in block.items() if isinstance(v, dict)]
+    rows = []
+    for name, values in block.items():
+        if isinstance(values, dict):
+            keys = [k for k in _METRIC_ORDER if k in values] + sorted(
+                k for k in values if k not in _METRIC_ORDER
+            )
+            rows.append((str(name), {k: values[k] for k in keys}))
+    return rows
 
 
 def _brainage_section(output_dir: Path, frame: Any, folder: Path, bids_dir: Path | None) -> dict[str, Any]:
@@ -158,7 +169,8 @@ def generate_group_report(output_dir: str | os.PathLike, config: Any = None) -> 
             context["modalities"] = frame["modalities"].astype(str).value_counts().sort_index().to_dict()
     context["brainage"] = brainage
 
-    context["overall"] = metrics.get("overall") if isinstance(metrics.get("overall"), dict) else {}
+    overall = _metric_rows({"overall": metrics.get("overall")})
+    context["overall"] = overall[0][1] if overall else {}
     context["by_decade"] = _metric_rows(metrics.get("by_decade"))
     context["by_sex"] = _metric_rows(metrics.get("by_sex"))
     context["coverage"] = metrics.get("coverage") if isinstance(metrics.get("coverage"), dict) else {}
