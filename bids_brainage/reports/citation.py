@@ -290,6 +290,33 @@ def _find_band(meta: dict[str, Any]) -> tuple[float, float] | None:
     return None
 
 
+def _as_dict(settings: Any) -> dict[str, Any]:
+    if isinstance(settings, dict):
+        return dict(settings)
+    if hasattr(settings, "to_json_dict"):
+        return settings.to_json_dict()
+    return dict(vars(settings))
+
+
+def _group_settings(settings: Any) -> dict[str, Any]:
+    """Settings of the newest group-level run (model training happens there), or ``{}``."""
+    output_dir = _get(settings, "output_dir")
+    if output_dir is None or _get(settings, "analysis_level") == "group":
+        return {}
+    files = sorted((Path(output_dir) / "logs").glob("config_group_*.json"))
+    try:
+        data = json.loads(files[-1].read_text(encoding="utf-8")) if files else {}
+    except (OSError, ValueError):
+        data = {}
+    try:
+        metrics = json.loads((Path(output_dir) / "group" / "metrics.json").read_text(encoding="utf-8"))
+        if isinstance(metrics.get("n_folds"), int):
+            data["n_folds"] = metrics["n_folds"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    return data if isinstance(data, dict) else {}
+
+
 def _device(settings: Any) -> str:
     device = str(_get(settings, "device", "auto"))
     output_dir = _get(settings, "output_dir")
@@ -325,7 +352,8 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
     scrub = float(_get(settings, "max_scrubbed_fraction", 0.5))
     min_vols = int(_get(settings, "min_volumes", 50))
     dummy = _get(settings, "dummy_scans")
-    folds = int(_get(settings, "n_folds", 5))
+    group = _group_settings(settings)
+    folds = int(group.get("n_folds") or _get(settings, "n_folds", 5))
     gsr = bool(_get(settings, "global_signal", False))
     thickness = bool(_get(settings, "thickness", False))
     band = band_pass_from_outputs(_get(settings, "output_dir")) or DEFAULT_BAND_PASS
@@ -377,7 +405,7 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
         f"[saavae] implemented in PyTorch [pytorch], which encodes the structural and functional "
         f"features into shared and modality-specific latent codes and regresses age from them and sex. "
         f"Training used {folds}-fold cross-validation so that every training participant receives an "
-        f"out-of-fold prediction, on {_device(settings)}. The age dependence of the brain-age gap was "
+        f"out-of-fold prediction, on {_device({**_as_dict(settings), **group})}. The age dependence of the brain-age gap was "
         f"removed with a linear bias correction fitted on training data only [beheshti2019], and "
         f"prediction intervals were obtained by split conformal prediction [vovk2005; lei2018]."
     )

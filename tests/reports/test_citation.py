@@ -70,3 +70,13 @@ def test_band_pass_is_read_from_the_outputs(tmp_path: Path):
     sidecar.parent.mkdir(parents=True)
     sidecar.write_text('{"Denoising": {"HighPass": 0.009, "LowPass": 0.08}}')
     assert "0.009-0.08 Hz" in citation.methods_markdown({"output_dir": str(tmp_path)})
+
+
+def test_model_settings_come_from_the_group_level(tmp_path: Path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "config_group_20260101-000000_x.json").write_text('{"n_folds": 3, "device": "cpu"}')
+    text = citation.methods_markdown(
+        {"output_dir": str(tmp_path), "analysis_level": "participant", "n_folds": 5}
+    )
+    assert "3-fold" in text and "on the CPU" in text
