@@ -21,22 +21,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from bids_brainage.simulate.anatomy import SubjectTraits, aged_tissues, bias_field, sample
+from bids_brainage.simulate.anatomy import SubjectTraits, aged_tissues, bias_field, sample_grid
 from bids_brainage.simulate.cohort import Subject, subject_rng
 from bids_brainage.simulate.config import SimulationConfig
 from bids_brainage.simulate.connectivity import band_limited, network_model, roi_signals, subject_connectivity
 from bids_brainage.simulate.lifespan import motion_scale
 from bids_brainage.simulate.motion import motion_trajectory
-from bids_brainage.simulate.rigid import centred_affine, grid_points, params_to_matrix
+from bids_brainage.simulate.rigid import centred_affine, params_to_matrix
 from bids_brainage.simulate.sites import Site
 from bids_brainage.simulate.space import Reference
 from bids_brainage.simulate.warp import SubjectWarp
 
 BOLD_FOV_MM = (192.0, 192.0, 144.0)
-# The motion-free image is built on a grid twice as fine as the BOLD grid, so that resampling
-# it for head motion blurs far less than a voxel: moved volumes are then nearly as sharp as
-# the reference, as in a real scanner, and realignment is not biased by the simulator.
-OVERSAMPLE = 2
 SIGNAL_CHANGE = 0.01
 EPI_CONTRAST = {"GM": 1.0, "WM": 0.72, "CSF": 1.5, "head": 0.25}
 
@@ -55,21 +51,30 @@ class BoldResult:
     mask: np.ndarray  # uint8 brain mask at the reference pose
 
 
-def _fine_grid(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tuple[int, ...], np.ndarray]:
-    """Grid OVERSAMPLE times finer whose voxel ``OVERSAMPLE * i`` is BOLD voxel ``i``."""
-    fine_shape = tuple(OVERSAMPLE * (n - 1) + 1 for n in shape)
+def _fine_grid(shape: tuple[int, ...], affine: np.ndarray, factor: int) -> tuple[tuple[int, ...], np.ndarray]:
+    """Grid ``factor`` times finer whose voxel ``factor * i`` is BOLD voxel ``i``.
+
+    The motion-free image is built on it so that resampling for head motion blurs far less
+    than a BOLD voxel: moved volumes stay nearly as sharp as the reference, as in a real
+    scanner, and realignment is not biased by the simulator's own interpolation.
+    """
+    fine_shape = tuple(factor * (n - 1) + 1 for n in shape)
     fine_affine = affine.copy()
-    fine_affine[:3, :3] /= OVERSAMPLE
+    fine_affine[:3, :3] /= factor
     return fine_shape, fine_affine
 
 
 def _reference_image(
-    ref: Reference, warp: SubjectWarp, maps: dict[str, np.ndarray], points: np.ndarray, site: Site
+    ref: Reference,
+    warp: SubjectWarp,
+    maps: dict[str, np.ndarray],
+    shape: tuple[int, ...],
+    affine: np.ndarray,
+    site: Site,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Tissue maps and EPI baseline at the reference pose, sampled at native points."""
-    mni = warp.to_mni(points, ref)
-    got = sample(ref, maps, mni)
-    got["parcels"] = sample(ref, {"p": ref.parcels}, mni, order=0)["p"]
+    """Tissue maps and EPI baseline at the reference pose on a native grid (flattened)."""
+    got = sample_grid(ref, warp, shape, affine, maps, {"parcels": ref.parcels})
+    got = {k: v.reshape(-1) for k, v in got.items()}
     brain = got["GM"] + got["WM"] + got["CSF"]
     got["brain"] = brain
     base = sum(EPI_CONTRAST[k] * got[k] for k in ("GM", "WM", "CSF"))
@@ -92,13 +97,14 @@ def simulate_bold(
     noise = cfg.noise_scale
     shape = tuple(int(round(f / cfg.bold_resolution)) for f in BOLD_FOV_MM)
     affine = centred_affine(shape, cfg.bold_resolution)
-    fine_shape, fine_affine = _fine_grid(shape, affine)
+    over = cfg.bold_oversample
+    fine_shape, fine_affine = _fine_grid(shape, affine, over)
     n_t = cfg.n_volumes
 
     misalignment = np.concatenate([rng.normal(0, 0.8, 3), np.deg2rad(rng.normal(0, 0.6, 3))])
     to_t1w = params_to_matrix(misalignment)
     maps = aged_tissues(ref, subject, visit, traits) | {"head": ref.head}
-    got, base = _reference_image(ref, warp, maps, grid_points(fine_shape, to_t1w @ fine_affine), site)
+    got, base = _reference_image(ref, warp, maps, fine_shape, to_t1w @ fine_affine, site)
 
     # Neuronal and physiological fluctuations only where there is tissue.
     support = np.flatnonzero(got["brain"] > 0.01)
@@ -121,7 +127,7 @@ def simulate_bold(
     # Only the bounding box of the head (plus a margin for motion) can receive signal;
     # affine_transform computes coordinates on the fly, several times faster than
     # map_coordinates with explicit coordinates.
-    coarse_base = base.reshape(fine_shape)[::OVERSAMPLE, ::OVERSAMPLE, ::OVERSAMPLE]
+    coarse_base = base.reshape(fine_shape)[::over, ::over, ::over]
     head = ndimage.binary_dilation(coarse_base > 0.02 * site.bold_scale, iterations=3)
     box = ndimage.find_objects(head.astype(np.int8))[0]
     lo = np.array([b.start for b in box], float)
@@ -169,7 +175,7 @@ def simulate_bold(
     np.clip(series, 0, 32767, out=series)
     bold = series.astype(np.int16).reshape(*shape, n_t)
     del series
-    brain = got["brain"].reshape(fine_shape)[::OVERSAMPLE, ::OVERSAMPLE, ::OVERSAMPLE]
+    brain = got["brain"].reshape(fine_shape)[::over, ::over, ::over]
     return BoldResult(
         affine=affine,
         bold=bold,

@@ -42,6 +42,10 @@ class SimulationConfig:
         ROIs used for the functional features in feature-level mode.
     n_jobs : int
         Worker processes for image-level simulation (results do not depend on it).
+    bold_oversample : int
+        The motion-free BOLD image is built on a grid this many times finer than the BOLD
+        grid before it is resampled for head motion (2: moved volumes stay sharp, so
+        realignment is not biased by the simulator; 1: about 40 % faster).
     """
 
     n_subjects: int
@@ -59,6 +63,7 @@ class SimulationConfig:
     noise_scale: float = 1.0
     n_rois: int = 40
     n_jobs: int = 1
+    bold_oversample: int = 2
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +91,8 @@ class SimulationConfig:
         for name in ("gap_sd", "motion_scale", "noise_scale", "session_interval"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.bold_oversample not in (1, 2, 3):
+            raise UsageError(f"--bold-oversample must be 1, 2 or 3, got {self.bold_oversample}")
         if self.n_rois < 2:
             raise UsageError(f"--n-rois must be at least 2, got {self.n_rois}")
         for label in self.sessions:

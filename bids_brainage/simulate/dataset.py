@@ -47,6 +47,7 @@ def command_line(cfg: SimulationConfig) -> str:
         f"--gap-sd {cfg.gap_sd:g}",
         f"--motion-scale {cfg.motion_scale:g}",
         f"--noise-scale {cfg.noise_scale:g}",
+        f"--bold-oversample {cfg.bold_oversample}",
     ]
     if cfg.sessions:
         parts.append("--sessions " + " ".join(cfg.sessions))
@@ -161,6 +162,7 @@ def simulate_dataset(
     noise_scale: float = 1.0,
     n_jobs: int = 1,
     overwrite: bool = False,
+    bold_oversample: int = 2,
 ) -> Path:
     """Simulate a BIDS dataset of T1w + resting-state BOLD with ground truth.
 
@@ -194,6 +196,8 @@ def simulate_dataset(
         Worker processes; the output does not depend on it.
     overwrite : bool
         Replace an earlier simulation in ``out_dir``.
+    bold_oversample : int
+        Fineness of the motion-free BOLD image (2: sharp moved volumes; 1: faster).
 
     Returns
     -------
@@ -215,6 +219,7 @@ def simulate_dataset(
         motion_scale=float(motion_scale),
         noise_scale=float(noise_scale),
         n_jobs=max(1, int(n_jobs)),
+        bold_oversample=int(bold_oversample),
     )
     root = Path(out_dir)
     _prepare_output(root, overwrite)
