@@ -1,7 +1,8 @@
 """Reports of a real run (simulate → participant → group, real nipype/antspyx/nilearn/torch).
 
 Uses the session-wide ``pipeline_run`` fixture when it is visible from here (tests/conftest.py),
-so the whole suite runs the pipeline once; otherwise runs its own tiny cohort with the same
+or the finished run that tests/e2e left in this session's temporary folder, so the whole suite
+runs the pipeline once; otherwise (tests/reports alone) runs its own tiny cohort with the same
 settings. Both reports are opened in headless Chromium.
 """
 
@@ -36,6 +37,12 @@ def real_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             participant_code=shared.participant_code,
             group_code=shared.group_code,
         )
+    # In a full run tests/e2e comes first: reuse its finished run instead of running the pipeline twice.
+    for out in sorted(tmp_path_factory.getbasetemp().glob("e2e*/out")):
+        if (out / "brainage.tsv").is_file() and (out / "group_report.html").is_file():
+            return SimpleNamespace(
+                bids_dir=out.parent / "bids", out_dir=out, participant_code=0, group_code=0
+            )
     root = tmp_path_factory.mktemp("real_reports")
     bids_dir, out_dir, work = root / "bids", root / "out", root / "work"
     assert main(["simulate", str(bids_dir), "--n-subjects", str(N_SUBJECTS), "--resolution", "4",
