@@ -135,11 +135,6 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2.0 * np.logical_and(a, b).sum() / denom) if denom else 1.0
 
 
-def _ball(radius: int) -> np.ndarray:
-    grid = np.indices((2 * radius + 1,) * 3) - radius
-    return (grid**2).sum(axis=0) <= radius**2
-
-
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 6-connected component of a boolean mask."""
     labels, n = ndimage.label(mask)
@@ -214,7 +209,7 @@ def _syn_params(sloppy: bool) -> dict[str, Any]:
         "aff_iterations": (200, 100, 0),
         "aff_shrink_factors": (4, 2, 1),
         "aff_smoothing_sigmas": (2, 1, 0),
-        "reg_iterations": (30, 15, 5) if sloppy else (40, 20, 5),
+        "reg_iterations": (30, 15, 0) if sloppy else (40, 20, 0),
     }
 
 
@@ -253,11 +248,9 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
     fixed_mask = fixed.new_image_like(rim.astype(np.float32))
     moving = ants.image_read(t1w)
     # Rigid first: an affine started from the centre of mass alone lets the scale run
-    # away to the scalp. A first pass needs no fine level: 16 and 8 mm (and 4 mm by default).
-    levels = {"aff_shrink_factors": (8, 4), "aff_smoothing_sigmas": (3, 2)}
-    if not sloppy:
-        levels = {"aff_shrink_factors": (8, 4, 2), "aff_smoothing_sigmas": (3, 2, 1)}
-    iterations = (200, 100, 50)[: len(levels["aff_shrink_factors"])]
+    # away to the scalp. Coarser pyramids (16/8 mm) misalign the rigid stage on real heads.
+    levels = {"aff_shrink_factors": (4, 2, 1), "aff_smoothing_sigmas": (2, 1, 0)}
+    iterations = (100, 50, 0) if sloppy else (200, 100, 50)
     rigid = ants.registration(
         fixed, moving, type_of_transform="Rigid", mask=fixed_mask, outprefix=str(out / "rigid_"),
         aff_iterations=iterations, **levels,

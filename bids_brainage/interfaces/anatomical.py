@@ -18,7 +18,6 @@ from nipype.interfaces.base import (
     InputMultiObject,
     SimpleInterface,
     TraitedSpec,
-    isdefined,
     traits,
 )
 
@@ -321,7 +320,3 @@ class ReportletSink(SimpleInterface):
             outs.append(str(dst))
         self._results["out_files"] = outs
         return runtime
-
-
-def _defined(value):
-    return value if isdefined(value) else None

@@ -96,7 +96,6 @@ def test_warped_gm_matches_template_gm(run_name, request):
 
     run = request.getfixturevalue(run_name)
     template = mni_t1w(2)
-    fixed = ants.from_numpy(np.zeros(template.shape, np.float32))
     tpl_file = run.work_dir / "tpl.nii.gz"
     nib.save(template, tpl_file)
     fixed = ants.image_read(str(tpl_file))
@@ -143,3 +142,31 @@ def test_bids_validator_passes(ixi_run):
     report = json.loads(proc.stdout)
     errors = [i for i in report["issues"]["issues"] if i.get("severity") == "error"]
     assert not errors, errors
+
+
+def test_user_atlas_adds_regional_volumes(ixi_run, tmp_path):
+    """A user atlas (NIfTI + TSV in MNI152NLin2009aSym): left/right hemispheres sum to total GM."""
+    from bids_brainage.interfaces.anat_features import structural_features
+
+    template = mni_brain_mask(2)
+    data = np.zeros(template.shape, np.int16)
+    inside = np.asarray(template.dataobj) > 0
+    x_world = (
+        template.affine @ np.vstack([np.indices(template.shape).reshape(3, -1), np.ones((1, inside.size))])
+    )[0]
+    data[inside & (x_world.reshape(template.shape) < 0)] = 1
+    data[inside & (x_world.reshape(template.shape) >= 0)] = 2
+    image = tmp_path / "atlas-Halves_dseg.nii.gz"
+    nib.save(nib.Nifti1Image(data, template.affine), image)
+    labels = tmp_path / "atlas-Halves_dseg.tsv"
+    labels.write_text("index\tname\n1\tleft\n2\tright\n")
+    out = ixi_run.outputs
+    table, meta = structural_features(
+        tpms=out["t1w_tpms"], mask=out["t1w_mask"], modulated_gm=out["std_gm_modulated"], dseg=out["t1w_dseg"],
+        std2anat=out["std2anat_xfm"], subject="IXI012", session=None,
+        atlas={"image": str(image), "labels": str(labels)}, work_dir=tmp_path,
+    )  # fmt: skip
+    row = table.iloc[0]
+    assert {"Halves_gmvol_left", "Halves_gmvol_right"} <= set(table.columns)
+    assert row["Halves_gmvol_left"] + row["Halves_gmvol_right"] == pytest.approx(row["GM"], rel=0.05)
+    assert meta["Atlases"]["Halves"]["Space"] == TEMPLATE_SPACE
