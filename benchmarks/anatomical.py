@@ -10,6 +10,7 @@ reference. Results go to ``docs/benchmarks.md`` between ``<!-- anatomical:start 
 Usage::
 
     python benchmarks/anatomical.py [--modes sloppy default] [--omp-nthreads 2] [--no-simulated]
+                                    [--max-subjects N] [--no-write]
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=["sloppy", "default"], choices=["sloppy", "default"])
     parser.add_argument("--omp-nthreads", type=int, default=2)
     parser.add_argument("--no-simulated", action="store_true", help="skip the simulated 1 mm subject")
+    parser.add_argument("--max-subjects", type=int, default=None, help="only the first N inputs")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     machine = _machine()
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
-        for name, bids_root, subject, t1w in _subjects(not args.no_simulated, scratch):
+        for name, bids_root, subject, t1w in _subjects(not args.no_simulated, scratch)[: args.max_subjects]:
             for mode in args.modes:
                 sloppy = mode == "sloppy"
                 tag = f"{subject}_{mode}"
