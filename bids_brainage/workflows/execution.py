@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ def plugin_settings(config: Any) -> dict[str, Any]:
                 f"{config.use_plugin}: plugin file must have a 'plugin' key (e.g. plugin: MultiProc)"
             )
         settings.setdefault("plugin_args", {})
+        if settings["plugin"] in ("SLURM", "SLURMGraph", "SGE", "SGEGraph"):
+            # nipype's cluster plugins read LOGNAME, which minimal containers do not set.
+            import getpass
+
+            os.environ.setdefault("LOGNAME", getpass.getuser())
         return settings
     if config.nprocs > 1:
         args: dict[str, Any] = {"n_procs": config.nprocs, "raise_insufficient": False, "maxtasksperchild": 1}

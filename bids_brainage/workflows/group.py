@@ -74,6 +74,24 @@ def build_model_table(config: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, qc
 
 
+def _check_folds(config: Any, table: pd.DataFrame) -> None:
+    """Every training split needs 3 subjects, and 3 with fMRI when any subject has fMRI."""
+    from bids_brainage.model.cv import make_folds
+    from bids_brainage.model.features import canonicalise
+
+    model_table = canonicalise(table, source=config.output_dir / "group" / "features.tsv")
+    folds = make_folds(model_table, config.n_folds, config.random_seed)
+    fmri = [c for c in table.columns if c.startswith("fmri__")]
+    has_fmri = table[fmri].notna().any(axis=1).to_numpy() if fmri else np.zeros(len(table), bool)
+    for fold in np.unique(folds):
+        train = folds != fold
+        if train.sum() < 3 or (has_fmri.any() and has_fmri[train].sum() < 3):
+            raise UsageError(
+                f"{config.output_dir}: with {config.n_folds} folds a training split has {int(train.sum())} subject(s) "
+                f"({int(has_fmri[train].sum())} with fMRI); at least 3 are needed: use fewer --n-folds or more subjects"
+            )
+
+
 def init_group_wf(config: Any, table_file: Path, train: bool) -> Any:
     """nipype workflow with one node: :class:`TrainBrainAge` or :class:`PredictBrainAge`.
 
@@ -123,6 +141,8 @@ def run_group(config: Any) -> int:
             f"{config.output_dir}: {int(usable.sum())} subject(s) with features, age and sex: too few to train "
             f"with {config.n_folds}-fold cross-validation (use --n-folds or --model)"
         )
+    if train:
+        _check_folds(config, table[usable])
     if not train and table["sex"].isna().any():
         missing = ", ".join(table.loc[table["sex"].isna(), "participant_id"][:5])
         LOGGER.warning("sex missing for %s: they cannot be predicted by the sex-aware model", missing)
@@ -164,9 +184,11 @@ def run_group(config: Any) -> int:
         atomic.write_tsv(group_dir / "qc.tsv", qc)
     brainage = _brainage_table(predictions, table)
     atomic.write_tsv(config.output_dir / "brainage.tsv", brainage)
-    atomic.write_json(config.output_dir / "brainage.json", BRAINAGE_COLUMNS)
+    atomic.write_json(
+        config.output_dir / "brainage.json", {**BRAINAGE_COLUMNS, "Device": _device_used(config)}
+    )
     LOGGER.info("wrote %s (%d rows)", config.output_dir / "brainage.tsv", len(brainage))
-    _reports(config)
+    _reports(config, len(brainage))
     return 0
 
 
@@ -223,6 +245,12 @@ def _brainage_table(predictions: pd.DataFrame, table: pd.DataFrame) -> pd.DataFr
     return out[list(BRAINAGE_COLUMNS)]
 
 
+def _device_used(config: Any) -> str:
+    from bids_brainage.model.train import resolve_device
+
+    return str(resolve_device(config.device))
+
+
 def _publish_bundle(src: Path, dst: Path) -> Path:
     """Copy the bundle into OUTPUT_DIR atomically: copy beside it, then swap directories."""
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -264,13 +292,26 @@ def _write_group_files(node_dir: Path, group_dir: Path, qc: pd.DataFrame) -> Non
         "coverage": {"nominal": oof.get("interval_nominal"), "empirical": oof.get("interval_coverage")},
         "n_folds": summary.get("n_folds"),
     }
-    atomic.write_json(group_dir / "metrics.json", json.loads(json.dumps(payload, default=_json_float)))
+    atomic.write_json(
+        group_dir / "metrics.json", _strict_json(json.loads(json.dumps(payload, default=_json_float)))
+    )
     for name in ("baselines.tsv", "learning_curves.tsv", "latent.tsv"):
         atomic.write_with(group_dir / name, lambda tmp, name=name: shutil.copyfile(node_dir / name, tmp))
     baselines = pd.read_csv(group_dir / "baselines.tsv", sep="\t")
     if "pearson_r" in baselines.columns:
         atomic.write_tsv(group_dir / "baselines.tsv", baselines.rename(columns={"pearson_r": "r"}))
     atomic.write_tsv(group_dir / "qc.tsv", qc)
+
+
+def _strict_json(value: Any) -> Any:
+    """NaN and infinities become null: strict JSON readers (browsers, jq) reject them."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def _json_float(value: Any) -> Any:
@@ -313,13 +354,24 @@ def _write_model_card(model_dir: Path, config: Any) -> None:
     atomic.write_text(model_dir / "model_card.md", "\n".join(lines))
 
 
-def _reports(config: Any) -> None:
+#: Above this many subjects the group level leaves subject reports as they are (each takes
+#: a few seconds); ``--reports-only`` adds the brain-age section to them later.
+MAX_SUBJECT_REPORTS = 200
+
+
+def _reports(config: Any, n_subjects: int) -> None:
     from bids_brainage.reports.citation import write_citation
     from bids_brainage.reports.group import generate_group_report
+    from bids_brainage.reports.rebuild import rebuild_reports
 
     try:
-        write_citation(config)
-        report = generate_group_report(config.output_dir, config)
-        LOGGER.info("group report: %s", report)
+        if n_subjects <= MAX_SUBJECT_REPORTS:
+            # Subject reports gain their brain-age section (prediction against the cohort).
+            rebuild_reports(config)
+        else:
+            write_citation(config)
+            generate_group_report(config.output_dir, config)
+            LOGGER.info("%d subjects: run --reports-only to add brain age to subject reports", n_subjects)
+        LOGGER.info("group report: %s", config.output_dir / "group_report.html")
     except Exception as err:  # a broken report must not hide the results
-        LOGGER.warning("group report not written (%s)", err)
+        LOGGER.warning("reports not written (%s)", err)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from e2e_cohort import HELD_OUT, TRAIN
+from pipeline_cohort import HELD_OUT, TRAIN
 
 from bids_brainage.bids import run_validator
 from bids_brainage.cli.run import main

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from e2e_cohort import TRAIN
+from pipeline_cohort import TRAIN
 
 from bids_brainage.cli.run import main
 

@@ -1,9 +1,7 @@
 """Reports of a real run (simulate → participant → group, real nipype/antspyx/nilearn/torch).
 
-Uses the session-wide ``pipeline_run`` fixture when it is visible from here (tests/conftest.py),
-or the finished run that tests/e2e left in this session's temporary folder, so the whole suite
-runs the pipeline once; otherwise (tests/reports alone) runs its own tiny cohort with the same
-settings. Both reports are opened in headless Chromium.
+Uses the session-wide ``pipeline_run`` fixture (tests/conftest.py), so the whole suite runs
+the pipeline once. Both reports are opened in headless Chromium.
 """
 
 from __future__ import annotations
@@ -16,41 +14,20 @@ import pandas as pd
 import pytest
 from report_browser import Browser, require_chromium
 
-from bids_brainage.cli.run import main
-
 N_SUBJECTS = 5
 COMMON = ["--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--random-seed", "1", "--min-volumes", "20",
           "--skip-bids-validation"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def real_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """(bids_dir, out_dir, participant and group exit codes) of a real run on simulated data."""
-    try:
-        shared = request.getfixturevalue("pipeline_run")
-    except pytest.FixtureLookupError:
-        shared = None
-    if shared is not None:
-        return SimpleNamespace(
-            bids_dir=shared.bids_dir,
-            out_dir=shared.out_dir,
-            participant_code=shared.participant_code,
-            group_code=shared.group_code,
-        )
-    # In a full run tests/e2e comes first: reuse its finished run instead of running the pipeline twice.
-    for out in sorted(tmp_path_factory.getbasetemp().glob("e2e*/out")):
-        if (out / "brainage.tsv").is_file() and (out / "group_report.html").is_file():
-            return SimpleNamespace(
-                bids_dir=out.parent / "bids", out_dir=out, participant_code=0, group_code=0
-            )
-    root = tmp_path_factory.mktemp("real_reports")
-    bids_dir, out_dir, work = root / "bids", root / "out", root / "work"
-    assert main(["simulate", str(bids_dir), "--n-subjects", str(N_SUBJECTS), "--resolution", "4",
-                 "--n-volumes", "40", "--seed", "3"]) == 0  # fmt: skip
-    common = ["-w", str(work), *COMMON]
-    participant = main([str(bids_dir), str(out_dir), "participant", *common])
-    group = main([str(bids_dir), str(out_dir), "group", "--n-folds", "3", *common])
-    return SimpleNamespace(bids_dir=bids_dir, out_dir=out_dir, participant_code=participant, group_code=group)
+def real_run(pipeline_run) -> SimpleNamespace:
+    """(bids_dir, out_dir, participant and group exit codes) of the shared real run."""
+    return SimpleNamespace(
+        bids_dir=pipeline_run.bids_dir,
+        out_dir=pipeline_run.out_dir,
+        participant_code=pipeline_run.participant_code,
+        group_code=pipeline_run.group_code,
+    )
 
 
 @pytest.mark.slow
