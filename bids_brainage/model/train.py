@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bids_brainage.errors import BrainAgeError, UsageError
+from bids_brainage.errors import BrainAgeError, InputError, UsageError
 from bids_brainage.model.features import Preprocessor
 from bids_brainage.model.losses import LossWeights, compute_losses, discriminator_loss
 from bids_brainage.model.saavae import SAAVAE, SAAVAEConfig
@@ -178,6 +178,10 @@ class SAAVAERegressor:
         """
         x_s, x_f = self._inputs(x_s, x_f)
         age = np.asarray(age, dtype=np.float64)
+        if not np.isfinite(age).all():
+            raise InputError(
+                "age", f"{int((~np.isfinite(age)).sum())} training age(s) are missing or infinite"
+            )
         self.device_ = resolve_device(self.device)
         with reproducible(self.random_seed, self.device_, self.n_threads):
             self.preprocessor_ = Preprocessor(n_pca=self.n_pca).fit(x_s, x_f)
@@ -218,6 +222,11 @@ class SAAVAERegressor:
             else np.array([], int)
         )
         train_idx = np.setdiff1d(np.arange(n), val_idx)
+        # At least 4 steps per epoch: with one full-batch step per epoch, early stopping
+        # (counted in epochs) stopped small cohorts after a few dozen steps, far from converged.
+        batch = int(min(st.batch_size, max(32, math.ceil(len(train_idx) / 4))))
+        if model.skip is not None:
+            _ridge_init(model, zs[train_idx], zf[train_idx], sex[train_idx], mask[train_idx], y[train_idx])
         T = {
             k: torch.as_tensor(v, device=dev)
             for k, v in {"s": zs, "f": zf, "sex": sex, "y": y, "m": mask}.items()
@@ -242,6 +251,13 @@ class SAAVAERegressor:
         both = model.has_s and model.has_f
         gen = torch.Generator(device="cpu").manual_seed(self.random_seed)
         best = (math.inf, -1, None)
+        if len(val_idx):  # the ridge-initialised network is the first candidate
+            v0 = float(
+                np.abs(
+                    self._predict_z(zs[val_idx], zf[val_idx], sex[val_idx], mask[val_idx]) - y[val_idx]
+                ).mean()
+            )
+            best = (v0, -1, {k: v.detach().clone() for k, v in model.state_dict().items()})
         self.history_ = []
         bar = tqdm(
             range(st.max_epochs),
@@ -256,8 +272,8 @@ class SAAVAERegressor:
             w = LossWeights(**{**self.weights.to_dict(), "adv": self.weights.adv * ramp})
             order = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=gen)]
             sums: dict[str, float] = {}
-            for start in range(0, len(order), st.batch_size):
-                b = order[start : start + st.batch_size].to(dev)
+            for start in range(0, len(order), batch):
+                b = order[start : start + batch].to(dev)
                 if len(b) < 2:
                     continue
                 m = T["m"][b]
@@ -295,7 +311,7 @@ class SAAVAERegressor:
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
             sched.step()
-            record = {k: v / max(1, math.ceil(len(order) / st.batch_size)) for k, v in sums.items()}
+            record = {k: v / max(1, math.ceil(len(order) / batch)) for k, v in sums.items()}
             record["epoch"] = epoch
             if len(val_idx):
                 val_mae = float(
@@ -346,6 +362,27 @@ class SAAVAERegressor:
         if "fmri" not in self.modalities:
             return np.zeros(n, dtype=bool)
         return Preprocessor.fmri_mask(x_f, n).astype(bool)
+
+
+def _ridge_init(
+    model: SAAVAE, zs: np.ndarray, zf: np.ndarray, sex: np.ndarray, mask: np.ndarray, y: np.ndarray
+) -> None:
+    """Start the skip head at the ridge-regression solution and the latent path at zero.
+
+    The network then begins at the accuracy of a tuned linear model (ridge penalty chosen
+    by generalised cross-validation on the training data) and training only has to learn
+    the non-linear correction through the latent codes.
+    """
+    from sklearn.linear_model import RidgeCV
+
+    x = np.concatenate([zs, zf * mask[:, None], sex[:, None], mask[:, None]], axis=1)
+    ridge = RidgeCV(alphas=np.logspace(-1, 4, 21)).fit(x, y)
+    with torch.no_grad():
+        model.skip.weight.copy_(torch.as_tensor(ridge.coef_, dtype=torch.float32).reshape(1, -1))
+        model.skip.bias.fill_(float(ridge.intercept_))
+        last = model.regressor[-1]
+        last.weight.zero_()
+        last.bias.zero_()
 
 
 def _stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

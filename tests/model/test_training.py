@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bids_brainage.errors import UsageError
+from bids_brainage.errors import InputError, UsageError
 from bids_brainage.model.cv import arrays_from_table, fit_cross_validated, make_folds, predict_table
 from bids_brainage.model.losses import LossWeights
 from bids_brainage.model.synthetic import simulate_feature_table
@@ -55,11 +55,27 @@ def test_cpu_fit_is_deterministic(small_table, tiny):
     assert not np.array_equal(preds[0], other)
 
 
-def test_nan_guard_raises_clear_error(small_table, tiny):
+def test_nan_guard_raises_clear_error(small_table, tiny, monkeypatch):
+    import bids_brainage.model.train as train_mod
+
+    real = train_mod.compute_losses
+
+    def poisoned(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        terms["kl"] = terms["kl"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(train_mod, "compute_losses", poisoned)
+    x_s, x_f, sex, age = _arrays(small_table)
+    with pytest.raises(TrainingError, match="diverged at epoch 0: loss term 'kl'"):
+        SAAVAERegressor(settings=tiny, device="cpu").fit(x_s, x_f, sex, age)
+
+
+def test_non_finite_age_refused(small_table, tiny):
     x_s, x_f, sex, age = _arrays(small_table)
     age = age.copy()
     age[0] = np.inf
-    with pytest.raises(TrainingError, match="diverged at epoch 0: loss term 'age'"):
+    with pytest.raises(InputError, match="age"):
         SAAVAERegressor(settings=tiny, device="cpu").fit(x_s, x_f, sex, age)
 
 
