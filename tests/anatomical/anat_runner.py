@@ -50,5 +50,13 @@ def rerun(run: AnatRun, bids_root: Path, t1w: Path, **kwargs) -> dict:
     start = time.monotonic()
     graph = wf.run(plugin="Linear")
     run.seconds.append(time.monotonic() - start)
-    node = next(n for n in graph.nodes() if n.fullname.endswith("outputnode"))
-    return dict(node.result.outputs.get())
+    # nipype drops IdentityInterface nodes from the execution graph: read the outputnode's
+    # fields from the results of the nodes connected to it.
+    executed = {n.fullname.split(".", 1)[-1]: n for n in graph.nodes()}
+    outputnode = wf.get_node("outputnode")
+    outputs = {}
+    for src, _, data in wf._graph.in_edges(outputnode, data=True):
+        result = executed[src.name].result.outputs
+        for src_field, dst_field in data["connect"]:
+            outputs[dst_field] = getattr(result, src_field)
+    return outputs
