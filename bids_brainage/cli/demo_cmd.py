@@ -19,9 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "group level on it, and print where the reports are.",
     )
     parser.add_argument("output_dir", help="folder for the demo (simulated BIDS, outputs and work dir)")
-    parser.add_argument("--n-subjects", type=int, default=12, help="simulated subjects")
+    parser.add_argument("--n-subjects", type=int, default=8, help="simulated subjects (at least 6)")
     parser.add_argument("--resolution", type=float, default=3.0, help="simulated T1w voxel size (mm)")
-    parser.add_argument("--n-volumes", type=int, default=80, help="simulated BOLD volumes")
+    parser.add_argument("--n-volumes", type=int, default=60, help="simulated BOLD volumes")
     parser.add_argument("--nprocs", type=int, default=None, help="processes (default: all CPUs)")
     parser.add_argument("--random-seed", type=int, default=0, help="seed of the simulation and the model")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -31,7 +31,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; return the exit code."""
     from bids_brainage.cli.run import main
+    from bids_brainage.errors import UsageError
     from bids_brainage.simulate import simulate_dataset
+
+    if args.n_subjects < 6:
+        raise UsageError(
+            f"--n-subjects must be at least 6 for the demo's cross-validation, got {args.n_subjects}"
+        )
 
     root = Path(args.output_dir).expanduser().resolve()
     bids_dir, out_dir, work_dir = root / "bids", root / "derivatives", root / "work"
@@ -46,14 +52,15 @@ def run(args: argparse.Namespace) -> int:
             n_volumes=args.n_volumes,
         )
     common = [str(bids_dir), str(out_dir)]
-    options = ["-w", str(work_dir), "--sloppy", "--random-seed", str(args.random_seed)]
+    options = ["-w", str(work_dir), "--sloppy", "--random-seed", str(args.random_seed), "--min-volumes", "30"]
     if args.nprocs:
         options += ["--nprocs", str(args.nprocs)]
     options += ["-v"] * args.verbose
     code = main([*common, "participant", *options])
     if code not in (0, 1):
         return code
-    group_code = main([*common, "group", *options])
+    # Four folds keep at least six subjects in every training split of the default cohort.
+    group_code = main([*common, "group", "--n-folds", str(min(4, args.n_subjects // 2)), *options])
     minutes = (time.monotonic() - start) / 60
     print(f"\nDemo finished in {minutes:.1f} min.")
     print(f"  simulated BIDS dataset: {bids_dir}")
