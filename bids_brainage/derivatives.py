@@ -33,8 +33,8 @@ BIDSIGNORE = (
     "*/figures",
     # Transforms (BEP014 names, as fMRIPrep writes them) are not in the specification yet.
     "*_xfm.*",
-    "logs/",
-    "model/",
+    "logs",
+    "model",
     "brainage.*",
     "*_features.*",
     # Functional derivatives in XCP-D/fMRIPrep names that BIDS 1.10 has no rule for yet
@@ -46,8 +46,8 @@ BIDSIGNORE = (
     "*_motion.*",
     "*_qc.*",
     "*_prediction.*",
-    "group/",
-    "*/log/",
+    "group",
+    "*/log",
 )
 
 _LABEL_RE = re.compile(r"^[0-9A-Za-z]+$")
