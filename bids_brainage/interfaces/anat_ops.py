@@ -229,6 +229,33 @@ def _warp_soft_mask(
     return prior_file
 
 
+#: Template-to-subject volume ratio of the first-pass affine above which the fit is redone.
+#: Good fits of adult heads give 0.7-0.8 (the MNI152 brain region is larger than most
+#: brains); fits that stretched the template brain onto the scalp gave 1.19-1.24.
+MAX_VOLUME_RATIO = 1.0
+#: Typical template-to-subject volume ratio, the starting point of the retry.
+TYPICAL_VOLUME_RATIO = 0.73
+
+
+def _volume_ratio(ants: Any, affine_file: str) -> float:
+    """|det| of the linear part of an ANTs affine (template → subject volume ratio)."""
+    params = np.asarray(ants.read_transform(affine_file).parameters, dtype=float)
+    return float(abs(np.linalg.det(params[:9].reshape(3, 3))))
+
+
+def _shrink_transform(ants: Any, fixed: Any, out_file: Path) -> str:
+    """Isotropic scaling about the template centre to :data:`TYPICAL_VOLUME_RATIO`."""
+    scale = TYPICAL_VOLUME_RATIO ** (1 / 3)
+    centre = np.asarray(fixed.origin) + np.asarray(fixed.direction) @ (
+        (np.asarray(fixed.shape) - 1) / 2 * np.asarray(fixed.spacing)
+    )
+    tx = ants.create_ants_transform(
+        transform_type="AffineTransform", dimension=3, matrix=np.eye(3) * scale, center=list(centre)
+    )
+    ants.write_transform(tx, str(out_file))
+    return str(out_file)
+
+
 def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
     """First pass of the template-based brain extraction: an affine fit of the template brain.
 
@@ -260,6 +287,23 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
         initial_transform=_as_list(rigid["fwdtransforms"]), aff_iterations=iterations, **levels,
     )  # fmt: skip
     xfm = _as_list(affine["fwdtransforms"])
+    if _volume_ratio(ants, xfm[-1]) > MAX_VOLUME_RATIO:
+        # The template brain was stretched onto the scalp (a local optimum): restart the
+        # affine from the rigid fit shrunk to the typical template-to-subject scale.
+        shrink = _shrink_transform(ants, fixed, out / "shrink.mat")
+        retry = ants.registration(
+            fixed, moving, type_of_transform="Affine", mask=fixed_mask, outprefix=str(out / "affine2_"),
+            initial_transform=[*_as_list(rigid["fwdtransforms"]), shrink], aff_iterations=iterations, **levels,
+        )  # fmt: skip
+        xfm = _as_list(retry["fwdtransforms"])
+        if _volume_ratio(ants, xfm[-1]) > MAX_VOLUME_RATIO:
+            # Still stretched: keep the typical scale and fit position and rotation only.
+            fixed_scale = ants.registration(
+                fixed, moving, type_of_transform="Rigid", mask=fixed_mask, outprefix=str(out / "affine3_"),
+                initial_transform=[*_as_list(rigid["fwdtransforms"]), shrink], aff_iterations=iterations,
+                **levels,
+            )  # fmt: skip
+            xfm = _as_list(fixed_scale["fwdtransforms"])
     prior = _warp_soft_mask(ants, tpl_mask_file, moving, xfm, [True] * len(xfm), out)
     return {"prior": prior, "affine": xfm[-1]}
 

@@ -9,7 +9,7 @@ from anat_runner import REAL_DATA, AnatRun, rerun, run_anat
 def _real(name: str) -> object:
     root = REAL_DATA / name
     if not root.is_dir():
-        pytest.skip(f"real test data {name} not found next to the project")
+        raise FileNotFoundError(f"real test data {name} not found next to the project: {root}")
     return root
 
 

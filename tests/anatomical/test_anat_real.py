@@ -137,7 +137,7 @@ def test_rerun_is_cached(ixi_run):
 def test_bids_validator_passes(ixi_run):
     exe = shutil.which("bids-validator-deno") or str(Path(sys.executable).parent / "bids-validator-deno")
     if not Path(exe).exists():
-        pytest.skip("bids-validator-deno not installed")
+        pytest.fail("bids-validator-deno is not installed (pip install -e .[test])")
     proc = subprocess.run([exe, "--format", "json", str(ixi_run.out_dir)], capture_output=True, text=True)
     report = json.loads(proc.stdout)
     errors = [i for i in report["issues"]["issues"] if i.get("severity") == "error"]

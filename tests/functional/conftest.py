@@ -63,7 +63,7 @@ def simulated_run(simulated, tmp_path_factory):
 def pumi_copy(tmp_path):
     """Writable copy of the real pumi dataset without field maps (never write into the original)."""
     if not PUMI.is_dir():
-        pytest.skip("../shared/data/real/pumi not available")
+        raise FileNotFoundError(f"real test data not found: {PUMI}")
     dst = tmp_path / "pumi"
     shutil.copytree(PUMI, dst, ignore=shutil.ignore_patterns("fmap", "*variant*"))
     return dst
