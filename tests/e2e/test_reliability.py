@@ -62,7 +62,8 @@ def _make_bad_inputs(bids_dir: Path) -> dict[str, str]:
     runs = {
         "run-2": (nib.Nifti1Image(bold_data[..., 0], bold.affine), sidecar),
         "run-3": (nib.Nifti1Image(bold_data[..., :5], bold.affine), sidecar),
-        "run-4": (bold, {k: v for k, v in sidecar.items() if k != "RepetitionTime"}),
+        # null overrides the RepetitionTime that sub-001_task-rest_bold.json would pass down.
+        "run-4": (bold, {**sidecar, "RepetitionTime": None}),
         "run-5": (
             nib.Nifti1Image(np.where(bold_data > bold_data.mean(), np.nan, bold_data), bold.affine),
             sidecar,
