@@ -10,6 +10,12 @@ from typing import Any
 LOGGER = logging.getLogger("bids_brainage.execution")
 
 
+#: Worker processes start from a clean server process, not a fork of this one: a fork of a
+#: process whose PyTorch/OpenMP thread pool is running (e.g. after a prediction) hangs in
+#: the child's first parallel operation.
+SAFE_MP_CONTEXT = "forkserver"
+
+
 def plugin_settings(config: Any) -> dict[str, Any]:
     """nipype plugin and its arguments: ``--use-plugin`` YAML, else MultiProc/Linear from ``--nprocs``."""
     if config.use_plugin:
@@ -26,6 +32,8 @@ def plugin_settings(config: Any) -> dict[str, Any]:
                 f"{config.use_plugin}: plugin file must have a 'plugin' key (e.g. plugin: MultiProc)"
             )
         settings.setdefault("plugin_args", {})
+        if settings["plugin"] == "MultiProc":
+            settings["plugin_args"].setdefault("mp_context", SAFE_MP_CONTEXT)
         if settings["plugin"] in ("SLURM", "SLURMGraph", "SGE", "SGEGraph"):
             # nipype's cluster plugins read LOGNAME, which minimal containers do not set.
             import getpass
@@ -33,7 +41,12 @@ def plugin_settings(config: Any) -> dict[str, Any]:
             os.environ.setdefault("LOGNAME", getpass.getuser())
         return settings
     if config.nprocs > 1:
-        args: dict[str, Any] = {"n_procs": config.nprocs, "raise_insufficient": False, "maxtasksperchild": 1}
+        args: dict[str, Any] = {
+            "n_procs": config.nprocs,
+            "raise_insufficient": False,
+            "maxtasksperchild": 1,
+            "mp_context": SAFE_MP_CONTEXT,
+        }
         if config.mem_mb:
             args["memory_gb"] = config.mem_mb / 1024
         return {"plugin": "MultiProc", "plugin_args": args}
