@@ -101,6 +101,8 @@ def run_bids_app(config) -> int:
     # ANTs seeds its random metric sampling from the clock unless this is set; nipype's
     # worker processes (and SLURM jobs) inherit it, so reruns give identical results.
     os.environ.setdefault("ANTS_RANDOM_SEED", str(config.random_seed + 1))
+    # ITK reads its thread count once per process: set it before any worker starts.
+    os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(config.omp_nthreads))
     config.save(log_dir / f"config_{config.analysis_level}_{config.run_uuid}.json")
 
     if config.analysis_level == "participant":
