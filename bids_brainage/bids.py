@@ -183,20 +183,25 @@ def sidecar_metadata(bids_root: str | os.PathLike, data_file: str | os.PathLike)
     return meta
 
 
+def repetition_time(value: Any, bold_file: str | os.PathLike) -> float:
+    """``RepetitionTime`` as a positive float, or an :class:`InputError` naming the run."""
+    if value is None:
+        raise InputError(bold_file, "RepetitionTime is missing from the JSON sidecar")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InputError(bold_file, f"RepetitionTime {value!r} is not a number")
+    try:
+        tr = float(value)
+    except ValueError:
+        raise InputError(bold_file, f"RepetitionTime {value!r} is not a number") from None
+    if not np.isfinite(tr) or tr <= 0:
+        raise InputError(bold_file, f"RepetitionTime {tr!r} must be a positive number of seconds")
+    return tr
+
+
 def bold_metadata(layout: Any, bold_file: str) -> dict[str, Any]:
     """Sidecar metadata of a BOLD run (inheritance applied); checks ``RepetitionTime``."""
     meta = sidecar_metadata(layout.root, bold_file)
-    tr = meta.get("RepetitionTime")
-    if tr is None:
-        raise InputError(bold_file, "RepetitionTime is missing from the JSON sidecar")
-    if isinstance(tr, bool) or not isinstance(tr, int | float | str):
-        raise InputError(bold_file, f"RepetitionTime {tr!r} is not a number")
-    try:
-        tr = float(tr)
-    except (TypeError, ValueError):
-        raise InputError(bold_file, f"RepetitionTime {tr!r} is not a number") from None
-    if not np.isfinite(tr) or tr <= 0:
-        raise InputError(bold_file, f"RepetitionTime {tr!r} must be a positive number of seconds")
+    tr = repetition_time(meta.get("RepetitionTime"), bold_file)
     meta["RepetitionTime"] = tr
     return meta
 

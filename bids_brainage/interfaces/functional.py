@@ -19,6 +19,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bids_brainage.bids import repetition_time
 from bids_brainage.errors import InputError
 
 MIN_BOLD_VOLUMES = 10  # below this nothing (HMC reference, filtering, correlation) is meaningful
@@ -64,15 +65,7 @@ def validate_bold(
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(0))
     if np.any(zooms < 0.3) or np.any(zooms > 20):
         raise InputError(bold_file, f"broken affine: implausible voxel size {np.round(zooms, 3).tolist()} mm")
-    tr = metadata.get("RepetitionTime")
-    if tr is None:
-        raise InputError(bold_file, "RepetitionTime is missing from the JSON sidecar")
-    try:
-        tr = float(tr)
-    except (TypeError, ValueError):
-        raise InputError(bold_file, f"RepetitionTime {tr!r} is not a number") from None
-    if not np.isfinite(tr) or tr <= 0:
-        raise InputError(bold_file, f"RepetitionTime {tr!r} must be a positive number of seconds")
+    tr = repetition_time(metadata.get("RepetitionTime"), bold_file)
     n_usable = img.shape[3] - dummy_scans
     if n_usable < MIN_BOLD_VOLUMES:
         raise InputError(

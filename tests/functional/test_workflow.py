@@ -8,7 +8,6 @@ import subprocess
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from bids_brainage import hmc
 
@@ -109,8 +108,10 @@ def test_gather_reads_the_run_as_usable(simulated_run):
     assert _functional_usable(tsv) == (True, "")
 
 
-@pytest.mark.skipif(shutil.which("bids-validator-deno") is None, reason="bids-validator-deno not installed")
 def test_validator_passes(simulated_run):
+    assert shutil.which("bids-validator-deno"), (
+        "bids-validator-deno is not installed (pip install -e .[test])"
+    )
     proc = subprocess.run(
         ["bids-validator-deno", "--format", "json", str(simulated_run["out"])],
         capture_output=True, text=True, timeout=300,
