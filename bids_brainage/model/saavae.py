@@ -5,8 +5,9 @@ posteriors for a *shared* code c_m and a *specific* code p_m. Decoders D_m rebui
 [c, p_m, sex] with either the modality's own shared code (self) or the other one's (cross).
 A discriminator tells prior samples from shared codes (adversarial prior matching). The
 age regressor reads [mean shared code, p_s, p_f, sex] and, by default, adds a linear skip
-head on the standardised inputs: a ridge-like path that the latent path only has to
-correct, which is what makes the model competitive on small tabular cohorts.
+head on the standardised inputs (per-modality ridge heads, fused late): a ridge path that
+the latent path only has to correct, which is what makes the model competitive on small
+tabular cohorts.
 """
 
 from __future__ import annotations
@@ -106,6 +107,37 @@ class Discriminator(nn.Module):
         return self.net(z).squeeze(1)
 
 
+class SkipHead(nn.Module):
+    """Linear per-modality heads and their late fusion (the ridge path of the regressor).
+
+    ``r_s = w_sᵀ[x_s, sex] + b_s`` and ``r_f = w_fᵀ[x_f, sex] + b_f``; a fused model outputs
+    ``r_s + m_f·(γ_s·r_s + γ_f·r_f + γ_0)``, i.e. ``r_s`` alone for a subject without fMRI and
+    the stacked combination ``(1 + γ_s)·r_s + γ_f·r_f + γ_0`` for one with it. One linear layer
+    on the concatenated inputs cannot do this: a single ridge penalty must then serve both
+    blocks, and the sMRI weights of the fused fit are wrong for subjects without fMRI.
+    """
+
+    def __init__(self, d_s: int, d_f: int) -> None:
+        super().__init__()
+        self.s = nn.Linear(d_s + 1, 1) if d_s > 0 else None
+        self.f = nn.Linear(d_f + 1, 1) if d_f > 0 else None
+        # [γ_s, γ_f, γ_0]; starts as "fMRI ignored" until `train._ridge_init` sets it.
+        self.mix = nn.Parameter(torch.zeros(3)) if d_s > 0 and d_f > 0 else None
+
+    def forward(
+        self, x_s: torch.Tensor, x_f: torch.Tensor, sex: torch.Tensor, mask_f: torch.Tensor
+    ) -> torch.Tensor:
+        sx = sex[:, None].to(x_s.dtype)
+        r_s = self.s(torch.cat([x_s, sx], dim=1)).squeeze(1) if self.s is not None else None
+        r_f = self.f(torch.cat([x_f, sx], dim=1)).squeeze(1) if self.f is not None else None
+        if r_s is None:
+            return r_f
+        if r_f is None:
+            return r_s
+        g = self.mix
+        return r_s + mask_f * (g[0] * r_s + g[1] * r_f + g[2])
+
+
 class SAAVAE(nn.Module):
     """Encoders, decoders and sex-aware age regressor (the discriminator is kept apart).
 
@@ -130,8 +162,7 @@ class SAAVAE(nn.Module):
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.regressor_hidden, 1),
         )
-        # Skip head input: [x_s, x_f * mask_f, sex, mask_f].
-        self.skip = nn.Linear(cfg.d_s + cfg.d_f + 2, 1) if cfg.skip_head else None
+        self.skip = SkipHead(cfg.d_s, cfg.d_f) if cfg.skip_head else None
         self.discriminator = Discriminator(cfg.latent_shared)
 
     def forward(
@@ -188,8 +219,7 @@ class SAAVAE(nn.Module):
         parts.append(sex[:, None])
         age = self.regressor(torch.cat(parts, dim=1)).squeeze(1)
         if self.skip is not None:
-            skip_in = torch.cat([x_s, x_f * mask_f[:, None], sex[:, None], mask_f[:, None]], dim=1)
-            age = age + self.skip(skip_in).squeeze(1)
+            age = age + self.skip(x_s, x_f, sex, mask_f)
         out["age"] = age
         out["mask_s"], out["mask_f"] = masks["s"], masks["f"]
         return out

@@ -76,6 +76,10 @@ class TrainSettings:
     modality_dropout: float = 0.25
     adv_warmup: float = 0.2
     disc_lr: float = 1e-3
+    skip_lr: float = 0.0
+    min_epochs: int = 10
+    gate_latent: bool = True
+    gate_margin: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -225,8 +229,11 @@ class SAAVAERegressor:
         # At least 4 steps per epoch: with one full-batch step per epoch, early stopping
         # (counted in epochs) stopped small cohorts after a few dozen steps, far from converged.
         batch = int(min(st.batch_size, max(32, math.ceil(len(train_idx) / 4))))
+        self.fusion_ = {}
         if model.skip is not None:
-            _ridge_init(model, zs[train_idx], zf[train_idx], sex[train_idx], mask[train_idx], y[train_idx])
+            self.fusion_ = _ridge_init(
+                model, zs[train_idx], zf[train_idx], sex[train_idx], mask[train_idx], y[train_idx]
+            )
         T = {
             k: torch.as_tensor(v, device=dev)
             for k, v in {"s": zs, "f": zf, "sex": sex, "y": y, "m": mask}.items()
@@ -239,10 +246,19 @@ class SAAVAERegressor:
             if not n_.startswith("discriminator.") and id(p) not in skip_ids
         ]
         groups = [{"params": main_params, "weight_decay": st.weight_decay}]
-        if skip_params:
-            # The skip head is a linear model on all inputs: ridge-like shrinkage keeps it from overfitting.
-            groups.append({"params": skip_params, "weight_decay": st.skip_weight_decay})
+        frozen: list[torch.nn.Parameter] = []
+        if skip_params and st.skip_lr > 0:
+            # Fine-tune the ridge head slowly, with ridge-like shrinkage.
+            groups.append(
+                {"params": skip_params, "weight_decay": st.skip_weight_decay, "lr": st.lr * st.skip_lr}
+            )
+        else:
+            # Residual learning: the ridge head stays fixed and the latent path learns what it misses.
+            frozen = skip_params
+            skip_params = []
         opt = torch.optim.AdamW(groups, lr=st.lr)
+        for p in frozen:
+            p.requires_grad_(False)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=st.max_epochs, eta_min=st.lr * 0.05)
         dopt = torch.optim.Adam(model.discriminator.parameters(), lr=st.disc_lr, betas=(0.5, 0.9))
         use_amp = dev.type == "cuda"
@@ -251,13 +267,6 @@ class SAAVAERegressor:
         both = model.has_s and model.has_f
         gen = torch.Generator(device="cpu").manual_seed(self.random_seed)
         best = (math.inf, -1, None)
-        if len(val_idx):  # the ridge-initialised network is the first candidate
-            v0 = float(
-                np.abs(
-                    self._predict_z(zs[val_idx], zf[val_idx], sex[val_idx], mask[val_idx]) - y[val_idx]
-                ).mean()
-            )
-            best = (v0, -1, {k: v.detach().clone() for k, v in model.state_dict().items()})
         self.history_ = []
         bar = tqdm(
             range(st.max_epochs),
@@ -320,19 +329,53 @@ class SAAVAERegressor:
                     ).mean()
                 )
                 record["val_mae_years"] = val_mae * self.age_std_
-                if val_mae < best[0] - 1e-4:
+                if epoch + 1 >= st.min_epochs and val_mae < best[0] - 1e-4:
                     best = (val_mae, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-                elif epoch - best[1] >= st.patience:
+                elif epoch - max(best[1], st.min_epochs - 1) >= st.patience:
                     self.history_.append(record)
                     break
             self.history_.append(record)
             bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k != "epoch"}, refresh=False)
         bar.close()
+        for p in frozen:
+            p.requires_grad_(True)
         if best[2] is not None:
             model.load_state_dict(best[2])
+        self.latent_gate_ = 1.0
+        if st.gate_latent and model.skip is not None and len(val_idx):
+            self.latent_gate_ = self._gate(zs[val_idx], zf[val_idx], sex[val_idx], mask[val_idx], y[val_idx])
         self.best_epoch_ = best[1] if best[2] is not None else len(self.history_) - 1
         self.fit_seconds_ = time.perf_counter() - t0
         model.eval()
+
+    @torch.no_grad()
+    def _gate(
+        self, zs: np.ndarray, zf: np.ndarray, sex: np.ndarray, mask: np.ndarray, y: np.ndarray
+    ) -> float:
+        """Scale the latent path's output by the κ ∈ [0, 1] with the least validation MAE.
+
+        The latent path's output is linear in the regressor's last layer, so scaling that layer
+        by κ gives ŷ = skip + κ·latent exactly. κ = 0 is the ridge head alone: a latent path
+        that only fits noise (a nearly linear cohort) is switched off instead of costing accuracy.
+        """
+        model = self.model_
+        model.eval()
+        full = self._predict_z(zs, zf, sex, mask)
+        t = [torch.as_tensor(np.asarray(a, np.float32), device=self.device_) for a in (zs, zf, sex, mask)]
+        skip = model.skip(t[0], t[1] * t[3][:, None], t[2], t[3]).float().cpu().numpy()
+        latent = full - skip
+        kappas = np.linspace(0.0, 1.0, 21)
+        errors = np.abs((y - skip)[None, :] - kappas[:, None] * latent[None, :])
+        best = int(np.argmin(errors.mean(axis=1)))
+        # Paired gain over κ = 0 on the same subjects; keep the latent path only when the gain
+        # exceeds `gate_margin` standard errors (a small validation set makes noise look like gain).
+        gain = errors[0] - errors[best]
+        se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
+        kappa = float(kappas[best]) if gain.mean() > self.settings.gate_margin * se else 0.0
+        last = model.regressor[-1]
+        last.weight.mul_(kappa)
+        last.bias.mul_(kappa)
+        return kappa
 
     # ----------------------------------------------------------------- predict
     @torch.no_grad()
@@ -364,25 +407,81 @@ class SAAVAERegressor:
         return Preprocessor.fmri_mask(x_f, n).astype(bool)
 
 
+def _ridge_loo(x: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Ridge regression with the penalty chosen by exact leave-one-out error.
+
+    Returns the coefficients, the intercept and the leave-one-out predictions at the chosen
+    penalty (closed form from one SVD: residual / (1 − leverage), intercept included).
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    n = len(y)
+    xm, ym = x.mean(axis=0), y.mean()
+    u, sv, vt = np.linalg.svd(x - xm, full_matrices=False)
+    uty = u.T @ (y - ym)
+    u2 = u**2
+    best = None
+    for a in alphas:
+        f = sv**2 / (sv**2 + a)
+        resid = (y - ym) - u @ (f * uty)
+        loo_resid = resid / np.clip(1.0 - u2 @ f - 1.0 / n, 1e-6, None)
+        press = float(np.mean(loo_resid**2))
+        if best is None or press < best[0]:
+            best = (press, a, loo_resid)
+    _, a, loo_resid = best
+    coef = vt.T @ (sv / (sv**2 + a) * uty)
+    return coef, float(ym - xm @ coef), y - loo_resid
+
+
+RIDGE_ALPHAS = np.logspace(-2, 5, 29)
+
+
 def _ridge_init(
     model: SAAVAE, zs: np.ndarray, zf: np.ndarray, sex: np.ndarray, mask: np.ndarray, y: np.ndarray
-) -> None:
-    """Start the skip head at the ridge-regression solution and the latent path at zero.
+) -> dict[str, float]:
+    """Start the skip head at per-modality ridge fits stacked on their LOO predictions.
 
-    The network then begins at the accuracy of a tuned linear model (ridge penalty chosen
-    by generalised cross-validation on the training data) and training only has to learn
-    the non-linear correction through the latent codes.
+    Each modality gets its own ridge on [x_m, sex] with its own penalty (exact leave-one-out
+    error); the fusion weights γ are a non-negative least-squares fit of age on the two
+    heads' leave-one-out predictions (stacking) over the subjects with fMRI. The latent path
+    starts at zero, so the network begins at the accuracy of this linear late fusion and
+    training learns the non-linear correction on top of it.
+
+    Returns the fusion weights (stored as ``fusion_`` on the estimator).
     """
-    from sklearn.linear_model import RidgeCV
+    from scipy.optimize import nnls
 
-    x = np.concatenate([zs, zf * mask[:, None], sex[:, None], mask[:, None]], axis=1)
-    ridge = RidgeCV(alphas=np.logspace(-1, 4, 21)).fit(x, y)
+    head, info = model.skip, {}
+    has_f = mask > 0
+    loo = {}
+    for name, x, rows in (("s", zs, np.ones(len(y), bool)), ("f", zf, has_f)):
+        layer = getattr(head, name)
+        if layer is None:
+            continue
+        if rows.sum() < 3:  # an fMRI head without training subjects stays at zero
+            with torch.no_grad():
+                layer.weight.zero_()
+                layer.bias.zero_()
+            continue
+        coef, icpt, loo[name] = _ridge_loo(np.c_[x[rows], sex[rows]], y[rows], RIDGE_ALPHAS)
+        with torch.no_grad():
+            layer.weight.copy_(torch.as_tensor(coef, dtype=torch.float32).reshape(1, -1))
+            layer.bias.fill_(icpt)
+    if head.mix is not None:
+        gamma = np.zeros(3)
+        if "f" in loo and has_f.sum() >= 10:
+            p = np.c_[loo["s"][has_f], loo["f"]]
+            t = y[has_f]
+            c, _ = nnls(p - p.mean(axis=0), t - t.mean())
+            gamma = np.array([c[0] - 1.0, c[1], t.mean() - p.mean(axis=0) @ c])
+        with torch.no_grad():
+            head.mix.copy_(torch.as_tensor(gamma, dtype=torch.float32))
+        info = {"fusion_smri": float(gamma[0] + 1), "fusion_fmri": float(gamma[1])}
     with torch.no_grad():
-        model.skip.weight.copy_(torch.as_tensor(ridge.coef_, dtype=torch.float32).reshape(1, -1))
-        model.skip.bias.fill_(float(ridge.intercept_))
         last = model.regressor[-1]
         last.weight.zero_()
         last.bias.zero_()
+    return info
 
 
 def _stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

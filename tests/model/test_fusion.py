@@ -1,0 +1,71 @@
+"""The ridge skip head: per-modality ridge with exact leave-one-out penalties, stacked late fusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bids_brainage.model.cv import arrays_from_table
+from bids_brainage.model.saavae import SAAVAE, SAAVAEConfig
+from bids_brainage.model.synthetic import simulate_feature_table
+from bids_brainage.model.train import SAAVAERegressor, TrainSettings, _ridge_loo
+
+
+def test_ridge_loo_matches_refitting():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6))
+    y = x @ rng.normal(size=6) + rng.normal(size=40)
+    coef, icpt, loo = _ridge_loo(x, y, np.array([3.0]))
+    for i in (0, 17, 39):
+        keep = np.arange(40) != i
+        c, b, _ = _ridge_loo(x[keep], y[keep], np.array([3.0]))
+        np.testing.assert_allclose(loo[i], x[i] @ c + b, rtol=1e-8)
+    xc = x - x.mean(axis=0)
+    np.testing.assert_allclose(coef, np.linalg.solve(xc.T @ xc + 3.0 * np.eye(6), xc.T @ (y - y.mean())))
+    np.testing.assert_allclose(icpt, y.mean() - x.mean(axis=0) @ coef)
+
+
+def test_skip_head_without_fmri_is_the_smri_head():
+    model = SAAVAE(SAAVAEConfig(d_s=5, d_f=4)).eval()
+    with torch.no_grad():
+        model.skip.mix.copy_(torch.tensor([-0.3, 0.5, 0.2]))
+    x_s, x_f, sex = torch.randn(6, 5), torch.randn(6, 4), torch.tensor([0.0, 1, 0, 1, 1, 0])
+    r_s = model.skip.s(torch.cat([x_s, sex[:, None]], 1)).squeeze(1)
+    r_f = model.skip.f(torch.cat([x_f, sex[:, None]], 1)).squeeze(1)
+    torch.testing.assert_close(model.skip(x_s, x_f, sex, torch.zeros(6)), r_s)
+    torch.testing.assert_close(model.skip(x_s, x_f, sex, torch.ones(6)), 0.7 * r_s + 0.5 * r_f + 0.2)
+
+
+def _fit(table, **settings):
+    x_s, x_f = arrays_from_table(table)
+    sex, age = table["sex"].to_numpy(float), table["age"].to_numpy(float)
+    est = SAAVAERegressor(device="cpu", settings=TrainSettings(max_epochs=12, **settings))
+    return est.fit(x_s, x_f, sex, age)
+
+
+def test_stacking_weights_follow_the_evidence():
+    """Informative fMRI changes the predictions a lot; pure-noise fMRI hardly at all."""
+    shift = {}
+    for noise in (False, True):
+        table = simulate_feature_table(n=240, d_s=20, d_f=80, seed=4, fmri_noise_only=noise)
+        est = _fit(table)
+        assert 0.0 <= est.latent_gate_ <= 1.0
+        x_s, x_f = arrays_from_table(table)
+        sex, age = table["sex"].to_numpy(float), table["age"].to_numpy(float)
+        fused = est.predict(x_s, x_f, sex)
+        alone = est.predict(x_s, np.full_like(x_f, np.nan), sex)
+        shift[noise] = np.abs(fused - alone).mean()
+        if not noise:
+            assert est.fusion_["fusion_fmri"] > 0.2, est.fusion_
+            assert np.abs(fused - age).mean() < 0.8 * np.abs(alone - age).mean()
+    assert shift[True] < 0.3 * shift[False], shift
+
+
+def test_gate_zero_means_ridge_head_alone():
+    table = simulate_feature_table(n=160, d_s=12, d_f=40, seed=5)
+    est = _fit(table, gate_margin=1e9)  # no gain can pass: the latent path is switched off
+    assert est.latent_gate_ == 0.0
+    last = est.model_.regressor[-1]
+    assert not last.weight.any() and not last.bias.any()
+    kept = _fit(table, gate_latent=False)
+    assert kept.latent_gate_ == 1.0 and kept.model_.regressor[-1].weight.any()
