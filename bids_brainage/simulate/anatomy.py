@@ -90,18 +90,48 @@ def ventricle_alpha(ratio: float) -> float:
 def aged_tissues(
     ref: Reference, subject: Subject, visit: Visit, traits: SubjectTraits
 ) -> dict[str, np.ndarray]:
-    """GM, WM, CSF and ventricular-CSF maps of the subject's brain in MNI space at ``visit``."""
-    factor = grey_matter_factor(visit.biological_age, subject.sex, ref.lobe_rate).astype(np.float32)
-    factor *= traits.region_factor[ref.dk]
-    change = ref.gm * (factor - 1.0)
-    # Gain comes from white matter in the same voxel (cortex thinning in adolescence is partly
-    # white-matter growth at the grey/white boundary); loss becomes CSF (atrophy).
-    gain = np.minimum(np.clip(change, 0, None), ref.wm)
-    loss = np.clip(-change, 0, None)
-    gm = ref.gm + gain - loss
-    wm = ref.wm - gain
-    csf = ref.csf + loss
-    return {"GM": gm, "WM": wm, "CSF": csf, "ventricles": csf * ref.ventricles}
+    """GM, WM, CSF and ventricular-CSF maps of the subject's brain in MNI space at ``visit``.
+
+    Each Desikan-Killiany region (and the unlabelled rest) changes its grey-matter volume
+    by its ageing factor. The change happens where it does in real brains, not spread over
+    every voxel: loss (atrophy) turns the grey matter nearest CSF into CSF, so the cortex
+    thins from its pial side and the sulci widen; gain (the thicker cortex of children)
+    turns the white matter of the voxels richest in grey matter into grey matter, so the
+    grey/white boundary moves inwards. Whole voxels convert in that order until the
+    region's change is reached (the last one partly), so the regional volumes are exactly
+    those of the lifespan curves (as in feature-level mode).
+    """
+    factor = grey_matter_factor(visit.biological_age, subject.sex, ref.region_rate) * traits.region_factor
+    n_labels = len(ref.region_rate)
+    gm, wm, csf = (a.reshape(-1) for a in (ref.gm, ref.wm, ref.csf))
+    flat_dk = ref.dk.reshape(-1)
+    change = np.bincount(flat_dk, weights=gm, minlength=n_labels) * (factor - 1.0)
+    loss = _converted(gm, flat_dk, ref.loss_order, np.clip(-change, 0, None))
+    gain = _converted(wm, flat_dk, ref.gain_order, np.clip(change, 0, None))
+    shape = ref.gm.shape
+    gm_new = (gm + gain - loss).reshape(shape)
+    wm_new = (wm - gain).reshape(shape)
+    csf_new = (csf + loss).reshape(shape)
+    return {"GM": gm_new, "WM": wm_new, "CSF": csf_new, "ventricles": csf_new * ref.ventricles}
+
+
+def _converted(tissue: np.ndarray, labels: np.ndarray, order: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Amount of ``tissue`` (flat) converted per voxel so that label ``k`` loses ``target[k]``.
+
+    Voxels are taken whole in ``order`` (sorted by label, then priority), the last one of
+    each label partly; a label cannot lose more than it has.
+    """
+    values = tissue[order].astype(np.float64)
+    lab = labels[order]
+    cum = np.cumsum(values)
+    # Cumulative amount within each label, before each voxel.
+    starts = np.searchsorted(lab, np.arange(len(target)))
+    offset = np.r_[0.0, cum][starts]
+    before = cum - values - offset[lab]
+    take = np.clip(target[lab] - before, 0.0, values)
+    out = np.zeros(tissue.shape, np.float32)
+    out[order] = take
+    return out
 
 
 @dataclass
