@@ -18,7 +18,7 @@ from bids_brainage.errors import InputError, ModelBundleError
 from bids_brainage.model.calibration import BiasCorrector, ConformalInterval, cross_fitted
 from bids_brainage.model.features import canonicalise, feature_columns
 from bids_brainage.model.metrics import metrics_table, regression_metrics
-from bids_brainage.model.train import SAAVAERegressor
+from bids_brainage.model.train import SAAVAERegressor, inference_threads
 
 
 def age_bins(age: np.ndarray, n_bins: int = 10) -> np.ndarray:
@@ -96,7 +96,11 @@ class BrainAgeEnsemble:
 
     def predict_arrays(self, x_s: np.ndarray | None, x_f: np.ndarray | None, sex: np.ndarray) -> np.ndarray:
         """Mean prediction of the fold models."""
-        return np.mean([m.predict(x_s, x_f, sex) for m in self.models], axis=0)
+        # One float32 copy and one thread setting for all fold models.
+        x_s = None if x_s is None else np.asarray(x_s, np.float32)
+        x_f = None if x_f is None else np.asarray(x_f, np.float32)
+        with inference_threads(self.models[0].n_threads):
+            return np.mean([m._predict_raw(x_s, x_f, sex) for m in self.models], axis=0)
 
 
 def fit_cross_validated(
@@ -229,12 +233,13 @@ def predict_table(ensemble: BrainAgeEnsemble, table: pd.DataFrame) -> pd.DataFra
         raise ModelBundleError(
             "this model is fMRI-only but the feature table has none of its functional features"
         )
-    x_s = table[ensemble.smri_features].to_numpy(float) if ensemble.smri_features else None
+    # float32 straight away: the network works in float32, and one conversion serves all models.
+    x_s = table[ensemble.smri_features].to_numpy(np.float32) if ensemble.smri_features else None
     if ensemble.fmri_features:
         x_f = (
-            table[ensemble.fmri_features].to_numpy(float)
+            table[ensemble.fmri_features].to_numpy(np.float32)
             if fmri_present
-            else np.full((len(table), len(ensemble.fmri_features)), np.nan)
+            else np.full((len(table), len(ensemble.fmri_features)), np.nan, np.float32)
         )
     else:
         x_f = None

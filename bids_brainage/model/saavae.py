@@ -172,6 +172,7 @@ class SAAVAE(nn.Module):
         sex: torch.Tensor,
         mask_f: torch.Tensor,
         sample: bool = False,
+        decode: bool = True,
     ) -> dict[str, torch.Tensor]:
         """Encode, decode and regress.
 
@@ -187,6 +188,8 @@ class SAAVAE(nn.Module):
             0, p_f is the prior mean (0) and the mean shared code is c_s alone.
         sample
             Draw codes with the reparameterisation trick (training) instead of using means.
+        decode
+            Compute the reconstructions (needed for the loss, not for predicting age).
 
         Returns
         -------
@@ -203,9 +206,9 @@ class SAAVAE(nn.Module):
             out.update({f"mu_c_{m}": mu_c, f"lv_c_{m}": lv_c, f"mu_p_{m}": mu_p, f"lv_p_{m}": lv_p})
             out[f"c_{m}"] = _sample(mu_c, lv_c) if sample else mu_c
             out[f"p_{m}"] = _sample(mu_p, lv_p) if sample else mu_p
-        for m in self.enc:
+        for m in self.enc if decode else ():
             out[f"rec_{m}"] = self.dec[m](out[f"c_{m}"], out[f"p_{m}"], sex)
-        if self.has_s and self.has_f:
+        if decode and self.has_s and self.has_f:
             out["cross_s"] = self.dec["s"](out["c_f"], out["p_s"], sex)
             out["cross_f"] = self.dec["f"](out["c_s"], out["p_f"], sex)
         # Mean shared code over the modalities a subject has.

@@ -61,6 +61,24 @@ def reproducible(seed: int, device: torch.device, n_threads: int = 1) -> Iterato
             torch.set_num_threads(previous_threads)
 
 
+@contextlib.contextmanager
+def inference_threads(n_threads: int = 1) -> Iterator[None]:
+    """Torch and BLAS limited to ``n_threads`` while predicting; previous settings restored.
+
+    Prediction draws no random numbers (codes are posterior means), so unlike `reproducible`
+    it needs no seeding; it is entered once per ensemble, not once per fold model.
+    """
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    with threadpool_limits(max(1, n_threads), user_api="blas"):
+        torch.set_num_threads(max(1, n_threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+
 @dataclass
 class TrainSettings:
     """Optimisation schedule. The defaults are the fast schedule documented in docs/methods.md."""
@@ -382,23 +400,29 @@ class SAAVAERegressor:
     def _predict_z(self, zs: np.ndarray, zf: np.ndarray, sex: np.ndarray, mask: np.ndarray) -> np.ndarray:
         model, dev = self.model_, self.device_
         was_training = model.training
-        model.eval()
+        if was_training:  # (eval()/train() walk every submodule: skipped when already in eval mode)
+            model.eval()
         t = [torch.as_tensor(np.asarray(a, np.float32), device=dev) for a in (zs, zf, sex, mask)]
         on_gpu = dev.type == "cuda"
         dtype = torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float16
         with torch.autocast(device_type=dev.type, dtype=dtype, enabled=on_gpu):
-            pred = model(t[0], t[1] * t[3][:, None], t[2], t[3], sample=False)["age"]
-        model.train(was_training)
+            pred = model(t[0], t[1] * t[3][:, None], t[2], t[3], sample=False, decode=False)["age"]
+        if was_training:
+            model.train()
         return pred.float().cpu().numpy()
 
     def predict(self, x_s: np.ndarray | None, x_f: np.ndarray | None, sex: np.ndarray) -> np.ndarray:
         """Predicted age (years). Subjects with all-NaN ``x_f`` are predicted from sMRI alone."""
         if self.model_ is None:
             raise RuntimeError("SAAVAERegressor is not fitted")
+        with inference_threads(self.n_threads):
+            return self._predict_raw(x_s, x_f, sex)
+
+    def _predict_raw(self, x_s: np.ndarray | None, x_f: np.ndarray | None, sex: np.ndarray) -> np.ndarray:
+        """`predict` without the thread settings (the ensemble sets them once for all models)."""
         x_s, x_f = self._inputs(x_s, x_f)
-        with reproducible(self.random_seed, self.device_, self.n_threads):
-            zs, zf, mask = self.preprocessor_.transform(x_s, x_f)
-            return self._predict_z(zs, zf, np.asarray(sex, np.float32), mask) * self.age_std_ + self.age_mean_
+        zs, zf, mask = self.preprocessor_.transform(x_s, x_f)
+        return self._predict_z(zs, zf, np.asarray(sex, np.float32), mask) * self.age_std_ + self.age_mean_
 
     def fmri_mask(self, x_f: np.ndarray | None, n: int) -> np.ndarray:
         """Which subjects the model would use fMRI for."""
