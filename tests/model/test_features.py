@@ -81,3 +81,23 @@ def test_preprocessor_pca_and_missing_rows():
     assert zs.shape == (50, 4) and zf.shape == (50, 8)
     assert mask[:5].sum() == 0 and mask[5:].all() and not zf[:5].any()
     np.testing.assert_allclose(zf[5:].std(0), 1.0, rtol=0.05)
+
+
+def test_folded_pca_projection_matches_scale_then_project():
+    """The one-matrix fMRI transform equals standardise → impute → project → scale, NaNs included."""
+    rng = np.random.default_rng(1)
+    x_f = rng.normal(3.0, 2.0, size=(60, 40))
+    pre = Preprocessor(n_pca=6).fit(None, x_f)
+    new = rng.normal(3.0, 2.0, size=(10, 40))
+    new[2, [0, 7]] = np.nan  # isolated missing values: imputed with the training mean
+    new[4, 3] = np.inf
+    new[6] = np.nan  # no fMRI at all: zero row, mask 0
+    _, zf, mask = pre.transform(None, new)
+    z = (new - pre.f_mean) / pre.f_scale
+    z[~np.isfinite(z)] = 0.0
+    expected = (z @ pre.pca_components.T) / pre.pca_scale
+    expected[6] = 0.0
+    np.testing.assert_allclose(zf, expected, rtol=1e-4, atol=1e-5)
+    assert mask.tolist() == [1.0] * 6 + [0.0] + [1.0] * 3
+    _, zf32, _ = pre.transform(None, new.astype(np.float32))
+    np.testing.assert_allclose(zf32, zf, rtol=1e-6, atol=1e-6)
