@@ -386,6 +386,9 @@ def segment(t1w: str, prior_mask: str, priors: list[str], sloppy: bool, out_dir:
         m="[0.1,1x1x1]",
         c="[3,0.005]" if sloppy else "[5,0.001]",
         priorweight=0.25,
+        # Atropos seeds its sampler from the clock unless told otherwise (-r 1 is its
+        # default); a constant seed makes the segmentation identical run to run.
+        r=0,
     )
     # ants.image_read/numpy give arrays in the file's index order, matching ``ref``.
     post = np.stack([p.numpy() for p in result["probabilityimages"]])
