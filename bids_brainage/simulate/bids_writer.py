@@ -1,13 +1,19 @@
 """Writing the raw BIDS dataset: deterministic NIfTI/TSV/JSON files and dataset metadata.
 
-Byte-identical output for identical settings needs three things: nibabel's gzip writer
-with a zero timestamp and no file name in the header (``DeterministicGzipFile``, used by
-nibabel >= 4 when saving ``.nii.gz``), sorted JSON keys, and fixed float formatting in TSVs.
+Byte-identical output for identical settings needs three things: a gzip stream with a zero
+timestamp and no file name in its header (zlib's own gzip wrapper writes neither), sorted
+JSON keys, and fixed float formatting in TSVs.
+
+Images are compressed with zlib level 1 and its run-length strategy (``Z_RLE``): the noisy
+BOLD runs, which dominate the output, compress about as well as with the default strategy
+(3 % larger) in 30 % less time, and the masks and partial-volume maps as well or better.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +42,11 @@ def save_nifti(
         img.header.set_zooms(zooms)
     if intent:
         img.header.set_intent(intent)
-    return atomic.save_nifti(img, path)
+    if not str(path).endswith(".gz"):
+        return atomic.save_nifti(img, path)
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS, 9, zlib.Z_RLE)
+    data = compressor.compress(img.to_bytes()) + compressor.flush()
+    return atomic.write_with(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
@@ -47,10 +57,19 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
 def write_tsv(path: Path, frame: pd.DataFrame, decimals: int | None = None) -> Path:
     """Atomically write a BIDS TSV with stable float formatting.
 
-    Small tables use ``%.6g``; large matrices pass ``decimals`` and are rounded first, which
-    lets pandas use its fast C writer (a ``float_format`` makes it format every value in Python).
+    Small tables use ``%.6g``; large matrices pass ``decimals`` and are written with exactly
+    that many decimals (all-numeric, finite) or rounded first (which lets pandas use its C
+    writer; a ``float_format`` makes it format every value in Python).
     """
     if decimals is not None:
+        values = frame.to_numpy()
+        if values.dtype.kind == "f" and np.isfinite(values).all():
+            # Fixed decimals formatted row by row: several times faster than pandas.
+            values = np.round(values, decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+            buffer = io.StringIO()
+            buffer.write("\t".join(map(str, frame.columns)) + "\n")
+            np.savetxt(buffer, values, fmt=f"%.{decimals}f", delimiter="\t")
+            return atomic.write_text(path, buffer.getvalue())
         return atomic.write_tsv(path, frame.round(decimals))
     return atomic.write_tsv(path, frame, float_format=FLOAT_FORMAT)
 

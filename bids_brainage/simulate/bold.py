@@ -22,13 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from bids_brainage.simulate.anatomy import SubjectTraits, aged_tissues, bias_field, sample_grid
+from bids_brainage.simulate.anatomy import SubjectTraits, aged_tissues, bias_field
 from bids_brainage.simulate.cohort import Subject, subject_rng
 from bids_brainage.simulate.config import SimulationConfig
 from bids_brainage.simulate.connectivity import band_limited, network_model, roi_signals, subject_connectivity
 from bids_brainage.simulate.lifespan import motion_scale
 from bids_brainage.simulate.motion import motion_trajectory
-from bids_brainage.simulate.rigid import centred_affine, params_to_matrix
+from bids_brainage.simulate.rigid import centred_affine, grid_points, params_to_matrix
 from bids_brainage.simulate.sites import Site
 from bids_brainage.simulate.space import Reference
 from bids_brainage.simulate.warp import SubjectWarp
@@ -65,16 +65,51 @@ def _fine_grid(shape: tuple[int, ...], affine: np.ndarray, factor: int) -> tuple
     return fine_shape, fine_affine
 
 
+def _sample_fine(
+    ref: Reference,
+    warp: SubjectWarp,
+    shape: tuple[int, ...],
+    affine: np.ndarray,
+    factor: int,
+    maps: dict[str, np.ndarray],
+    labels: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Sample ``maps`` (linear) and ``labels`` (nearest) on the fine grid of a BOLD grid.
+
+    ``affine`` maps BOLD voxels to T1w world space. The native-to-MNI mapping is smooth on
+    the scale of a BOLD voxel (rigid pose and head size, a 12 mm random field, the ventricle
+    flow on a 4 mm grid), so it is evaluated on the BOLD grid and interpolated linearly to
+    the fine grid (exact for the affine part, within a few hundredths of a mm for the
+    rest): ``factor**3`` times fewer warp evaluations than warping every fine voxel.
+    """
+    vox = ref.world_to_voxel(warp.to_mni(grid_points(shape, affine), ref))
+    vox = np.stack([_upsample(c.reshape(shape), factor).reshape(-1) for c in vox])
+    nearest = np.rint(vox).astype(np.int32)
+    keep = np.all((nearest >= 0) & (nearest < np.array(ref.support.shape)[:, None]), axis=0)
+    keep[keep] = ref.support[nearest[0, keep], nearest[1, keep], nearest[2, keep]]
+    keep = np.flatnonzero(keep)
+    fine_shape, _ = _fine_grid(shape, affine, factor)
+    out = {}
+    for group, order, dtype in ((maps, 1, np.float32), (labels, 0, np.int16)):
+        points = vox[:, keep] if order else nearest[:, keep]
+        for name, array in group.items():
+            values = np.zeros(vox.shape[1], dtype)
+            values[keep] = ndimage.map_coordinates(array, points, order=order, cval=0.0, prefilter=False)
+            out[name] = values.reshape(fine_shape)
+    return out
+
+
 def _reference_image(
     ref: Reference,
     warp: SubjectWarp,
     maps: dict[str, np.ndarray],
     shape: tuple[int, ...],
     affine: np.ndarray,
+    factor: int,
     site: Site,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Tissue maps, Seitzman parcels and EPI baseline at the reference pose on a native grid (3-D)."""
-    got = sample_grid(ref, warp, shape, affine, maps, {"parcels": ref.parcels})
+    """Tissue maps, Seitzman parcels and EPI baseline at the reference pose on the fine grid (3-D)."""
+    got = _sample_fine(ref, warp, shape, affine, factor, maps, {"parcels": ref.parcels})
     brain = got["GM"] + got["WM"] + got["CSF"]
     got["brain"] = brain
     base = sum(EPI_CONTRAST[k] * got[k] for k in ("GM", "WM", "CSF"))
@@ -175,14 +210,13 @@ def simulate_bold(
     shape = tuple(int(round(f / cfg.bold_resolution)) for f in BOLD_FOV_MM)
     affine = centred_affine(shape, cfg.bold_resolution)
     over = cfg.bold_oversample
-    fine_shape, fine_affine = _fine_grid(shape, affine, over)
     n_t = cfg.n_volumes
 
     misalignment = np.concatenate([rng.normal(0, 0.8, 3), np.deg2rad(rng.normal(0, 0.6, 3))])
     to_t1w = params_to_matrix(misalignment)
     aged = aged_tissues(ref, subject, visit, traits)
     maps = {k: aged[k] for k in ("GM", "WM", "CSF")} | {"head": ref.head}
-    got, base = _reference_image(ref, warp, maps, fine_shape, to_t1w @ fine_affine, site)
+    got, base = _reference_image(ref, warp, maps, shape, to_t1w @ affine, over, site)
 
     # Fluctuations on the BOLD grid, only where there is tissue.
     coarse = {k: _decimate(got[k], over) for k in ("GM", "WM", "CSF")}
