@@ -131,8 +131,11 @@ def _decimate(array: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _upsample(array: np.ndarray, factor: int) -> np.ndarray:
-    """BOLD-grid array -> fine grid (voxel ``factor * i`` is voxel ``i``) by linear interpolation."""
-    for axis in range(3):
+    """BOLD-grid array -> fine grid (voxel ``factor * i`` is voxel ``i``) by linear interpolation.
+
+    Separable; the last (contiguous) axis goes first, while the array is smallest.
+    """
+    for axis in (2, 1, 0):
         n = array.shape[axis]
         shape = list(array.shape)
         shape[axis] = factor * (n - 1) + 1
