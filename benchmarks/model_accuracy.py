@@ -348,14 +348,17 @@ def write_section(results: dict) -> None:
             f"Fused MAE is {100 * worse:+.1f} % relative to sMRI-only (target ≤ +2 %): **{'met' if worse <= 0.02 else 'missed'}**.",
             "",
         ]
-    ccols = [*COLS, "latent_gate"]
+
+    def ccols(frame: pd.DataFrame) -> list[str]:
+        return [*COLS, "latent_gate"] if "latent_gate" in frame else COLS
+
     if "c" in results:
         lines += [
             "### (c) Ablations",
             "",
             "**Data and folds of (b)** (fused):",
             "",
-            table_md(results["c"], ccols),
+            table_md(results["c"], ccols(results["c"])),
         ]
         c = results["c"].set_index("model")["mae"]
         same = (c.drop("without skip head", errors="ignore") == c.iloc[0]).all()
@@ -373,7 +376,7 @@ def write_section(results: dict) -> None:
             "**FCON1000, sMRI only, 5-fold** (the terms that need two modalities, cross and ratio, do not apply): "
             "here the latent path corrects the ridge head by about a year, so the loss terms matter.",
             "",
-            table_md(results["c_fcon"], ccols),
+            table_md(results["c_fcon"], ccols(results["c_fcon"])),
         ]
     if "speed" in results:
         s = results["speed"]
