@@ -79,8 +79,9 @@ def _sample_fine(
     ``affine`` maps BOLD voxels to T1w world space. The native-to-MNI mapping is smooth on
     the scale of a BOLD voxel (rigid pose and head size, a 12 mm random field, the ventricle
     flow on a 4 mm grid), so it is evaluated on the BOLD grid and interpolated linearly to
-    the fine grid (exact for the affine part, within a few hundredths of a mm for the
-    rest): ``factor**3`` times fewer warp evaluations than warping every fine voxel.
+    the fine grid: ``factor**3`` times fewer warp evaluations than warping every fine
+    voxel. Exact for the affine part; for the fields the median deviation is 0.002 mm, the
+    99th percentile 0.15 mm and the largest 0.5 mm (at kinks of the trilinear 12 mm field).
     """
     vox = ref.world_to_voxel(warp.to_mni(grid_points(shape, affine), ref))
     vox = np.stack([_upsample(c.reshape(shape), factor).reshape(-1) for c in vox])
@@ -162,6 +163,19 @@ def _max_displacement(motion: np.ndarray, affine: np.ndarray, shape: tuple[int, 
         moved = np.linalg.inv(params_to_matrix(params))
         worst = max(worst, float(np.linalg.norm(moved[:3, :3] @ world + moved[:3, 3:] - world, axis=0).max()))
     return worst
+
+
+def _reachable(nonzero: np.ndarray, factor: int, reach: int) -> np.ndarray:
+    """BOLD voxels whose trilinear sample can be non-zero when the head moves.
+
+    ``nonzero`` marks the non-zero voxels of the fine grid, ``reach`` bounds the motion of any
+    point in fine voxels. A sample point within ``reach`` of BOLD voxel ``v`` (fine voxel
+    ``factor * v``) interpolates fine voxels less than one voxel further away, so ``v``
+    matters only if a non-zero fine voxel lies within chessboard distance ``reach`` of it.
+    """
+    if reach > 0:
+        nonzero = ndimage.maximum_filter(nonzero, size=2 * reach + 1)
+    return nonzero[::factor, ::factor, ::factor]
 
 
 def _points(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -259,9 +273,7 @@ def simulate_bold(
     fluct_box.reshape(-1)[in_box] = 1.0
     nonzero[fine_box] |= _upsample(fluct_box, over) > 0
     reach = int(np.ceil(over * _max_displacement(motion, affine, shape) / cfg.bold_resolution))
-    if reach > 0:
-        nonzero = ndimage.maximum_filter(nonzero, size=2 * reach + 1)
-    head_index, head_nifti, head_points = _points(nonzero[::over, ::over, ::over])
+    head_index, head_nifti, head_points = _points(_reachable(nonzero, over, reach))
 
     tsnr = site.tsnr * float(np.exp(rng.normal(0, 0.1)))
     ramp = np.linspace(-1, 1, n_t)
