@@ -151,7 +151,10 @@ def structural_features(
     for name, path in zip(("GM", "WM", "CSF"), tpms, strict=True):
         prob = np.asarray(nib.load(path).dataobj, dtype=np.float64)
         row[name] = float((prob * inside).sum() * vox)
-        meta[name] = {"Description": f"total {name} volume (sum of the {name} probability)", "Units": "mL"}
+        meta[name] = {
+            "Description": f"total {name} volume (sum of the {name} partial-volume fraction)",
+            "Units": "mL",
+        }
     row["TIV"] = row["GM"] + row["WM"] + row["CSF"]
     meta["TIV"] = {
         "Description": "total intracranial volume: GM + WM + CSF inside the brain mask",
@@ -190,7 +193,7 @@ def structural_features(
         meta.update(tmeta)
     meta["Atlases"] = atlas_meta
     meta["Description"] = (
-        "Structural features: tissue volumes from Atropos posteriors in T1w space; regional GM "
+        "Structural features: tissue volumes from partial-volume fractions in T1w space; regional GM "
         "volumes from Jacobian-modulated GM in " + TEMPLATE_SPACE + " summed per atlas label."
     )
     return pd.DataFrame([row]), meta
