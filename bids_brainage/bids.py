@@ -198,9 +198,9 @@ def repetition_time(value: Any, bold_file: str | os.PathLike) -> float:
     return tr
 
 
-def bold_metadata(layout: Any, bold_file: str) -> dict[str, Any]:
+def bold_metadata(bids_dir: str | os.PathLike, bold_file: str) -> dict[str, Any]:
     """Sidecar metadata of a BOLD run (inheritance applied); checks ``RepetitionTime``."""
-    meta = sidecar_metadata(layout.root, bold_file)
+    meta = sidecar_metadata(bids_dir, bold_file)
     tr = repetition_time(meta.get("RepetitionTime"), bold_file)
     meta["RepetitionTime"] = tr
     return meta

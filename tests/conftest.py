@@ -71,7 +71,9 @@ def pipeline_run(tmp_path_factory) -> PipelineRun:
     code = main(["simulate", str(bids_dir), "--n-subjects", "6", "--resolution", "4", "--n-volumes", "40",
                  "--seed", "3"])  # fmt: skip
     assert code == 0, "simulation failed"
-    common = ["-w", str(work_dir), "--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--random-seed", "1",
+    # --nprocs 4 with 1 thread per task runs two subjects side by side (2 processors each);
+    # the reliability tests run the same pipeline one subject at a time (--nprocs 2).
+    common = ["-w", str(work_dir), "--sloppy", "--nprocs", "4", "--omp-nthreads", "1", "--random-seed", "1",
               "--min-volumes", "20", "--skip-bids-validation"]  # fmt: skip
     start = time.monotonic()
     participant_code = main(

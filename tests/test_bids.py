@@ -27,7 +27,7 @@ def test_layout_pumi_finds_t1w_and_bold_despite_bad_fieldmaps(real_data):
     (data,) = bids.collect_data(layout, "001")
     assert Path(data.t1w).name == "sub-001_T1w.nii.gz"
     assert [Path(b).name for b in data.bold] == ["sub-001_task-rest_bold.nii.gz"]
-    assert bids.bold_metadata(layout, data.bold[0])["RepetitionTime"] == pytest.approx(2.52)
+    assert bids.bold_metadata(layout.root, data.bold[0])["RepetitionTime"] == pytest.approx(2.52)
     demo = bids.demographics(real_data / "pumi")
     assert demo.loc[0, "sex"] == "F" and demo.loc[0, "age"] == 26
 
@@ -89,7 +89,7 @@ def test_missing_repetition_time_is_an_error_for_that_run(tmp_path, real_data):
     layout = bids.load_layout(root)
     (data,) = bids.collect_data(layout, "001")
     with pytest.raises(InputError, match="sub-001_task-rest_bold.nii.gz: RepetitionTime is missing"):
-        bids.bold_metadata(layout, data.bold[0])
+        bids.bold_metadata(layout.root, data.bold[0])
 
 
 @pytest.mark.parametrize(

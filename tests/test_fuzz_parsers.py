@@ -116,7 +116,7 @@ def test_bold_sidecar_fuzz(meta, garbage, real_data_session):
     for content in (json.dumps(meta).encode(), garbage):
         sidecar.write_bytes(content)
         try:
-            result = bids.bold_metadata(layout, bold)
+            result = bids.bold_metadata(layout.root, bold)
         except BrainAgeError as err:
             assert "bold" in str(err) and "\n" not in str(err)
         else:

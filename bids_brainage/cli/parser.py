@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--n_cpus",
         "--n-cpus",
         type=_positive_int,
-        help="maximum number of processes (default: all CPUs)",
+        help="maximum number of processes (default: all CPUs); subjects run side by side when "
+        "there is room, each with max(2, --omp-nthreads) of them",
     )
     g.add_argument(
         "--omp-nthreads",

@@ -23,6 +23,11 @@ def test_participant_level_writes_features_for_every_subject(pipeline_run):
         assert status["ok"] and status["errors"] == []
         assert (pipeline_run.out_dir / f"sub-{label}.html").exists()
     assert not (pipeline_run.out_dir / f"sub-{HELD_OUT}").exists()
+    (log,) = (pipeline_run.out_dir / "logs").glob("participant_*.log")
+    text = log.read_text()
+    assert "running 2 subjects at a time, 2 processor(s) each" in text
+    # the workers log into the run's log file too
+    assert text.count("participant level: 5 of 5 succeeded") == 1
 
 
 def test_group_level_tables_bundle_and_report(pipeline_run):
