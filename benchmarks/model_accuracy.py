@@ -39,12 +39,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bids_brainage.model.baselines import baseline_oof, compare, saavae_oof
+from bids_brainage.model.baselines import baseline_oof, compare
 from bids_brainage.model.cv import arrays_from_table, fit_cross_validated, make_folds, predict_table
 from bids_brainage.model.features import canonicalise
 from bids_brainage.model.losses import LossWeights
 from bids_brainage.model.synthetic import bayes_optimal_predictions, simulate_feature_table
-from bids_brainage.model.train import SAAVAERegressor
+from bids_brainage.model.train import SAAVAERegressor, TrainSettings
 from bids_brainage.utils.atomic import write_text
 
 START, END = "<!-- model-accuracy:start -->", "<!-- model-accuracy:end -->"
@@ -105,10 +105,11 @@ def fcon_table() -> pd.DataFrame:
 
 def part_a(results: dict, loso_sites: int | None) -> None:
     table = fcon_table()
-    variants = {"saavae": lambda f: saavae_oof(table, f, modalities=("smri",), device="cpu")}
+    rec: dict[str, list] = {}
+    variants = {"saavae": _sa(rec, "saavae", table, modalities=("smri",))}
     variants.update({n: (lambda f, n=n: baseline_oof(n, table, f, ("smri",))) for n in BASELINES})
     folds10 = make_folds(table, 10, random_seed=0)
-    results["a_cv"], _ = compare(table, folds10, variants)
+    results["a_cv"] = _with_heads(compare(table, folds10, variants)[0], rec)
     write_section(results)
     site = table["site"].to_numpy()
     sites = pd.Series(site).value_counts()
@@ -117,7 +118,7 @@ def part_a(results: dict, loso_sites: int | None) -> None:
         keep = set(sites.index[: loso_sites - 1])
         site = np.where(np.isin(site, list(keep)), site, "pooled-small-sites")
     codes = pd.factorize(site)[0]
-    results["a_loso"], _ = compare(table, codes, variants)
+    results["a_loso"] = _with_heads(compare(table, codes, variants)[0], rec)
     results["a_loso_folds"] = len(np.unique(codes))
     write_section(results)
 
@@ -131,10 +132,11 @@ def sim_tables(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 def part_b(results: dict) -> None:
     sim, noise = sim_tables()
     folds = make_folds(sim, 5, random_seed=0)
+    rec: dict[str, list] = {}
     sa = {
-        "saavae_fused": lambda f: saavae_oof(sim, f, modalities=("smri", "fmri"), device="cpu"),
-        "saavae_smri_only": lambda f: saavae_oof(sim, f, modalities=("smri",), device="cpu"),
-        "saavae_fmri_only": lambda f: saavae_oof(sim, f, modalities=("fmri",), device="cpu"),
+        "saavae_fused": _sa(rec, "saavae_fused", sim, modalities=("smri", "fmri")),
+        "saavae_smri_only": _sa(rec, "saavae_smri_only", sim, modalities=("smri",)),
+        "saavae_fmri_only": _sa(rec, "saavae_fmri_only", sim, modalities=("fmri",)),
     }
     sa.update(
         {
@@ -144,52 +146,63 @@ def part_b(results: dict) -> None:
     )
     oracle = bayes_optimal_predictions(n=SIM_N, d_s=200, d_f=SIM_DF, seed=0)
     sa.update({f"bayes_oracle_{k}": (lambda f, k=k: oracle[k]) for k in ("fused", "smri", "fmri")})
-    results["b"], _ = compare(sim, folds, sa)
+    results["b"] = _with_heads(compare(sim, folds, sa)[0], rec)
     write_section(results)
+    rec = {}
     nz = {
-        "saavae_fused (noise fMRI)": lambda f: saavae_oof(
-            noise, f, modalities=("smri", "fmri"), device="cpu"
+        "saavae_fused (noise fMRI)": _sa(
+            rec, "saavae_fused (noise fMRI)", noise, modalities=("smri", "fmri")
         ),
-        "saavae_smri_only": lambda f: saavae_oof(noise, f, modalities=("smri",), device="cpu"),
+        "saavae_smri_only": _sa(rec, "saavae_smri_only", noise, modalities=("smri",)),
         "concat_ridge (noise fMRI)": lambda f: baseline_oof("ridge", noise, f, ("smri", "fmri")),
     }
-    results["b_noise"], _ = compare(noise, folds, nz)
+    results["b_noise"] = _with_heads(compare(noise, folds, nz)[0], rec)
     write_section(results)
 
 
-def _gated_oof(table: pd.DataFrame, folds: np.ndarray, gates: list, **kwargs) -> np.ndarray:
-    """`saavae_oof`, also recording each fold model's latent-path gate κ."""
+def _recorded_oof(table: pd.DataFrame, folds: np.ndarray, record: list, **kwargs) -> np.ndarray:
+    """Out-of-fold predictions exactly as `baselines.saavae_oof` (fold i seeded with i), also
+    recording each fold model's network choice and latent-path gate κ."""
     x_s, x_f = arrays_from_table(table)
     age, sex = table["age"].to_numpy(float), table["sex"].to_numpy(float)
     pred = np.full(len(table), np.nan)
+    record.clear()
     for i, k in enumerate(np.unique(folds)):
         tr, te = folds != k, folds == k
         est = SAAVAERegressor(random_seed=i, device="cpu", **kwargs)
         est.fit(None if x_s is None else x_s[tr], None if x_f is None else x_f[tr], sex[tr], age[tr])
         pred[te] = est.predict(None if x_s is None else x_s[te], None if x_f is None else x_f[te], sex[te])
-        gates.append(est.latent_gate_)
+        record.append((est.head_choice_["chosen"], est.latent_gate_))
     return pred
 
 
+def _sa(rec: dict, name: str, table: pd.DataFrame, **kwargs):
+    """A variant for `compare`: SA-AVAE out-of-fold predictions, fold records in ``rec[name]``."""
+    rec[name] = []
+    return lambda f: _recorded_oof(table, f, rec[name], **kwargs)
+
+
+def _heads(record: list) -> str:
+    """``L`` latent only, ``S`` skip head (with its κ when the latent path was scaled down)."""
+    return " ".join("L" if c == "latent" else ("S" if g == 1.0 else f"S{g:.2f}") for c, g in record)
+
+
+def _with_heads(frame: pd.DataFrame, rec: dict) -> pd.DataFrame:
+    frame["network"] = [_heads(rec[n]) if n in rec else "" for n in frame["model"]]
+    return frame
+
+
 def _ablate(table: pd.DataFrame, folds: np.ndarray, terms: tuple[str, ...], **common) -> pd.DataFrame:
-    gates: dict[str, list] = {}
+    rec: dict[str, list] = {}
     variants = {}
     for name, kw in [
         ("all terms", {}),
         *((f"without {t}", {"weights": LossWeights().without(t)}) for t in terms),
+        ("skip head always (no choice)", {"settings": TrainSettings(choose_head=False)}),
+        ("latent only (no skip head)", {"skip_head": False}),
     ]:
-        gates[name] = []
-        variants[name] = lambda f, kw=kw, g=gates[name]: _gated_oof(table, f, g, **common, **kw)
-    gates["without skip head"] = []
-    variants["without skip head"] = lambda f: _gated_oof(
-        table, f, gates["without skip head"], skip_head=False, **common
-    )
-    frame, _ = compare(table, folds, variants)
-    frame["latent_gate"] = [
-        "n/a (no ridge head)" if n == "without skip head" else " ".join(f"{g:.2f}" for g in gates[n])
-        for n in frame["model"]
-    ]
-    return frame
+        variants[name] = _sa(rec, name, table, **common, **kw)
+    return _with_heads(compare(table, folds, variants)[0], rec)
 
 
 def part_c(results: dict) -> None:
@@ -220,8 +233,6 @@ class _Timer:
 def part_speed(results: dict) -> None:
     import torch
 
-    from bids_brainage.model.train import TrainSettings
-
     sim = simulate_feature_table(n=1000, d_s=200, d_f=4000, seed=1)
     x_s, x_f = sim.filter(like="smri__").to_numpy(), sim.filter(like="fmri__").to_numpy()
     sex, age = sim["sex"].to_numpy(float), sim["age"].to_numpy(float)
@@ -232,7 +243,9 @@ def part_speed(results: dict) -> None:
     speed: dict = {}
     with _Timer() as t:
         est = SAAVAERegressor(device="cpu").fit(x_s, x_f, sex, age)
-    speed["fit"], speed["epochs"] = str(t), len(est.history_)
+    speed["fit"] = str(t)
+    speed["epochs"] = ", ".join(f"{k}: {len(h)} epochs" for k, h in est.histories_.items())
+    speed["epochs"] += f"; kept: {est.head_choice_['chosen']}"
     with _Timer() as t:
         est.predict(x_s, x_f, sex)
     speed["predict_single"] = str(t)
@@ -263,7 +276,7 @@ def write_section(results: dict) -> None:
     """
     CACHE.mkdir(exist_ok=True)
     for key, value in results.items():
-        if key not in ("date", "machine"):
+        if key not in ("date", "machine", "load"):
             with open(CACHE / f"{key}.pkl", "wb") as fh:
                 pickle.dump(value, fh)
     merged = {}
@@ -271,13 +284,32 @@ def write_section(results: dict) -> None:
         with open(path, "rb") as fh:
             merged[path.stem] = pickle.load(fh)
     results = {**merged, **results}
+
+    def ccols(frame: pd.DataFrame) -> list[str]:
+        return [*COLS, "network"] if "network" in frame else COLS
+
     lines = [START, "## SA-AVAE accuracy and speed (`benchmarks/model_accuracy.py`)", ""]
-    lines += [f"Run {results['date']} on: {results['machine']}.", ""]
+    runs = sorted((k[5:], v) for k, v in results.items() if k.startswith("meta_"))
+    if runs:
+        lines += [
+            "Runs (each part may come from a separate process; load = 1-minute load average at its start and end, from all users of the machine):",
+            "",
+        ]
+        lines += [
+            f"- part {part}: {m['start']}, {m['seconds']:.0f} s, load {m['load'][0]:.1f} → {m['load'][1]:.1f}, `{m['command']}` on: {m['machine']}"
+            for part, m in runs
+        ]
+        lines.append("")
+    else:
+        lines += [f"Run {results['date']} on: {results['machine']}.", ""]
     lines += [
         "Columns: MAE/RMSE in years; r = Pearson correlation of predicted and true age; "
         "corr. gap r = correlation of the cross-fitted bias-corrected gap with age; "
         "cov. 90 = empirical coverage of the 90 % split-conformal intervals; seconds = wall time "
-        "for all folds on a shared 2-core machine. Identical folds within each table.",
+        "for all folds on a shared 2-core machine. Identical folds within each table. "
+        "network (SA-AVAE rows) = the network each fold's fit kept on its own (`head_choice_`, "
+        "see docs/methods.md): `L` latent only, `S` ridge skip head + residual latent path, "
+        "`S0.45` the same with the latent path's gate κ = 0.45 (`S0.00`: ridge head alone).",
         "",
     ]
     if "a_cv" in results:
@@ -289,7 +321,7 @@ def write_section(results: dict) -> None:
             "",
             "**10-fold CV** (stratified by age decile × site):",
             "",
-            table_md(results["a_cv"], COLS),
+            table_md(results["a_cv"], ccols(results["a_cv"])),
         ]
         lines += [verdict(results["a_cv"], "saavae", BASELINES), ""]
     if "a_loso" in results:
@@ -302,7 +334,7 @@ def write_section(results: dict) -> None:
         lines += [
             f"**Leave-site-out** ({note}):",
             "",
-            table_md(results["a_loso"], COLS),
+            table_md(results["a_loso"], ccols(results["a_loso"])),
             verdict(results["a_loso"], "saavae", BASELINES),
             "",
         ]
@@ -314,7 +346,7 @@ def write_section(results: dict) -> None:
             "(each modality sees age through its own independent deviation; fMRI weaker: σ_f = 0.45 vs σ_s = 0.35 "
             "in units of 15 years). 5-fold CV. Concatenation baselines get [sMRI, 96 fMRI PCA scores, sex].",
             "",
-            table_md(results["b"], COLS),
+            table_md(results["b"], ccols(results["b"])),
         ]
         b = results["b"].set_index("model")["mae"]
         best_single = min(b["saavae_smri_only"], b["saavae_fmri_only"])
@@ -344,13 +376,10 @@ def write_section(results: dict) -> None:
         lines += [
             "With the functional features replaced by pure noise:",
             "",
-            table_md(results["b_noise"], COLS),
+            table_md(results["b_noise"], ccols(results["b_noise"])),
             f"Fused MAE is {100 * worse:+.1f} % relative to sMRI-only (target ≤ +2 %): **{'met' if worse <= 0.02 else 'missed'}**.",
             "",
         ]
-
-    def ccols(frame: pd.DataFrame) -> list[str]:
-        return [*COLS, "latent_gate"] if "latent_gate" in frame else COLS
 
     if "c" in results:
         lines += [
@@ -360,21 +389,26 @@ def write_section(results: dict) -> None:
             "",
             table_md(results["c"], ccols(results["c"])),
         ]
-        c = results["c"].set_index("model")["mae"]
-        same = (c.drop("without skip head", errors="ignore") == c.iloc[0]).all()
+        c = results["c"].set_index("model")
+        terms = c.drop(["skip head always (no choice)", "latent only (no skip head)"], errors="ignore")
+        same = (terms["mae"] == terms["mae"].iloc[0]).all()
         lines += [
-            "latent_gate = the κ of each fold model: the latent path's output is scaled by the κ ∈ [0, 1] "
-            "that minimises the validation MAE, kept only when its paired gain over κ = 0 exceeds one "
-            "standard error (else 0: the ridge head alone). On this nearly linear simulation the latent "
-            "path has little to add (the stacked ridge head is within ~0.3 years of the Bayes oracle) and "
-            "most of what it learns is noise, so it is mostly gated off and the rows differ only where it "
-            "was kept." + (" All loss-term rows are identical in this run." if same else ""),
+            "The loss-term rows use the default per-fit choice; `skip head always` switches the choice off "
+            "(`choose_head=False`, the previous default) and `latent only` has no skip head at all. "
+            "On this nearly linear simulation the latent path has little to add (the stacked ridge head "
+            "is within ~0.3 years of the Bayes oracle) and most of what it learns is noise, so it is "
+            "mostly gated off (κ = 0; the latent-only candidate is then not even trained). "
+            f"Latent-only network kept in {_count_latent(c, 'all terms')} fold fits of 'all terms'."
+            + (" All loss-term rows are identical in this run." if same else ""),
             "",
         ]
     if "c_fcon" in results:
+        cf = results["c_fcon"].set_index("model")["mae"]
         lines += [
-            "**FCON1000, sMRI only, 5-fold** (the terms that need two modalities, cross and ratio, do not apply): "
-            "here the latent path corrects the ridge head by about a year, so the loss terms matter.",
+            "**FCON1000, sMRI only, 5-fold** (the terms that need two modalities, cross and ratio, do not apply). "
+            f"Here the per-fit choice keeps the latent-only network in {_count_latent(results['c_fcon'].set_index('model'), 'all terms')} "
+            f"folds: MAE {cf['all terms']:.2f} with the choice vs {cf['skip head always (no choice)']:.2f} "
+            f"with the skip head always kept and {cf['latent only (no skip head)']:.2f} without a skip head.",
             "",
             table_md(results["c_fcon"], ccols(results["c_fcon"])),
         ]
@@ -388,7 +422,7 @@ def write_section(results: dict) -> None:
             "",
             "| task | seconds | target |",
             "|---|---|---|",
-            f"| one fit (`SAAVAERegressor().fit`, {s['epochs']} epochs incl. PCA) | {s['fit']} | ≤ 60 |",
+            f"| one fit (`SAAVAERegressor().fit` incl. PCA; {s['epochs']}) | {s['fit']} | ≤ 60 |",
             f"| `model fit` = 5-fold CV + 5-model ensemble | {s['fit_cv5']} | |",
             f"| predict 1 000 subjects, one model | {s['predict_single']} | |",
             f"| predict 1 000 subjects, 5-model ensemble (`predict_table`) | {s['predict_ensemble']} | ≤ 1 |",
@@ -405,6 +439,11 @@ def write_section(results: dict) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     write_text(DOC, text)
+
+
+def _count_latent(frame: pd.DataFrame, row: str) -> str:
+    heads = str(frame.loc[row, "network"]).split()
+    return f"{sum(h == 'L' for h in heads)} of {len(heads)}"
 
 
 def verdict(frame: pd.DataFrame, ours: str, baselines: tuple[str, ...]) -> str:
@@ -433,14 +472,27 @@ def main() -> None:
     results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
     if not args.parts:  # re-render the section from cached tables only
         write_section(results)
+    command = "python benchmarks/model_accuracy.py " + " ".join(sys.argv[1:])
     for part in filter(None, args.parts.split(",")):
         t0 = time.perf_counter()
+        start = {
+            "start": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": results["machine"],
+            "command": command.strip(),
+            "load0": os.getloadavg()[0],
+        }
         {
             "a": lambda: part_a(results, args.loso_sites),
             "b": lambda: part_b(results),
             "c": lambda: part_c(results),
             "speed": lambda: part_speed(results),
         }[part]()
+        results[f"meta_{part}"] = {
+            **{k: v for k, v in start.items() if k != "load0"},
+            "seconds": time.perf_counter() - t0,
+            "load": (start["load0"], os.getloadavg()[0]),
+        }
+        write_section(results)
         print(f"part {part} done in {time.perf_counter() - t0:.0f} s", flush=True)
 
 

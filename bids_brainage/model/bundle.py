@@ -69,6 +69,7 @@ def save_bundle(ensemble: BrainAgeEnsemble, directory: str | Path) -> Path:
                 "age_mean": est.age_mean_,
                 "age_std": est.age_std_,
                 "best_epoch": int(est.best_epoch_),
+                "head_choice": getattr(est, "head_choice_", {}),
                 "random_seed": est.random_seed,
                 "scaler": {name: arrays[name].tolist() for name in _JSON_ARRAYS if name in arrays},
             }
@@ -185,6 +186,7 @@ def _rebuild(
         est.device_ = device
         est.age_mean_, est.age_std_ = float(fold["age_mean"]), float(fold["age_std"])
         est.best_epoch_ = int(fold["best_epoch"])
+        est.head_choice_ = dict(fold.get("head_choice", {}))
         models.append(est)
     if not models:
         raise ModelBundleError("model bundle has no fold models")

@@ -37,8 +37,10 @@ def test_skip_head_without_fmri_is_the_smri_head():
 
 
 def _fit(table, **settings):
+    """A skip-head model (the choice of a latent-only network is tested in test_head_choice)."""
     x_s, x_f = arrays_from_table(table)
     sex, age = table["sex"].to_numpy(float), table["age"].to_numpy(float)
+    settings = {"choose_head": False, **settings}
     est = SAAVAERegressor(device="cpu", settings=TrainSettings(max_epochs=12, **settings))
     return est.fit(x_s, x_f, sex, age)
 
