@@ -256,6 +256,50 @@ def _shrink_transform(ants: Any, fixed: Any, out_file: Path) -> str:
     return str(out_file)
 
 
+#: Height (mm) of the top slab of the head whose centroid places the template brain.
+HEAD_SLAB_MM = 70.0
+#: Scalp and skull thickness (mm) added around the template brain to mimic a head.
+SCALP_MM = 10.0
+
+
+def _top_slab(mask: np.ndarray, affine: np.ndarray) -> tuple[float, np.ndarray]:
+    """Superior end (world z, mm) of a RAS mask and the centroid of its top slab (mm)."""
+    ijk = np.argwhere(mask)
+    xyz = ijk @ affine[:3, :3].T + affine[:3, 3]
+    top = float(xyz[:, 2].max())
+    return top, xyz[xyz[:, 2] >= top - HEAD_SLAB_MM].mean(axis=0)
+
+
+def _head_top_translation(t1w: str, tpl_mask_file: str, out_file: Path) -> str:
+    """Translation placing the template brain under the vertex of the head (initial transform).
+
+    antsRegistration's default start aligns centres of mass. The template is a brain and the
+    T1w a head whose field of view may reach far into the neck: on pumi sub-001 the head's
+    centre of mass lies 125 mm below the vertex (IXI: 100-115 mm; the template brain's,
+    72 mm below its top), so the template brain started 40 mm too low, on the brainstem
+    and face, and the rigid fit stayed there. The vertex does not depend on the field of
+    view: the template brain, grown by the scalp thickness, is moved so that its top meets
+    the top of the head mask and the centroids of their top 70 mm slabs coincide in x and y.
+    """
+    ants = _ants()
+    img = nib.load(t1w)  # RAS (validated), so world z is superior
+    data = img.get_fdata(dtype=np.float32)
+    head = head_mask(np.clip(data, 0, np.percentile(data, 99.9)))
+    tpl = nib.load(tpl_mask_file)
+    spacing = float(np.sqrt((tpl.affine[:3, :3] ** 2).sum(axis=0)).min())
+    tpl_head = ndimage.binary_dilation(tpl.get_fdata() > 0, iterations=max(1, round(SCALP_MM / spacing)))
+    head_top, head_centre = _top_slab(head, img.affine)
+    tpl_top, tpl_centre = _top_slab(tpl_head, tpl.affine)
+    shift = head_centre - tpl_centre
+    shift[2] = head_top - tpl_top
+    # ANTs transforms map fixed (template) points to moving (T1w) points, in LPS.
+    tx = ants.create_ants_transform(
+        transform_type="AffineTransform", dimension=3, translation=list(shift * np.array([-1, -1, 1]))
+    )
+    ants.write_transform(tx, str(out_file))
+    return str(out_file)
+
+
 def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
     """First pass of the template-based brain extraction: an affine fit of the template brain.
 
@@ -278,9 +322,10 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
     # away to the scalp. Coarser pyramids (16/8 mm) misalign the rigid stage on real heads.
     levels = {"aff_shrink_factors": (4, 2, 1), "aff_smoothing_sigmas": (2, 1, 0)}
     iterations = (100, 50, 0) if sloppy else (200, 100, 50)
+    start = _head_top_translation(t1w, tpl_mask_file, out / "head_top.mat")
     rigid = ants.registration(
         fixed, moving, type_of_transform="Rigid", mask=fixed_mask, outprefix=str(out / "rigid_"),
-        aff_iterations=iterations, **levels,
+        initial_transform=[start], aff_iterations=iterations, **levels,
     )  # fmt: skip
     affine = ants.registration(
         fixed, moving, type_of_transform="Affine", mask=fixed_mask, outprefix=str(out / "affine_"),

@@ -78,6 +78,52 @@ def test_tissue_fractions(run_name, request):
     assert 900 <= feats["TIV"] <= 2200  # mL: an adult brain, not a head or a hemisphere
 
 
+@pytest.mark.parametrize("run_name", RUNS)
+def test_tissue_classes_follow_t1w_contrast(run_name, request):
+    """On a T1w, CSF < GM < WM in intensity, for the labels and the tissue fractions.
+
+    pumi sub-001 had its "GM" label brightest and "WM" darkest (medians 329 vs 256): the
+    template brain had been placed on the brainstem and face (the head's centre of mass
+    lies deep in this neck-heavy field of view), so the segmentation followed the priors.
+    """
+    out = request.getfixturevalue(run_name).outputs
+    t1w = nib.load(out["t1w_preproc"]).get_fdata()
+    dseg = np.asarray(nib.load(out["t1w_dseg"]).dataobj)
+    medians = {
+        name: float(np.median(t1w[dseg == label])) for label, name in ((1, "GM"), (2, "WM"), (3, "CSF"))
+    }
+    print(f"{run_name}: class medians {medians}")
+    assert medians["CSF"] < medians["GM"] < medians["WM"]
+    mask = np.asarray(nib.load(out["t1w_mask"]).dataobj) > 0
+    fractions = [nib.load(f).get_fdata()[mask] for f in out["t1w_tpms"]]
+    means = [float(np.average(t1w[mask], weights=f)) for f in fractions]  # GM, WM, CSF
+    assert means[2] < means[0] < means[1]
+    # A mixture, not a relabelled hard segmentation: many voxels are partly GM.
+    assert np.mean((fractions[0] > 0.1) & (fractions[0] < 0.9)) > 0.2
+
+
+@pytest.mark.parametrize("run_name", RUNS)
+def test_brain_mask_reaches_the_vertex(run_name, request):
+    """The brain mask's top lies just under the top of the head (scalp + skull: < 25 mm).
+
+    Registration checks in template space cannot see a brain mask placed on the neck: the
+    labels then follow the warped priors and match the template anyway.
+    """
+    from bids_brainage.interfaces.anat_ops import head_mask
+
+    out = request.getfixturevalue(run_name).outputs
+    img = nib.load(out["t1w_preproc"])  # RAS
+    data = img.get_fdata()
+    mask = np.asarray(nib.load(out["t1w_mask"]).dataobj) > 0
+
+    def top(m):
+        return float((np.argwhere(m) @ img.affine[:3, :3].T + img.affine[:3, 3])[:, 2].max())
+
+    gap = top(head_mask(data)) - top(mask)
+    print(f"{run_name}: head top - brain top = {gap:.1f} mm")
+    assert 0 <= gap <= 25
+
+
 def test_features_table_and_sidecar(ixi_run):
     table = pd.read_csv(ixi_run.outputs["features_tsv"], sep="\t")
     assert len(table) == 1 and table["participant_id"][0] == "sub-IXI012"
