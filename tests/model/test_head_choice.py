@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bids_brainage.model import load_bundle, save_bundle
+from bids_brainage.model.calibration import BiasCorrector, ConformalInterval
+from bids_brainage.model.cv import BrainAgeEnsemble
 from bids_brainage.model.train import SAAVAERegressor, TrainSettings
 
 
@@ -28,27 +31,37 @@ def _fit(x, sex, age, **settings):
     return est.fit(x, None, sex, age)
 
 
-@pytest.mark.parametrize("nonlinear", [True, False])
-def test_choice_follows_the_cohort(nonlinear):
-    x, sex, age = _cohort(nonlinear)
-    est = _fit(x, sex, age)
+@pytest.fixture(scope="module")
+def nonlinear_fits():
+    """The default fit (with the choice) and one that always keeps the skip head."""
+    x, sex, age = _cohort(True)
+    return _fit(x, sex, age), _fit(x, sex, age, choose_head=False)
+
+
+def test_nonlinear_cohort_keeps_the_latent_only_network(nonlinear_fits):
+    est, forced = nonlinear_fits
     choice = est.head_choice_
-    assert choice["chosen"] == ("latent" if nonlinear else "skip"), choice
-    assert "kappa > 0" in choice["rule"]
-    assert (est.model_.skip is None) == nonlinear
-    # The attributes describe the kept network, and it is the better one on new subjects.
-    xt, st, at = _cohort(nonlinear, seed=1)
+    assert choice["chosen"] == "latent", choice
+    assert "kappa > 0" in choice["rule"] and choice["latent_gate_skip"] > 0
+    assert choice["val_mae_latent_years"] < choice["val_mae_skip_years"]
+    # The attributes describe the kept network.
+    assert est.model_.skip is None and est.model_.cfg.skip_head is False
+    assert est.latent_gate_ == 1.0 and est.fusion_ == {}
+    assert set(est.histories_) == {"skip", "latent"} and est.history_ is est.histories_["latent"]
+    assert forced.head_choice_["chosen"] == "skip" and forced.model_.skip is not None
+    # ... and it is the better one on new subjects.
+    xt, st, at = _cohort(True, seed=1)
     mae = np.abs(est.predict(xt, None, st) - at).mean()
-    if nonlinear:
-        assert choice["val_mae_latent_years"] < choice["val_mae_skip_years"]
-        assert est.latent_gate_ == 1.0 and est.fusion_ == {}
-        assert set(est.histories_) == {"skip", "latent"} and est.history_ is est.histories_["latent"]
-        forced = _fit(x, sex, age, choose_head=False)
-        assert forced.head_choice_["chosen"] == "skip" and forced.model_.skip is not None
-        assert mae < 0.95 * np.abs(forced.predict(xt, None, st) - at).mean()
-    else:
-        assert est.history_ is est.histories_["skip"]
-        assert mae < 3.0
+    assert mae < 0.95 * np.abs(forced.predict(xt, None, st) - at).mean()
+
+
+def test_linear_cohort_keeps_the_skip_head():
+    x, sex, age = _cohort(False)
+    est = _fit(x, sex, age)
+    assert est.head_choice_["chosen"] == "skip", est.head_choice_
+    assert est.model_.skip is not None and est.history_ is est.histories_["skip"]
+    xt, st, at = _cohort(False, seed=1)
+    assert np.abs(est.predict(xt, None, st) - at).mean() < 3.0
 
 
 def test_choice_margin_keeps_the_skip_head():
@@ -56,3 +69,15 @@ def test_choice_margin_keeps_the_skip_head():
     est = _fit(x, sex, age, choice_margin=1e9)  # no gain can pass
     assert est.head_choice_["chosen"] == "skip" and est.model_.skip is not None
     assert "val_mae_latent_years" in est.head_choice_  # the candidate was trained and compared
+
+
+def test_bundle_with_both_networks_round_trips(nonlinear_fits, tmp_path):
+    """Folds that kept different networks load back with identical predictions and choices."""
+    models = list(nonlinear_fits)
+    names = [f"smri__f{i}" for i in range(8)]
+    ens = BrainAgeEnsemble(models, names, [], BiasCorrector(coef=[0.0, 0.0]), ConformalInterval())
+    loaded = load_bundle(save_bundle(ens, tmp_path / "model"), device="cpu")
+    x, sex, _ = _cohort(True, n=50, seed=2)
+    np.testing.assert_array_equal(loaded.predict_arrays(x, None, sex), ens.predict_arrays(x, None, sex))
+    assert [m.model_.skip is None for m in loaded.models] == [True, False]
+    assert loaded.models[0].head_choice_ == models[0].head_choice_
