@@ -81,3 +81,12 @@ def test_bundle_with_both_networks_round_trips(nonlinear_fits, tmp_path):
     np.testing.assert_array_equal(loaded.predict_arrays(x, None, sex), ens.predict_arrays(x, None, sex))
     assert [m.model_.skip is None for m in loaded.models] == [True, False]
     assert loaded.models[0].head_choice_ == models[0].head_choice_
+
+
+def test_choice_is_deterministic_on_cpu(nonlinear_fits):
+    """Both candidates are trained here; the same seed gives the same choice and predictions."""
+    est = nonlinear_fits[0]
+    x, sex, age = _cohort(True)
+    again = _fit(x, sex, age)
+    assert again.head_choice_ == est.head_choice_
+    np.testing.assert_array_equal(again.predict(x, None, sex), est.predict(x, None, sex))
