@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -85,9 +86,17 @@ def _coordinate_field_image(resolution: int = 2):
     xyz = (
         np.tensordot(tpl.affine[:3, :3].astype(np.float32), ijk, axes=1) + tpl.affine[:3, 3, None, None, None]
     )
-    imgs = [ants.from_nibabel_nifti(nib.Nifti1Image(c.astype(np.float32), tpl.affine)) for c in xyz]
-    inside = ants.from_nibabel_nifti(nib.Nifti1Image(np.ones(tpl.shape, np.float32), tpl.affine))
+    imgs = [_to_ants(ants, c, tpl.affine) for c in xyz]
+    inside = _to_ants(ants, np.ones(tpl.shape, np.float32), tpl.affine)
     return imgs, inside
+
+
+def _to_ants(ants: Any, data: np.ndarray, affine: np.ndarray) -> Any:
+    """A float32 array in millimetres as an ANTs image (units set: antspyx prints a warning
+    for every image whose NIfTI units are unknown)."""
+    img = nib.Nifti1Image(np.asarray(data, np.float32), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    return ants.from_nibabel_nifti(img)
 
 
 def sphere_labels(mni_xyz: np.ndarray, valid: np.ndarray, coords: np.ndarray, radius: float) -> np.ndarray:
@@ -191,9 +200,7 @@ class AtlasToBold(SimpleInterface):
             )
         else:
             img = info.image if isinstance(info.image, nib.Nifti1Image) else nib.load(info.image)
-            moving = ants.from_nibabel_nifti(
-                nib.Nifti1Image(np.asarray(img.dataobj).astype(np.float32), img.affine)
-            )
+            moving = _to_ants(ants, np.asarray(img.dataobj), img.affine)
             raw = np.rint(warp(moving, "genericLabel")).astype(np.int32)
             lut = {v: k + 1 for k, v in enumerate(info.indices)}
             labels = np.zeros(raw.shape, np.int32)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from pathlib import Path
 from typing import Any
+
+from bids_brainage.workflows import worker_logging
 
 LOGGER = logging.getLogger("bids_brainage.execution")
 
@@ -81,6 +84,7 @@ def run_workflow(workflow: Any, config: Any, crashdump_dir: Path) -> None:
     settings_by_section["logging"] = {"workflow_level": level, "interface_level": level, "utils_level": level}
     nipype_config.update_config({"logging": settings_by_section["logging"]})
     nipype_logging.update_logging(nipype_config)
+    _quiet_workers(level)
     # Workflows copy nipype's global config when built, so the settings go on the workflow.
     for section, values in settings_by_section.items():
         workflow.config.setdefault(section, {}).update(values)
@@ -91,6 +95,15 @@ def run_workflow(workflow: Any, config: Any, crashdump_dir: Path) -> None:
     except Exception as err:
         crashes = sorted(set(crashdump_dir.glob("crash-*")) - before)
         raise WorkflowFailed(summarise_crashes(crashes) or str(err).splitlines()[0], crashes) from err
+
+
+def _quiet_workers(level: str) -> None:
+    """Give nipype's worker processes this run's log level (they start from a forkserver).
+
+    Takes effect when the forkserver starts, i.e. at the first parallel run of this process.
+    """
+    os.environ[worker_logging.LEVEL_VARIABLE] = level
+    multiprocessing.set_forkserver_preload([worker_logging.__name__])
 
 
 class WorkflowFailed(RuntimeError):
