@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from doc_section import cpu_name, replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -99,29 +101,13 @@ def _subjects(simulated: bool, scratch: Path) -> list[tuple[str, Path, str, Path
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     return f"{cpu}, {os.cpu_count()} cores visible, load average at start {load}, Python {platform.python_version()}"
 
 
 def _write_section(text: str) -> None:
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = f"{START}\n{text.rstrip()}\n{END}"
-    if START in old and END in old:
-        new = old[: old.index(START)] + block + old[old.index(END) + len(END) :]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    tmp = DOC.with_name(DOC.name + ".tmp")
-    tmp.write_text(new)
-    tmp.replace(DOC)
+    replace_section(START, END, f"{START}\n{text.rstrip()}\n{END}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from doc_section import replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -144,14 +145,7 @@ def render(wf: dict | None, mc: dict | None, machine: str, date: str) -> str:
 
 def write_section(text: str, path: Path = ROOT / "docs" / "benchmarks.md") -> None:
     """Replace only our section of docs/benchmarks.md (create the file or section if absent)."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        new = old[: old.index(START)] + text + old[old.index(END) + len(END) :]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
+    replace_section(START, END, text, path)
 
 
 def main(argv=None) -> None:

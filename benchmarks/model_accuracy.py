@@ -43,13 +43,14 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from doc_section import cpu_name, replace_section
+
 from bids_brainage.model.baselines import baseline_oof, compare
 from bids_brainage.model.cv import arrays_from_table, fit_cross_validated, make_folds, predict_table
 from bids_brainage.model.features import canonicalise
 from bids_brainage.model.losses import LossWeights
 from bids_brainage.model.synthetic import bayes_optimal_predictions, simulate_feature_table
 from bids_brainage.model.train import SAAVAERegressor, TrainSettings
-from bids_brainage.utils.atomic import write_text
 
 START, END = "<!-- model-accuracy:start -->", "<!-- model-accuracy:end -->"
 FCON = ROOT.parent / "shared" / "data" / "real" / "fcon1000" / "fcon1000.csv"
@@ -61,14 +62,7 @@ SIM_N, SIM_DF = 600, 1000
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -458,13 +452,7 @@ def write_section(results: dict) -> None:
             "",
         ]
     lines.append(END)
-    section = "\n".join(lines)
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    write_text(DOC, text)
+    replace_section(START, END, "\n".join(lines))
 
 
 def _count_latent(frame: pd.DataFrame, row: str) -> str:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from doc_section import replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -132,15 +133,6 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_doc(section: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in doc:
-        doc = doc[: doc.index(START)] + section + doc[doc.index(END) + len(END) :]
-    else:
-        doc = doc.rstrip() + "\n\n" + section + "\n"
-    DOC.write_text(doc)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
@@ -151,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         results = measure()
         args.json.write_text(json.dumps(results, indent=2))
     else:
-        write_doc(render(json.loads(args.from_json.read_text())))
+        replace_section(START, END, render(json.loads(args.from_json.read_text())))
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from doc_section import replace_section
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 DOC = DOCS / "benchmarks.md"
@@ -112,12 +113,7 @@ Correlation of the bias-corrected predicted gap with the simulation's hidden gap
 
 ![predicted vs chronological age](figures/{FIGURE.name})
 {END}"""
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in doc:
-        doc = doc[: doc.index(START)] + text + doc[doc.index(END) + len(END) :]
-    else:
-        doc = doc.rstrip() + "\n\n" + text + "\n"
-    DOC.write_text(doc)
+    replace_section(START, END, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,19 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from doc_section import cpu_name, replace_section
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 DEFAULT_OVERSAMPLE = 2
 START, END = "<!-- simulate:start -->", "<!-- simulate:end -->"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _cpu_seconds() -> float:
@@ -93,7 +85,7 @@ def section(results: dict[int, dict[str, float]], n_subjects: int, nprocs: int) 
     return f"""{START}
 ## Simulator speed (`bids_brainage simulate`)
 
-Measured {date} on {os.cpu_count()} CPU(s) ({_cpu_model()}), Python {platform.python_version()},
+Measured {date} on {os.cpu_count()} CPU(s) ({cpu_name()}), Python {platform.python_version()},
 with `python benchmarks/simulate_speed.py --n-subjects {n_subjects} --nprocs {nprocs}`.
 The machine was shared: the load column gives the 1-minute load average before and after
 each run (a value above the CPU count means other jobs were competing, and the wall time
@@ -112,16 +104,7 @@ estimates, see docs/simulation.md).
 
 def write_section(text: str) -> None:
     """Replace (or append) the simulator section of docs/benchmarks.md, leaving the rest alone."""
-    if DOC.exists():
-        doc = DOC.read_text()
-        if START in doc and END in doc:
-            doc = doc[: doc.index(START)] + text + doc[doc.index(END) + len(END) :]
-        else:
-            doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    else:
-        doc = "# Benchmarks\n\n" + text + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(doc)
+    replace_section(START, END, text)
 
 
 def main() -> None:
