@@ -62,14 +62,20 @@ ants.atropos(a=moving, x=ants.get_mask(moving), i="Kmeans[3]", m="[0.2,1x1x1]", 
 """
 
 
-def _child(code: str, args: list[str], threads: int) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of ``python -c code args`` in a fresh process."""
+def _child(code: str, args: list[str], threads: int) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds of ``python -c code args`` in a fresh process.
+
+    CPU time (user + system, all threads of the child) is less sensitive than wall time to
+    other jobs on a shared machine.
+    """
     env = dict(os.environ, OMP_NUM_THREADS="1", ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=str(threads))
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     script = (
         code
         + "\nimport resource, json\n"
-        + "print('PEAK', json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+        + "usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+        + "print('PEAK', json.dumps(usage.ru_maxrss))\n"
+        + "print('CPU', json.dumps(usage.ru_utime + usage.ru_stime))\n"
     )
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True)
@@ -80,7 +86,8 @@ def _child(code: str, args: list[str], threads: int) -> tuple[float, float]:
     peak_kib = (
         json.loads(peak[-1].split()[1]) if peak else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     )
-    return seconds, peak_kib / 1024
+    cpu = [float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("CPU ")]
+    return seconds, peak_kib / 1024, cpu[-1] if cpu else float("nan")
 
 
 def _subjects(simulated: bool, scratch: Path) -> list[tuple[str, Path, str, Path]]:
@@ -131,11 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                 tag = f"{subject}_{mode}"
                 wf_args = [str(bids_root), subject, str(t1w), str(scratch / f"out_{tag}"),
                            str(scratch / f"work_{tag}"), "1" if sloppy else "0", str(args.omp_nthreads)]  # fmt: skip
-                seconds, peak = _child(_WORKFLOW, wf_args, args.omp_nthreads)
-                rerun, _ = _child(_WORKFLOW, wf_args, args.omp_nthreads)
-                plain_s, plain_peak = _child(_PLAIN, [str(t1w), "2" if sloppy else "1", str(args.omp_nthreads)],
+                seconds, peak, cpu = _child(_WORKFLOW, wf_args, args.omp_nthreads)
+                rerun, _, _ = _child(_WORKFLOW, wf_args, args.omp_nthreads)
+                plain_s, plain_peak, plain_cpu = _child(_PLAIN, [str(t1w), "2" if sloppy else "1", str(args.omp_nthreads)],
                                              args.omp_nthreads)  # fmt: skip
-                row = (name, mode, seconds, peak, rerun, plain_s, plain_peak)
+                row = (name, mode, seconds, cpu, peak, rerun, plain_s, plain_cpu, plain_peak)
                 print(" | ".join(str(v) if isinstance(v, str) else f"{v:.1f}" for v in row), flush=True)
                 rows.append(row)
     lines = [
@@ -147,12 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         "the whole T1w to the MNI template (1 mm for default, 2 mm for sloppy) + `ants.atropos`",
         "(k-means, 3 classes), measured in the same run on the same image.",
         "",
-        "| subject | mode | workflow s | peak MiB | rerun s | plain SyN + Atropos s | plain peak MiB |",
-        "|---|---|---|---|---|---|---|",
+        "| subject | mode | workflow s | workflow CPU s | peak MiB | rerun s | plain SyN + Atropos s"
+        " | plain CPU s | plain peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, mode, seconds, peak, rerun, plain_s, plain_peak in rows:
+    for name, mode, seconds, cpu, peak, rerun, plain_s, plain_cpu, plain_peak in rows:
         lines.append(
-            f"| {name} | {mode} | {seconds:.0f} | {peak:.0f} | {rerun:.1f} | {plain_s:.0f} | {plain_peak:.0f} |"
+            f"| {name} | {mode} | {seconds:.0f} | {cpu:.0f} | {peak:.0f} | {rerun:.1f} | {plain_s:.0f}"
+            f" | {plain_cpu:.0f} | {plain_peak:.0f} |"
         )
     lines.append("")
     lines.append("Workflow times include process start-up, N4, brain extraction, registration, Atropos,")

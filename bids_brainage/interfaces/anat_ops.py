@@ -200,17 +200,36 @@ def n4_correct(in_file: str, out_file: str, sloppy: bool) -> str:
 
 
 def _syn_params(sloppy: bool) -> dict[str, Any]:
-    """Levels and iterations of the affine + SyN registration to the template.
+    """Levels and iterations of the SyN registration to the (cropped, 2 mm) template brain.
 
-    The affine stage starts from the first-pass affine, so coarse levels suffice. SyN's
-    shrink factors are 4, 2, 1 (8, 4, 2 mm in sloppy mode at the 2 mm template).
+    SyN starts from the first-pass affine. Its shrink factors follow the number of levels:
+    sloppy 4, 2, 1 (8 and 4 mm, no iterations at 2 mm), default 2, 1 (4 and 2 mm). The
+    default mode's finest level was 2 mm before too (shrink 2 of the 1 mm template; its
+    1 mm level ran 0 iterations), like antsBrainExtraction's 50x10x0 at 4x2x1.
     """
-    return {
-        "aff_iterations": (200, 100, 0),
-        "aff_shrink_factors": (4, 2, 1),
-        "aff_smoothing_sigmas": (2, 1, 0),
-        "reg_iterations": (30, 15, 0) if sloppy else (40, 20, 0),
-    }
+    return {"reg_iterations": (30, 15, 0) if sloppy else (40, 20)}
+
+
+#: Margin (mm) kept around the template brain when the registration target is cropped.
+CROP_MARGIN_MM = 10.0
+
+
+def _cropped_template_brain(out: Path) -> Any:
+    """The 2 mm template brain cropped to its mask's bounding box plus :data:`CROP_MARGIN_MM`.
+
+    The template brain is zero outside the mask: on the whole grid (99x117x95) this
+    background is 37 % of the voxels SyN updates, smooths and inverts at every iteration,
+    and it dominates Mattes MI's joint histogram. Cropping it cuts the registration's
+    CPU time by a third and makes the fit better (IXI012, default levels: correlation of
+    the warped T1w with the template in the brain 0.775 -> 0.806, GM label Dice with the
+    template 0.776 -> 0.787). The SyN field lives on the cropped grid; outside it (10 mm
+    beyond the brain) the mapping is the affine alone.
+    """
+    ants = _ants()
+    fixed = ants.image_read(template_file("brain", 2, out))
+    mask = nib.load(template_file("mask", 2, out)).get_fdata() > 0
+    box = ndimage.binary_dilation(mask, iterations=max(1, round(CROP_MARGIN_MM / 2)))
+    return ants.crop_image(fixed, fixed.new_image_like(box.astype(np.float32)))
 
 
 def _warp_soft_mask(
@@ -356,7 +375,7 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
 def register_to_template(
     t1w: str, prior: str, init_affine: str, resolution: int, sloppy: bool, out_dir: str
 ) -> dict[str, Any]:
-    """Register the T1w brain to the template brain (affine then SyN), composite transforms.
+    """Register the T1w brain to the template brain (SyN from the first-pass affine), composite transforms.
 
     The moving image is the T1w masked with the first-pass brain mask dilated by ~6 mm, so
     skull and neck cannot pull the warp; the registration starts from the first-pass affine.
@@ -367,16 +386,20 @@ def register_to_template(
     ants = _ants()
     out = Path(out_dir)
     fixed = ants.image_read(template_file("brain", resolution, out))
+    target = _cropped_template_brain(out)
     t1 = ants.image_read(t1w)
     prior_arr = ants.image_read(prior).numpy() > 0.5
     spacing = min(t1.spacing)
     dilated = ndimage.binary_dilation(prior_arr, iterations=max(1, int(round(6 / spacing))))
     moving = t1 * t1.new_image_like(dilated.astype(np.float32))
-    # Sloppy mode trusts the first-pass affine and runs SyN alone.
+    # SyN alone from the first-pass affine, on the 2 mm template in both modes (the finest
+    # level is 2 mm at most; default-mode outputs are resampled on the 1 mm grid). antspyx's
+    # "SyN" would add an affine stage with fixed 2100x1200x1200 iterations (it ignores
+    # aff_iterations): 35 % of the default mode's registration time, and no better fit.
     reg = ants.registration(
-        fixed,
+        target,
         moving,
-        type_of_transform="SyNOnly" if sloppy else "SyN",
+        type_of_transform="SyNOnly",
         initial_transform=[init_affine],
         outprefix=str(out / "t1w2std_"),
         write_composite_transform=True,
@@ -586,16 +609,20 @@ def jacobian_determinant(anat2std: list[str], t1w: str, resolution: int, out_dir
     for axis in range(3):
         fname = save_like(world[axis], ref, out / f"coord{axis}.nii.gz")
         moved = ants.apply_transforms(fixed, ants.image_read(fname), anat2std, interpolator="linear")
-        coords.append(moved.numpy().astype(np.float64))
+        # ANTs resamples in float32: float64 would add memory, not precision.
+        coords.append(moved.numpy().astype(np.float32))
     tpl_img = nib.load(tpl_file)
     spacing = np.sqrt((tpl_img.affine[:3, :3] ** 2).sum(axis=0))
     # J[i][j] = d x_subject_i / d (template voxel j) / spacing_j; template axes are RAS-aligned.
-    jac = np.empty(tpl_img.shape + (3, 3))
-    for i in range(3):
-        grads = np.gradient(coords[i], *spacing)
-        for j in range(3):
-            jac[..., i, j] = grads[j]
-    det = np.abs(np.linalg.det(jac))
+    # The determinant by cofactors on float32 arrays: a (..., 3, 3) float64 stack and
+    # np.linalg.det's copies of it took ~1 GB at 1 mm.
+    g = [np.gradient(coords[i], *spacing) for i in range(3)]
+    del coords
+    det = g[0][0] * (g[1][1] * g[2][2] - g[1][2] * g[2][1])
+    det -= g[0][1] * (g[1][0] * g[2][2] - g[1][2] * g[2][0])
+    det += g[0][2] * (g[1][0] * g[2][1] - g[1][1] * g[2][0])
+    del g
+    det = np.abs(det)
     # Outside the T1w field of view the coordinates are 0 and the determinant meaningless.
     det = np.where(np.isfinite(det) & (det < 20), det, 0.0)
     return save_like(det, tpl_img, out / "jacobian.nii.gz")
