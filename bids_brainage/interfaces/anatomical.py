@@ -120,7 +120,7 @@ class _RegisterOutputSpec(TraitedSpec):
 
 
 class RegisterToTemplate(SimpleInterface):
-    """T1w brain → MNI152NLin2009aSym, affine then SyN (see :func:`.anat_ops.register_to_template`)."""
+    """T1w brain → MNI152NLin2009aSym, SyN from the first-pass affine (see :func:`.anat_ops.register_to_template`)."""
 
     input_spec = _RegisterInputSpec
     output_spec = _RegisterOutputSpec

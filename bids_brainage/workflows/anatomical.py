@@ -71,8 +71,8 @@ def init_anat_wf(
     Steps: validation of the T1w (one-line error for unusable files) → N4 bias-field
     correction → template-based brain extraction (affine fit of the MNI brain, then the
     MNI brain mask warped back through the SyN registration and refined with Atropos) →
-    registration to ``MNI152NLin2009aSym`` (affine then SyN; 1 mm template, 2 mm when
-    ``sloppy``) → Atropos GM/WM/CSF with warped template priors → Jacobian-modulated GM in
+    registration to ``MNI152NLin2009aSym`` (SyN from the first-pass affine on the 2 mm
+    template brain; outputs on the 1 mm grid, 2 mm when ``sloppy``) → Atropos GM/WM/CSF with warped template priors → Jacobian-modulated GM in
     template space → structural features → reportlets and derivatives.
 
     Parameters
