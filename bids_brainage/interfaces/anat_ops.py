@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from bids_brainage.errors import InputError
+from bids_brainage.interfaces.ants_registration import seeded_registration
 from bids_brainage.templates import mni_brain_mask, mni_t1w, mni_tissue_priors
 
 TISSUES = ("GM", "WM", "CSF")
@@ -142,27 +143,6 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
         return mask.astype(bool)
     sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
     return labels == (int(np.argmax(sizes)) + 1)
-
-
-#: Seed of antsRegistration's random sampling (``--random-seed``).
-REGISTRATION_SEED = 1
-
-
-def _register(ants: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """``ants.registration`` with a constant sampling seed.
-
-    The rigid and affine stages sample the metric at jittered regular points, seeded from
-    the clock unless ``--random-seed`` is given (antspyx adds it only when
-    ``ants.config._random_seed`` is set). Unseeded, pumi sub-001's first-pass affine, hence
-    its brain mask and classes, changed run to run (GM median 276 in one run, 260 in the
-    next; CSF 152 vs 232).
-    """
-    previous = ants.config._random_seed
-    ants.config._random_seed = REGISTRATION_SEED
-    try:
-        return ants.registration(*args, **kwargs)
-    finally:
-        ants.config._random_seed = previous
 
 
 def _as_list(value: str | list[str]) -> list[str]:
@@ -363,11 +343,11 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
     levels = {"aff_shrink_factors": (4, 2, 1), "aff_smoothing_sigmas": (2, 1, 0)}
     iterations = (100, 50, 0) if sloppy else (200, 100, 50)
     start = _head_top_translation(t1w, tpl_mask_file, out / "head_top.mat")
-    rigid = _register(
+    rigid = seeded_registration(
         ants, fixed, moving, type_of_transform="Rigid", mask=fixed_mask, outprefix=str(out / "rigid_"),
         initial_transform=[start], aff_iterations=iterations, **levels,
     )  # fmt: skip
-    affine = _register(
+    affine = seeded_registration(
         ants, fixed, moving, type_of_transform="Affine", mask=fixed_mask, outprefix=str(out / "affine_"),
         initial_transform=_as_list(rigid["fwdtransforms"]), aff_iterations=iterations, **levels,
     )  # fmt: skip
@@ -376,14 +356,14 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
         # The template brain was stretched onto the scalp (a local optimum): restart the
         # affine from the rigid fit shrunk to the typical template-to-subject scale.
         shrink = _shrink_transform(ants, fixed, out / "shrink.mat")
-        retry = _register(
+        retry = seeded_registration(
             ants, fixed, moving, type_of_transform="Affine", mask=fixed_mask, outprefix=str(out / "affine2_"),
             initial_transform=[*_as_list(rigid["fwdtransforms"]), shrink], aff_iterations=iterations, **levels,
         )  # fmt: skip
         xfm = _as_list(retry["fwdtransforms"])
         if _volume_ratio(ants, xfm[-1]) > MAX_VOLUME_RATIO:
             # Still stretched: keep the typical scale and fit position and rotation only.
-            fixed_scale = _register(
+            fixed_scale = seeded_registration(
                 ants, fixed, moving, type_of_transform="Rigid", mask=fixed_mask, outprefix=str(out / "affine3_"),
                 initial_transform=[*_as_list(rigid["fwdtransforms"]), shrink], aff_iterations=iterations,
                 **levels,
@@ -417,7 +397,7 @@ def register_to_template(
     # level is 2 mm at most; default-mode outputs are resampled on the 1 mm grid). antspyx's
     # "SyN" would add an affine stage with fixed 2100x1200x1200 iterations (it ignores
     # aff_iterations): 35 % of the default mode's registration time, and no better fit.
-    reg = _register(
+    reg = seeded_registration(
         ants,
         target,
         moving,

@@ -21,6 +21,7 @@ from nipype.interfaces.base import (
 
 from bids_brainage.bids import repetition_time
 from bids_brainage.errors import InputError
+from bids_brainage.interfaces.ants_registration import seeded_registration
 
 MIN_BOLD_VOLUMES = 10  # below this nothing (HMC reference, filtering, correlation) is meaningful
 # Metadata keys that tell how many initial volumes are not at steady state (BIDS + vendor tools).
@@ -152,7 +153,8 @@ class BoldT1wCoregistration(SimpleInterface):
         bref = ants.image_read(self.inputs.boldref)
         mask = ants.image_read(self.inputs.bold_mask)
         moving = bref * mask
-        reg = ants.registration(
+        reg = seeded_registration(
+            ants,
             fixed=fixed,
             moving=moving,
             type_of_transform="Rigid",
