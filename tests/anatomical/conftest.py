@@ -1,4 +1,4 @@
-"""Session fixtures: the real anatomical workflow run once per dataset (sloppy mode)."""
+"""Session fixtures: the real anatomical workflow run once per dataset (sloppy, and IXI012 at 1 mm)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,10 @@ def pumi_run(tmp_path_factory) -> AnatRun:
     root = _real("pumi")
     base = tmp_path_factory.mktemp("anat_pumi")
     return run_anat(root, "001", base / "out", base / "work")
+
+
+@pytest.fixture(scope="session")
+def ixi_default_run(tmp_path_factory) -> AnatRun:
+    """IXI012 in the default (1 mm) mode, which users run: the accuracy checks apply to it too."""
+    base = tmp_path_factory.mktemp("anat_ixi_default")
+    return run_anat(_real("ixi10"), "IXI012", base / "out", base / "work", sloppy=False)

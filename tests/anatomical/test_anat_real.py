@@ -1,4 +1,4 @@
-"""End-to-end anatomical workflow on real T1w images (ixi10, pumi), sloppy mode, no mocks."""
+"""End-to-end anatomical workflow on real T1w images (ixi10, pumi; sloppy, and IXI012 at 1 mm), no mocks."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from bids_brainage.workflows.anatomical import OUTPUT_FIELDS
 
 pytestmark = pytest.mark.slow
 
-RUNS = ["ixi_run", "pumi_run"]
+# The accuracy checks run on both real heads in sloppy mode and on IXI012 in the default mode.
+RUNS = ["ixi_run", "pumi_run", "ixi_default_run"]
 
 
 def _features(run) -> pd.Series:
