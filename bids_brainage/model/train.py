@@ -502,6 +502,12 @@ class SAAVAERegressor:
 def _ridge_loo(x: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
     """Ridge regression with the penalty chosen by exact leave-one-out error.
 
+    Only penalties whose effective degrees of freedom stay at or below n / 2 compete (the
+    largest always does): near interpolation (features ≈ subjects) the leave-one-out error
+    can be far too hopeful. On 91 simulated subjects with 88 structural features it rated
+    the smallest penalty (df 85) at 3 years and chose it; 10 held-out subjects were then off
+    by 15 years, against 4.6 years at df ≈ 30.
+
     Returns the coefficients, the intercept and the leave-one-out predictions at the chosen
     penalty (closed form from one SVD: residual / (1 − leverage), intercept included).
     """
@@ -515,6 +521,8 @@ def _ridge_loo(x: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> tuple[np.nda
     best = None
     for a in alphas:
         f = sv**2 / (sv**2 + a)
+        if f.sum() > n / 2 and a != max(alphas):
+            continue
         resid = (y - ym) - u @ (f * uty)
         loo_resid = resid / np.clip(1.0 - u2 @ f - 1.0 / n, 1e-6, None)
         press = float(np.mean(loo_resid**2))
