@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from bids_brainage.cli.run import main, setup_logging
-from bids_brainage.gather import gather_features, write_status
+from bids_brainage.errors import InputError
+from bids_brainage.gather import features_of, gather_features, write_status
 from bids_brainage.simulate import simulate_features
 
 
@@ -229,3 +230,21 @@ def test_full_disk_leaves_no_partial_files(trained, tmp_path, capsys):
     finally:
         setup_logging(0)  # closes the log file on the tmpfs so it can be unmounted
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_volumes_enter_the_model_as_fractions_of_tiv(tmp_path):
+    """Tissue and regional GM volumes are divided by TIV and renamed; TIV and thickness stay."""
+    anat = tmp_path / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    tsv = anat / "sub-01_desc-structural_features.tsv"
+    values = {"GM": 600.0, "WM": 450.0, "CSF": 300.0, "TIV": 1500.0, "DK83_gmvol_L_insula": 7.5}
+    pd.DataFrame([{**values, "DK83_thickness_L_insula": 2.9}]).to_csv(tsv, sep="\t", index=False)
+    row = features_of(tmp_path, "01", None).iloc[0]
+    assert row["smri__GM_per_TIV"] == pytest.approx(0.4)
+    assert row["smri__DK83_gmvol_L_insula_per_TIV"] == pytest.approx(0.005)
+    assert row["smri__TIV"] == 1500.0 and row["smri__DK83_thickness_L_insula"] == 2.9
+    assert "smri__GM" not in row.index
+    pd.DataFrame([{**values, "TIV": 0.0}]).to_csv(tsv, sep="\t", index=False)
+    with pytest.raises(InputError, match="no positive TIV") as err:
+        features_of(tmp_path, "01", None)
+    assert str(tsv) in str(err.value)
