@@ -10,7 +10,7 @@ with ``--omp-nthreads 1`` runs two subjects at once, which keeps 2 cores busy:
 
     nohup python benchmarks/pipeline_accuracy.py --n-subjects 200 --nprocs 4 --root /scratch/bench &
 
-A run is resumable: the simulation is reused and subjects with a report are skipped.
+A run is resumable: the simulation is reused and finished subjects are skipped.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ START, END = "<!-- pipeline:start -->", "<!-- pipeline:end -->"
 
 
 def _finished(out_dir: Path, label: str) -> bool:
-    # The subject report is the participant level's last output.
-    return (out_dir / f"sub-{label}.html").exists()
+    # The status file the group level reads: written once the subject's outputs are complete.
+    from bids_brainage.gather import status_path
+
+    return status_path(out_dir, label, None).exists()
 
 
 def run(root: Path, n_subjects: int, nprocs: int, n_folds: int, seed: int, batch: int) -> dict[str, float]:
@@ -43,7 +45,7 @@ def run(root: Path, n_subjects: int, nprocs: int, n_folds: int, seed: int, batch
 
     Each batch's nipype work folders are removed once its subjects are finished (200
     subjects' work would take ~50 GB), so a restarted run skips finished subjects by their
-    reports instead of nipype's cache. Participant time adds up over restarts in
+    status files instead of nipype's cache. Participant time adds up over restarts in
     ``root/timings.json``.
     """
     from bids_brainage.cli.run import main

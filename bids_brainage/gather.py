@@ -81,15 +81,17 @@ def per_tiv(features: dict[str, float], source: Path) -> dict[str, float]:
     names make a bundle trained on raw volumes fail its feature check instead of predicting
     from numbers on another scale.
     """
-    volumes = [k for k in features if _is_volume(k.removeprefix("smri__"))]
-    if not volumes:
+    if not any(_is_volume(k.removeprefix("smri__")) for k in features):
         return features
     tiv = features.get("smri__TIV")
     if tiv is None or not np.isfinite(tiv) or tiv <= 0:
         raise InputError(source, "no positive TIV column: the volumes cannot be scaled to head size")
-    return {
-        (f"{k}_per_TIV" if k in volumes else k): (v / tiv if k in volumes else v) for k, v in features.items()
-    }
+    scaled = {}
+    for key, value in features.items():
+        if _is_volume(key.removeprefix("smri__")):
+            key, value = f"{key}_per_TIV", value / tiv
+        scaled[key] = value
+    return scaled
 
 
 def _functional_usable(features_tsv: Path) -> tuple[bool, str]:

@@ -519,9 +519,10 @@ def _ridge_loo(x: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> tuple[np.nda
     uty = u.T @ (y - ym)
     u2 = u**2
     best = None
+    largest = max(alphas)
     for a in alphas:
         f = sv**2 / (sv**2 + a)
-        if f.sum() > n / 2 and a != max(alphas):
+        if f.sum() > n / 2 and a != largest:
             continue
         resid = (y - ym) - u @ (f * uty)
         loo_resid = resid / np.clip(1.0 - u2 @ f - 1.0 / n, 1e-6, None)
