@@ -1,6 +1,6 @@
 """Helpers for the SLURM tests: find SLURM, wait for jobs with a bound, read job states.
 
-SLURM comes from ``.ci/setup_slurm.sh`` (CI runs it before pytest). Without ``sbatch`` the
+SLURM comes from ``.ci/setup_slurm.sh`` (run by ``.ci/setup_tests.sh``, the first step of the README's test command). Without ``sbatch`` the
 tests fail with a message saying how to start a cluster; they never skip.
 """
 
@@ -20,7 +20,7 @@ SLURM_DIR = PROJECT_ROOT / "workflows" / "slurm"
 LOCAL_CMD = f"{sys.executable} -m bids_brainage"
 NO_SLURM = (
     "SLURM is not available ({why}). The HPC tests need a running cluster: "
-    "run `sudo bash .ci/setup_slurm.sh` (single node on localhost; .ci/run does this in CI)."
+    "run `sudo bash .ci/setup_slurm.sh` (single node on localhost; the README's test command runs it through .ci/setup_tests.sh)."
 )
 
 

@@ -2,7 +2,7 @@
 job through ``workflows/slurm/submit.sh`` (local-install variant), and one subject through
 nipype's SLURM plugin with ``--use-plugin workflows/slurm.yml``.
 
-Needs a running SLURM (CI: ``.ci/setup_slurm.sh``); without one these tests fail, never skip.
+Needs a running SLURM (``.ci/setup_tests.sh``, the first step of the README's test command); without one these tests fail, never skip.
 Tiny settings (4 mm, 40 volumes, ``--sloppy``, one CPU per job) keep them within minutes.
 Five subjects with 3-fold CV: every training fold then has >= 3 subjects, which the model
 needs (with 4 subjects a fold trains on 2 and the group level fails).
