@@ -168,7 +168,10 @@ def sidecar_metadata(bids_root: str | os.PathLike, data_file: str | os.PathLike)
     Sidecars with the same suffix whose entities are a subset of the file's, from the dataset
     root down to the file's folder, are merged in that order (the most specific wins).
     """
-    root, data_file = Path(bids_root).resolve(), Path(data_file).resolve()
+    # Folders are resolved, the file itself is not: in a DataLad/git-annex dataset the data
+    # file is a symlink into .git/annex/objects whose target name is an annex key, while the
+    # entities (and the sidecars) belong to the link's own name and folder.
+    root, data_file = Path(bids_root).resolve(), data_path(data_file)
     entities, suffix = _entities(data_file.name)
     folders = [root, *reversed([p for p in data_file.parent.parents if root in p.parents]), data_file.parent]
     meta: dict[str, Any] = {}
@@ -184,6 +187,32 @@ def sidecar_metadata(bids_root: str | os.PathLike, data_file: str | os.PathLike)
 
 
 def repetition_time(value: Any, bold_file: str | os.PathLike) -> float:
+def data_path(path: str | os.PathLike) -> Path:
+    """Absolute path of a data file with its folders resolved but not the file itself.
+
+    A symlinked file (DataLad/git-annex datasets) keeps its BIDS name and location.
+    """
+    path = Path(path).expanduser()
+    return Path(os.path.abspath(path)).parent.resolve() / path.name
+
+
+def check_available(path: str | os.PathLike) -> None:
+    """Refuse a data file that is a symlink to missing content (annexed, not retrieved).
+
+    Raises
+    ------
+    InputError
+        When ``path`` is a dangling symbolic link, with the command that fetches it.
+    """
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise InputError(
+            path,
+            "is a symbolic link to missing content (a DataLad/git-annex file that was not "
+            "retrieved: run 'datalad get' on it)",
+        )
+
+
     """``RepetitionTime`` as a positive float, or an :class:`InputError` naming the run."""
     if value is None:
         raise InputError(bold_file, "RepetitionTime is missing from the JSON sidecar")
@@ -209,6 +238,7 @@ def bold_metadata(bids_dir: str | os.PathLike, bold_file: str) -> dict[str, Any]
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+    check_available(bold_file)
 
 
 def _read_table(path: Path) -> pd.DataFrame:

@@ -106,7 +106,9 @@ def derivative_path(
 
 def bids_uri(path: str | os.PathLike, root: str | os.PathLike, dataset: str = "raw") -> str:
     """BIDS URI of ``path`` inside dataset ``root`` (e.g. ``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``)."""
-    rel = Path(os.path.relpath(Path(path).resolve(), Path(root).resolve())).as_posix()
+    # The file name is kept (not resolved): DataLad/git-annex files are symlinks to annex keys.
+    path = Path(os.path.abspath(path)).parent.resolve() / Path(path).name
+    rel = Path(os.path.relpath(path, Path(root).resolve())).as_posix()
     return f"bids:{dataset}:{rel}"
 
 

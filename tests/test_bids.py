@@ -172,3 +172,39 @@ def test_duplicated_sessions_refused(tmp_path):
     (root / "sub-01" / "sub-01_sessions.tsv").write_text("session_id\tage\nses-1\t30\nses-1\t31\n")
     with pytest.raises(InputError, match="duplicated session rows: ses-1"):
         bids.demographics(root)
+
+
+def test_datalad_annexed_dataset_reads_sidecars_by_link_name(real_data, tmp_path):
+    """NIfTIs that are symlinks to annex keys (DataLad) keep their BIDS entities and sidecars."""
+    from annex_layout import make_annexed_copy
+
+    root = tmp_path / "pumi"
+    links = make_annexed_copy(real_data / "pumi", root)
+    bold = links["sub-001_task-rest_bold.nii.gz"]
+    assert bold.is_symlink() and bold.resolve().name.startswith("MD5E-s")
+    layout = bids.load_layout(root)
+    (data,) = bids.collect_data(layout, "001")
+    assert Path(data.t1w).name == "sub-001_T1w.nii.gz"
+    assert [Path(b).name for b in data.bold] == ["sub-001_task-rest_bold.nii.gz"]
+    assert bids.bold_metadata(layout.root, data.bold[0])["RepetitionTime"] == pytest.approx(2.52)
+    from bids_brainage.derivatives import bids_uri
+
+    assert bids_uri(bold, root) == "bids:raw:sub-001/func/sub-001_task-rest_bold.nii.gz"
+
+
+def test_datalad_file_not_retrieved_is_named(real_data, tmp_path):
+    from annex_layout import make_annexed_copy
+
+    from bids_brainage.interfaces.anat_ops import check_t1w
+
+    root = tmp_path / "pumi"
+    links = make_annexed_copy(
+        real_data / "pumi", root, drop=("sub-001_task-rest_bold.nii.gz", "sub-001_T1w.nii.gz")
+    )
+    for name, check in (
+        ("sub-001_task-rest_bold.nii.gz", lambda p: bids.bold_metadata(root, str(p))),
+        ("sub-001_T1w.nii.gz", check_t1w),
+    ):
+        with pytest.raises(InputError, match="symbolic link to missing content.*datalad get") as err:
+            check(links[name])
+        assert str(err.value).startswith(str(links[name]))

@@ -47,7 +47,10 @@ def check_t1w(path: str | os.PathLike) -> nib.Nifti1Image:
     Returns the image as float32, reoriented to RAS (closest canonical), with NaN/inf
     voxels set to zero (they are reported as an error only when nothing finite is left).
     """
+    from bids_brainage.bids import check_available
+
     path = Path(path)
+    check_available(path)
     try:
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
