@@ -186,7 +186,6 @@ def sidecar_metadata(bids_root: str | os.PathLike, data_file: str | os.PathLike)
     return meta
 
 
-def repetition_time(value: Any, bold_file: str | os.PathLike) -> float:
 def data_path(path: str | os.PathLike) -> Path:
     """Absolute path of a data file with its folders resolved but not the file itself.
 
@@ -213,6 +212,7 @@ def check_available(path: str | os.PathLike) -> None:
         )
 
 
+def repetition_time(value: Any, bold_file: str | os.PathLike) -> float:
     """``RepetitionTime`` as a positive float, or an :class:`InputError` naming the run."""
     if value is None:
         raise InputError(bold_file, "RepetitionTime is missing from the JSON sidecar")
@@ -229,6 +229,7 @@ def check_available(path: str | os.PathLike) -> None:
 
 def bold_metadata(bids_dir: str | os.PathLike, bold_file: str) -> dict[str, Any]:
     """Sidecar metadata of a BOLD run (inheritance applied); checks ``RepetitionTime``."""
+    check_available(bold_file)
     meta = sidecar_metadata(bids_dir, bold_file)
     tr = repetition_time(meta.get("RepetitionTime"), bold_file)
     meta["RepetitionTime"] = tr
@@ -238,7 +239,6 @@ def bold_metadata(bids_dir: str | os.PathLike, bold_file: str) -> dict[str, Any]
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
-    check_available(bold_file)
 
 
 def _read_table(path: Path) -> pd.DataFrame:
