@@ -120,9 +120,13 @@ def features_of(output_dir: str | os.PathLike, subject: str, session: str | None
 
 
 def _subject_row(
-    output_dir: Path, subject: str, session: str | None
+    output_dir: Path, subject: str, session: str | None, bold_outcomes: dict[str, str] | None = None
 ) -> tuple[dict[str, Any] | None, list[dict]]:
-    """Features of one subject/session (None without structural features) and its BOLD QC rows."""
+    """Features of one subject/session (None without structural features) and its BOLD QC rows.
+
+    ``bold_outcomes`` (BOLD file name → ``ok``/``failed``, from the status file) limits the
+    functional features to runs whose latest participant run succeeded; None uses them all.
+    """
     folder = _subject_dir(output_dir, subject, session)
     row: dict[str, Any] = {
         "participant_id": f"sub-{subject}",
@@ -136,6 +140,8 @@ def _subject_row(
     used = False
     for tsv in sorted((folder / "func").glob("*_desc-functional_features.tsv")):
         usable, reason = _functional_usable(tsv)
+        if usable and bold_outcomes is not None and not _latest_run_ok(tsv.name, bold_outcomes):
+            usable, reason = False, "the latest participant run of this BOLD run failed (features are stale)"
         qc_rows.append(
             {
                 "participant_id": row["participant_id"],
@@ -153,8 +159,54 @@ def _subject_row(
     return row, qc_rows
 
 
-def gather_features(output_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features of every finished subject/session.
+def read_status(path: Path) -> dict[str, Any]:
+    """A participant status file, or an :class:`InputError` naming it (empty, not JSON, no subject)."""
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise InputError(
+            path,
+            f"unreadable participant status file ({reason}); rerun the participant level for this subject",
+        ) from None
+    if not isinstance(status, dict) or not isinstance(status.get("subject"), str):
+        raise InputError(
+            path, "participant status file has no 'subject'; rerun the participant level for this subject"
+        )
+    outcomes = status.get("outcomes")
+    if outcomes is not None and (
+        not isinstance(outcomes, dict) or not isinstance(outcomes.get("bold", {}), dict)
+    ):
+        raise InputError(
+            path, "participant status file has malformed 'outcomes'; rerun the participant level"
+        )
+    return status
+
+
+def _latest_run_ok(features_name: str, bold_outcomes: dict[str, str]) -> bool:
+    """Whether the BOLD run behind a ``*_desc-functional_features.tsv`` succeeded last time.
+
+    The derivative keeps the raw run's entities (``desc`` aside), so the run is the BOLD
+    file whose entities include them all; a run absent from the latest status is stale.
+    """
+    from bids_brainage.bids import _entities
+
+    wanted = {k: v for k, v in _entities(features_name)[0].items() if k != "desc"}
+    matches = [
+        outcome for name, outcome in bold_outcomes.items() if wanted.items() <= _entities(name)[0].items()
+    ]
+    return bool(matches) and all(outcome == "ok" for outcome in matches)
+
+
+def gather_features(
+    output_dir: str | os.PathLike, labels: set[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features of every finished subject/session whose latest participant run succeeded.
+
+    A subject whose latest run failed on its anatomy is left out (the features on disk
+    may be from an earlier run) and named in one warning; of a subject whose anatomy
+    succeeded, only the BOLD runs that succeeded contribute (the others are marked
+    excluded in the QC table). ``labels`` (``sub-X``) limits the subjects read.
 
     Returns
     -------
@@ -166,16 +218,35 @@ def gather_features(output_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.Dat
         One row per BOLD run: ``participant_id, session_id, run, excluded, reason``.
     """
     output_dir = Path(output_dir)
-    rows, qc_rows = [], []
+    rows, qc_rows, skipped = [], [], []
     for status_file in sorted((output_dir / STATUS_DIR).glob("sub-*.json")):
-        status = json.loads(status_file.read_text())
+        status = read_status(status_file)
         subject, session = status["subject"], status.get("session")
-        row, qc = _subject_row(output_dir, subject, session)
+        label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+        if labels is not None and f"sub-{subject}" not in labels:
+            continue
+        outcomes = status.get("outcomes")
+        if outcomes is None and not status.get("ok", False):
+            # Written before per-modality outcomes were recorded: nothing tells what is fresh.
+            skipped.append(f"{label} (its latest participant run failed)")
+            continue
+        if outcomes is not None and outcomes.get("anat") != "ok":
+            errors = status.get("errors") or ["unknown error"]
+            skipped.append(f"{label} (its latest participant run failed: {errors[0]})")
+            continue
+        bold_outcomes = None if outcomes is None else dict(outcomes.get("bold") or {})
+        row, qc = _subject_row(output_dir, subject, session, bold_outcomes)
         qc_rows += qc
         if row is None:
             LOGGER.warning("sub-%s: no structural features; left out of the group level", subject)
             continue
         rows.append(row)
+    if skipped:
+        LOGGER.warning(
+            "%d subject(s) left out of the group level (rerun the participant level for them): %s",
+            len(skipped),
+            "; ".join(skipped),
+        )
     features = pd.DataFrame(rows)
     if features.empty:
         return features, pd.DataFrame(qc_rows)

@@ -7,6 +7,7 @@ come from the simulator's feature-level mode so every group-level branch runs in
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -75,8 +76,20 @@ def trained(tmp_path_factory):
     participants = pd.read_csv(bids_dir / "participants.tsv", sep="\t", dtype=str)
     participants.loc[participants["participant_id"] == "sub-025", "age"] = "n/a"
     participants.to_csv(bids_dir / "participants.tsv", sep="\t", index=False)
+    # Latest participant runs that failed (issue 20.4): sub-024's anatomy (its features on disk
+    # are from an earlier run), sub-023's only BOLD run (its anatomy succeeded).
+    bold = "sub-{0}_task-rest_bold.nii.gz"
+    for label, anat, run, error in (
+        ("024", "failed", "failed", "sub-024_T1w.nii.gz: is empty (all voxels have the same value)"),
+        ("023", "ok", "ok", ""),
+    ):
+        outcomes = {"anat": anat, "bold": {bold.format(label): "failed" if label == "023" else run}}
+        status = {"subject": label, "session": None, "ok": False, "outcomes": outcomes, "errors": [error]}
+        write_status(out, label, None, status)
     common = ["-w", str(tmp_path / "work"), "--skip-bids-validation", "--device", "cpu", "--n-folds", "3"]
     code = main([str(bids_dir), str(out), "group", *common])
+    # Tests below rerun the group level on ``out``: keep what this training run wrote.
+    shutil.copytree(out, tmp_path / "trained_out", ignore=shutil.ignore_patterns("sub-*", "model"))
     return bids_dir, out, common, code
 
 
@@ -84,7 +97,7 @@ def test_group_trains_writes_outputs_and_predicts_with_model(trained):
     bids_dir, out, common, code = trained
     assert code == 0
     brainage = pd.read_csv(out / "brainage.tsv", sep="\t")
-    assert len(brainage) == 25
+    assert len(brainage) == 24
     assert set(brainage.loc[brainage["participant_id"] != "sub-025", "split"]) == {"oof"}
     assert set(brainage["fold"].dropna()) == {0, 1, 2}
     # No age: not trained on, predicted by the ensemble, no gap.
@@ -95,7 +108,7 @@ def test_group_trains_writes_outputs_and_predicts_with_model(trained):
     assert set(json.loads((out / "brainage.json").read_text())) == {*brainage.columns, "Device"}
     assert (out / "model" / "model.safetensors").exists() and (out / "model" / "model_card.md").exists()
     metrics = json.loads((out / "group" / "metrics.json").read_text())
-    assert metrics["overall"]["n"] == 24 and 0 <= metrics["coverage"]["empirical"] <= 1
+    assert metrics["overall"]["n"] == 23 and 0 <= metrics["coverage"]["empirical"] <= 1
     assert {"SA-AVAE", "ridge (sMRI)"} <= set(pd.read_csv(out / "group" / "baselines.tsv", sep="\t")["model"])
     assert set(pd.read_csv(out / "group" / "latent.tsv", sep="\t")["code"]) >= {"shared", "specific_smri"}
 
@@ -107,6 +120,42 @@ def test_group_trains_writes_outputs_and_predicts_with_model(trained):
     assert list(predicted["participant_id"]) == ["sub-001", "sub-002"] and set(predicted["split"]) == {
         "predict"
     }
+
+
+def test_group_uses_only_what_the_latest_participant_run_produced(trained):
+    """Stale features after a failed rerun are not used; the skipped subject is named."""
+    _, out, _, code = trained
+    assert code == 0
+    out = out.parent / "trained_out"
+    brainage = pd.read_csv(out / "brainage.tsv", sep="\t")
+    assert "sub-024" not in set(brainage["participant_id"])
+    # Anatomy succeeded, BOLD failed: trained and predicted from sMRI, the run marked stale.
+    assert brainage.loc[brainage["participant_id"] == "sub-023", "modalities"].item() == "smri"
+    qc = pd.read_csv(out / "group" / "qc.tsv", sep="\t")
+    stale = qc[qc["participant_id"] == "sub-023"].iloc[0]
+    assert stale["excluded"] and "latest participant run" in stale["reason"]
+    (log,) = (out / "logs").glob("group_*.log")
+    warning = next(line for line in log.read_text().splitlines() if "left out of the group level" in line)
+    assert "sub-024 (its latest participant run failed: sub-024_T1w.nii.gz: is empty" in warning
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "unreadable participant status file (Expecting value"),
+        (b'{"ok": true}', "participant status file has no 'subject'"),
+        (b"\xff\xfe", "unreadable participant status file"),
+    ],
+)
+def test_unreadable_status_file_is_named(tmp_path, capsys, content, expected):
+    bids_dir, out = _layout(tmp_path, n=6)
+    status = out / "logs" / "participants" / "sub-002.json"
+    status.write_bytes(content)
+    code = main([str(bids_dir), str(out), "group", "--skip-bids-validation", "-w", str(tmp_path / "w")])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"bids_brainage: error: {status}: {expected}" in err
+    assert not (out / "brainage.tsv").exists()
 
 
 def test_group_without_participant_outputs_is_a_clear_error(tmp_path, capsys):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import re
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -193,6 +194,7 @@ def _finish(config: Any, data: bids.SessionData, result: SubjectResult, start: f
             "subject": data.subject,
             "session": data.session,
             "ok": result.ok,
+            "outcomes": modality_outcomes(data, result),
             "errors": result.errors,
             "t1w": data.t1w,
             "bold": data.bold,
@@ -202,6 +204,38 @@ def _finish(config: Any, data: bids.SessionData, result: SubjectResult, start: f
         },
     )
     return result
+
+
+#: Workflow names in nipype's one-line crash summaries (``sub_X_wf.func_run2_wf.node: ...``).
+_BRANCH = re.compile(r"(?:^|[.;\s])(anat_wf|func_run(\d+)_wf)\.")
+
+
+def modality_outcomes(data: bids.SessionData, result: SubjectResult) -> dict[str, Any]:
+    """What this run produced: ``{"anat": "ok"|"failed", "bold": {BOLD name: "ok"|"failed"}}``.
+
+    The group level uses only outputs whose latest run succeeded: features left by an
+    earlier run must not stand in for a rerun that failed. Each error is attributed from
+    its message: a BOLD check error names its run; a crash summary names its workflow
+    (``anat_wf``, ``func_run<N>_wf``, N counting the runs that passed the checks). An error
+    that cannot be attributed fails everything (the subject is skipped and named, never
+    used with stale features); a failed anatomy fails every BOLD run (they depend on it).
+    """
+    bold_failed = {b for b in data.bold if any(e.startswith(f"{b}:") for e in result.errors)}
+    processed = [b for b in data.bold if b not in bold_failed]
+    anat_failed = data.t1w is None
+    for error in result.errors:
+        if any(error.startswith(f"{b}:") for b in data.bold):
+            continue
+        branches = _BRANCH.findall(error)
+        if not branches:
+            anat_failed = True  # a T1w error, or one we cannot place: distrust all outputs
+        for name, run in branches:
+            if name == "anat_wf" or not run or int(run) > len(processed):
+                anat_failed = True
+            else:
+                bold_failed.add(processed[int(run) - 1])
+    bold = {Path(b).name: "failed" if anat_failed or b in bold_failed else "ok" for b in data.bold}
+    return {"anat": "failed" if anat_failed else "ok", "bold": bold}
 
 
 #: Processors one subject's workflow can use well: its anatomical and functional branches

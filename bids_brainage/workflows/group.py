@@ -56,10 +56,8 @@ BRAINAGE_COLUMNS = {
 
 def build_model_table(config: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features of finished subjects joined with demographics; and the QC table of BOLD runs."""
-    features, qc = gather_features(config.output_dir)
-    if config.participant_label and not features.empty:
-        wanted = {f"sub-{label}" for label in config.participant_label}
-        features = features[features["participant_id"].isin(wanted)].reset_index(drop=True)
+    wanted = {f"sub-{label}" for label in config.participant_label} if config.participant_label else None
+    features, qc = gather_features(config.output_dir, wanted)
     if features.empty:
         raise UsageError(
             f"{config.output_dir}: no finished participant outputs with structural features; run the participant level first"
