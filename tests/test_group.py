@@ -16,6 +16,7 @@ import pytest
 from bids_brainage.cli.run import main, setup_logging
 from bids_brainage.errors import InputError
 from bids_brainage.gather import features_of, gather_features, write_status
+from bids_brainage.model.bundle import write_checksums
 from bids_brainage.simulate import simulate_features
 
 
@@ -208,11 +209,12 @@ def test_mismatched_model_bundle_refused(trained, tmp_path, capsys):
     meta = json.loads((bundle / "model.json").read_text())
     meta["features"]["smri"][0] = "smri__not_a_feature"
     (bundle / "model.json").write_text(json.dumps(meta))
+    write_checksums(bundle)  # consistent, but trained on other features
     target = tmp_path / "pred"
     shutil.copytree(out, target, ignore=shutil.ignore_patterns("model", "brainage.*", "group"))
     code = main([str(bids_dir), str(target), "group", *common, "--model", str(bundle)])
     message = _last_error(capsys)
-    assert code == 1 and "bundle" in message.lower(), message
+    assert code == 1 and "lacks 1 structural feature(s) the model needs" in message, message
     assert not (target / "brainage.tsv").exists()
 
 

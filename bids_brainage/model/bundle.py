@@ -2,9 +2,11 @@
 
 ``model.json`` holds the feature names, the per-fold scaler parameters, hyperparameters,
 architecture, bias correction, conformal interval, training-data summary, metrics, the
-package version and the SHA-256 of ``model.safetensors``. `load_bundle` checks all of it
-and raises `ModelBundleError` with one line naming the problem, so a damaged or foreign
-bundle never yields a silent wrong prediction.
+package version and the SHA-256 of ``model.safetensors``. ``SHA256SUMS`` (the format of
+``sha256sum``, so ``sha256sum -c SHA256SUMS`` verifies a bundle by hand) holds the SHA-256
+of both files: an edited ``model.json`` (feature names, scalers) is as damaged as edited
+weights. `load_bundle` checks all of it and raises `ModelBundleError` with one line naming
+the problem, so a damaged or foreign bundle never yields a silent wrong prediction.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from bids_brainage.model.train import SAAVAERegressor, resolve_device
 from bids_brainage.utils.atomic import write_json, write_with
 
 FORMAT_VERSION = 1
-WEIGHTS, META = "model.safetensors", "model.json"
+WEIGHTS, META, CHECKSUMS = "model.safetensors", "model.json", "SHA256SUMS"
 _JSON_ARRAYS = ("s_mean", "s_scale", "f_mean", "f_scale")  # scalers: readable in the JSON
 _TENSOR_ARRAYS = ("pca_components", "pca_scale")  # large: stored with the weights
 
@@ -94,7 +96,39 @@ def save_bundle(ensemble: BrainAgeEnsemble, directory: str | Path) -> Path:
         "metrics": ensemble.metrics,
     }
     write_json(directory / META, meta)
+    write_checksums(directory)
     return directory
+
+
+def write_checksums(directory: str | Path) -> Path:
+    """Write ``SHA256SUMS`` for the bundle's JSON and weights (written last, atomically)."""
+    directory = Path(directory)
+    lines = "".join(f"{_sha256(directory / name)}  {name}\n" for name in (META, WEIGHTS))
+    return write_with(directory / CHECKSUMS, lambda tmp: tmp.write_text(lines, encoding="ascii"))
+
+
+def _verify_checksums(directory: Path) -> None:
+    """Every file of the bundle must match ``SHA256SUMS`` (written by `save_bundle`)."""
+    path = directory / CHECKSUMS
+    if not path.is_file():
+        raise _fail(directory, f"{CHECKSUMS} is missing (written by an older version? refit the model)")
+    recorded: dict[str, str] = {}
+    try:
+        for line in path.read_text(encoding="ascii").splitlines():
+            digest, _, name = line.strip().partition("  ")
+            if line.strip():
+                recorded[name.lstrip("*")] = digest.lower()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(directory, f"{CHECKSUMS} is unreadable ({exc})") from exc
+    for name in (META, WEIGHTS):
+        if name not in recorded:
+            raise _fail(directory, f"{CHECKSUMS} has no checksum for {name} (damaged or edited)")
+        if _sha256(directory / name) != recorded[name]:
+            raise _fail(
+                directory,
+                f"{name} does not match the SHA-256 recorded in {CHECKSUMS} (corrupted or edited; "
+                "a bundle is used only as 'bids_brainage model fit' or the group level wrote it)",
+            )
 
 
 def _fail(directory: Path, reason: str) -> ModelBundleError:
@@ -112,8 +146,9 @@ def load_bundle(directory: str | Path, device: str = "auto") -> BrainAgeEnsemble
     Raises
     ------
     ModelBundleError
-        Missing files, unreadable JSON, wrong format or package version, weights whose
-        SHA-256 does not match, missing/extra/misshapen tensors, non-finite values or
+        Missing files, a JSON or weights file whose SHA-256 does not match ``SHA256SUMS``,
+        unreadable JSON, wrong format or package version, weights whose SHA-256 does not
+        match ``model.json``, missing/extra/misshapen tensors, non-finite values or
         scaler lengths that do not match the feature names.
     """
     directory = Path(directory)
@@ -124,6 +159,7 @@ def load_bundle(directory: str | Path, device: str = "auto") -> BrainAgeEnsemble
                 directory,
                 f"{p.name} is missing (is this a model directory written by 'bids_brainage model fit'?)",
             )
+    _verify_checksums(directory)
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if not isinstance(meta, dict):

@@ -9,6 +9,7 @@ import pytest
 
 from bids_brainage.errors import ModelBundleError
 from bids_brainage.model import fit_cross_validated, load_bundle, predict_table, save_bundle
+from bids_brainage.model.bundle import write_checksums
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +56,37 @@ def test_truncated_json_refused(fitted, tmp_path):
     path = _copy(fitted[1], tmp_path)
     text = (path / "model.json").read_text()
     (path / "model.json").write_text(text[: len(text) // 2])
+    with pytest.raises(ModelBundleError, match="model.json does not match the SHA-256"):
+        load_bundle(path)
+    write_checksums(path)  # even with matching checksums, the JSON itself is checked
     with pytest.raises(ModelBundleError, match="not valid JSON"):
         load_bundle(path)
+
+
+def test_edited_json_refused(fitted, small_table, tmp_path):
+    """Reversed feature names would shift predictions silently: the JSON is checksummed too."""
+    path = _copy(fitted[1], tmp_path)
+    meta = json.loads((path / "model.json").read_text())
+    meta["features"]["smri"] = meta["features"]["smri"][::-1]
+    (path / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    with pytest.raises(
+        ModelBundleError, match="model.json does not match the SHA-256 recorded in SHA256SUMS"
+    ):
+        load_bundle(path)
+    (path / "SHA256SUMS").unlink()
+    with pytest.raises(ModelBundleError, match="SHA256SUMS is missing"):
+        load_bundle(path)
+    (path / "SHA256SUMS").write_text("0" * 64 + "  model.safetensors\n")
+    with pytest.raises(ModelBundleError, match="no checksum for model.json"):
+        load_bundle(path)
+
+
+def test_checksums_verify_with_sha256sum(fitted):
+    """SHA256SUMS is in sha256sum's format, so a bundle can be checked by hand."""
+    import subprocess
+
+    proc = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=fitted[1], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.count(": OK") == 2, proc.stdout + proc.stderr
 
 
 def test_version_and_scaler_mismatch_refused(fitted, tmp_path):
@@ -64,11 +94,13 @@ def test_version_and_scaler_mismatch_refused(fitted, tmp_path):
     meta = json.loads((path / "model.json").read_text())
     meta["package_version"] = "99.0.0"
     (path / "model.json").write_text(json.dumps(meta))
+    write_checksums(path)  # a consistent but foreign bundle
     with pytest.raises(ModelBundleError, match="incompatible"):
         load_bundle(path)
     meta = json.loads((fitted[1] / "model.json").read_text())
     meta["features"]["smri"] = meta["features"]["smri"][:-1]
     (path / "model.json").write_text(json.dumps(meta))
+    write_checksums(path)
     with pytest.raises(ModelBundleError, match="scaler"):
         load_bundle(path)
 
