@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bids_brainage.defaults import PLAUSIBLE_TR_SECONDS
 from bids_brainage.errors import InputError, UsageError
 
 LOGGER = logging.getLogger("bids_brainage.bids")
@@ -213,7 +214,8 @@ def check_available(path: str | os.PathLike) -> None:
 
 
 def repetition_time(value: Any, bold_file: str | os.PathLike) -> float:
-    """``RepetitionTime`` as a positive float, or an :class:`InputError` naming the run."""
+    """``RepetitionTime`` in seconds within :data:`PLAUSIBLE_TR_SECONDS`, or an
+    :class:`InputError` naming the run (a TR in milliseconds would silently break the band-pass)."""
     if value is None:
         raise InputError(bold_file, "RepetitionTime is missing from the JSON sidecar")
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -224,6 +226,13 @@ def repetition_time(value: Any, bold_file: str | os.PathLike) -> float:
         raise InputError(bold_file, f"RepetitionTime {value!r} is not a number") from None
     if not np.isfinite(tr) or tr <= 0:
         raise InputError(bold_file, f"RepetitionTime {tr!r} must be a positive number of seconds")
+    low, high = PLAUSIBLE_TR_SECONDS
+    if not low <= tr <= high:
+        hint = f" (milliseconds? BIDS wants seconds: {tr / 1000:g})" if 100 <= tr <= 10000 else ""
+        raise InputError(
+            bold_file,
+            f"RepetitionTime {tr:g} is outside the plausible {low:g}-{high:g} s{hint}",
+        )
     return tr
 
 

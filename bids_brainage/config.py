@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bids_brainage.defaults import DEFAULT_FD_THRESHOLD
 from bids_brainage.errors import UsageError
 
 _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
@@ -63,7 +64,7 @@ class Config:
     anat_atlas: Path | None = None
     thickness: bool = False
     connectivity: str = "correlation"
-    fd_threshold: float = 0.5
+    fd_threshold: float = DEFAULT_FD_THRESHOLD
     max_scrubbed_fraction: float = 0.5
     min_volumes: int = 50
     dummy_scans: int | None = None

@@ -24,6 +24,9 @@ import pandas as pd
 
 TEMPLATE_SPACE = "MNI152NLin2009aSym"
 COORD_ATLASES = ("Seitzman300", "Power264", "Dosenbach160")
+#: Sphere radius (mm) of each coordinate atlas as published; see ``sphere_radius`` in
+#: :mod:`bids_brainage.interfaces.connectivity` for the radius used on a BOLD grid.
+PUBLISHED_RADIUS_MM = {"Seitzman300": 4.0, "Power264": 5.0, "Dosenbach160": 5.0}
 ALL_ATLASES = (*COORD_ATLASES, "DK83")
 
 
@@ -147,19 +150,16 @@ def coord_atlas(name: str) -> CoordAtlas:
         bunch = datasets.fetch_coords_seitzman_2018()
         coords = bunch.rois[["x", "y", "z"]].to_numpy(float)
         networks = tuple(str(n) for n in bunch.networks)
-        radius = 4.0
     elif name == "Power264":
         bunch = datasets.fetch_coords_power_2011()
         coords = bunch.rois[["x", "y", "z"]].to_numpy(float)
         # Power 2011 coordinates come without network names in nilearn.
         networks = ("Power",) * len(coords)
-        radius = 5.0
     elif name == "Dosenbach160":
         bunch = datasets.fetch_coords_dosenbach_2010()
         coords = bunch.rois[["x", "y", "z"]].to_numpy(float)
         networks = tuple(str(n) for n in bunch.networks)
-        radius = 5.0
     else:
         raise ValueError(f"unknown coordinate atlas {name!r}; choose from {', '.join(COORD_ATLASES)}")
     networks = tuple(n.replace(" ", "").replace("-", "").replace("_", "") or "Unknown" for n in networks)
-    return CoordAtlas(name=name, coords=coords, networks=networks, radius_mm=radius)
+    return CoordAtlas(name=name, coords=coords, networks=networks, radius_mm=PUBLISHED_RADIUS_MM[name])

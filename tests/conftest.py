@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from console import run_app
 from pipeline_cohort import TRAIN
-
-from bids_brainage.cli.run import main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = PROJECT_ROOT.parent / "shared" / "data" / "real"
@@ -68,20 +67,22 @@ class PipelineRun:
 def pipeline_run(tmp_path_factory) -> PipelineRun:
     root = tmp_path_factory.mktemp("e2e")
     bids_dir, out_dir, work_dir = root / "bids", root / "out", root / "work"
-    code = main(["simulate", str(bids_dir), "--n-subjects", "6", "--resolution", "4", "--n-volumes", "40",
-                 "--seed", "3"])  # fmt: skip
-    assert code == 0, "simulation failed"
+    sim = run_app(
+        "simulate", bids_dir, "--n-subjects", "6", "--resolution", "4", "--n-volumes", "40", "--seed", "3"
+    )
+    assert sim.returncode == 0, f"simulation failed: {sim.stderr[-2000:]}"
     # --nprocs 4 with 1 thread per task runs two subjects side by side (2 processors each);
     # the reliability tests run the same pipeline one subject at a time (--nprocs 2).
     common = ["-w", str(work_dir), "--sloppy", "--nprocs", "4", "--omp-nthreads", "1", "--random-seed", "1",
               "--min-volumes", "20", "--skip-bids-validation"]  # fmt: skip
+    # Through the installed console script, as users run it (README: Usage).
     start = time.monotonic()
-    participant_code = main(
-        [str(bids_dir), str(out_dir), "participant", "--participant-label", *TRAIN, *common]
-    )
+    participant_code = run_app(
+        bids_dir, out_dir, "participant", "--participant-label", *TRAIN, *common
+    ).returncode
     participant_seconds = time.monotonic() - start
     start = time.monotonic()
-    group_code = main([str(bids_dir), str(out_dir), "group", "--n-folds", "3", *common])
+    group_code = run_app(bids_dir, out_dir, "group", "--n-folds", "3", *common).returncode
     group_seconds = time.monotonic() - start
     return PipelineRun(
         bids_dir=bids_dir,

@@ -9,8 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bids_brainage.cli.parser import HelpFormatter
 from bids_brainage.errors import InputError, UsageError
 
+# Plain text for --help (the module docstring is reStructuredText).
+_MODEL_HELP = (
+    "The SA-AVAE on feature tables: participant_id, age, sex, optional site/session_id and "
+    "smri__*/fmri__* feature columns (TSV or CSV), or any layout plus --column-map."
+)
 _DESCRIPTION = {
     "fit": "Fit the SA-AVAE with K-fold CV; write a model bundle and out-of-fold predictions.",
     "predict": "Predict brain age for a feature table with a model bundle.",
@@ -19,6 +25,7 @@ _DESCRIPTION = {
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    """Options every ``model`` command takes."""
     p.add_argument(
         "--column-map",
         metavar="JSON",
@@ -31,6 +38,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="where to run the network (default: auto = CUDA when available)",
     )
+
+
+def _seed(p: argparse.ArgumentParser) -> None:
+    """``--random-seed`` for the commands that train (``fit``, ``evaluate``); prediction is deterministic."""
     p.add_argument(
         "--random-seed",
         type=int,
@@ -38,17 +49,22 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="SEED",
         help="seed for folds, initialisation and sampling (default: 0)",
     )
-    p.add_argument("--progress", action="store_true", help="show a progress bar with the loss terms")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``model`` sub-command (with ``fit``, ``predict``, ``evaluate``) to ``subparsers``."""
     model = subparsers.add_parser(
-        "model", help="fit/predict/evaluate the brain-age model on feature tables", description=__doc__
+        "model",
+        help="fit/predict/evaluate the brain-age model on feature tables",
+        description=_MODEL_HELP,
+        formatter_class=HelpFormatter,
     )
+    model.set_defaults(func=run)
     sub = model.add_subparsers(dest="model_command", metavar="{fit,predict,evaluate}", required=True)
 
-    fit = sub.add_parser("fit", help=_DESCRIPTION["fit"], description=_DESCRIPTION["fit"])
+    fit = sub.add_parser(
+        "fit", help=_DESCRIPTION["fit"], description=_DESCRIPTION["fit"], formatter_class=HelpFormatter
+    )
     fit.add_argument(
         "features", type=Path, metavar="FEATURES", help="training table (TSV/CSV) with age and sex"
     )
@@ -67,15 +83,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--max-epochs", type=int, default=None, help="override the training schedule's epoch cap"
     )
+    fit.add_argument("--progress", action="store_true", help="show a progress bar with the loss terms")
     _common(fit)
+    _seed(fit)
 
-    pred = sub.add_parser("predict", help=_DESCRIPTION["predict"], description=_DESCRIPTION["predict"])
+    pred = sub.add_parser(
+        "predict",
+        help=_DESCRIPTION["predict"],
+        description=_DESCRIPTION["predict"],
+        formatter_class=HelpFormatter,
+    )
     pred.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="bundle written by 'model fit'")
     pred.add_argument("features", type=Path, metavar="FEATURES", help="table (TSV/CSV); age is optional")
     pred.add_argument("--out", type=Path, required=True, metavar="PRED.tsv", help="predictions TSV")
     _common(pred)
 
-    ev = sub.add_parser("evaluate", help=_DESCRIPTION["evaluate"], description=_DESCRIPTION["evaluate"])
+    ev = sub.add_parser(
+        "evaluate",
+        help=_DESCRIPTION["evaluate"],
+        description=_DESCRIPTION["evaluate"],
+        formatter_class=HelpFormatter,
+    )
     ev.add_argument("features", type=Path, metavar="FEATURES", help="table (TSV/CSV) with age and sex")
     ev.add_argument(
         "--out", type=Path, required=True, metavar="REPORT_DIR", help="directory for the comparison tables"
@@ -84,6 +112,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--no-ablations", action="store_true", help="skip the loss-term ablations (faster)")
     ev.add_argument("--max-epochs", type=int, default=None, help="override the training schedule's epoch cap")
     _common(ev)
+    _seed(ev)
 
 
 def _settings(args: argparse.Namespace) -> dict:
@@ -153,7 +182,13 @@ def _evaluate(args: argparse.Namespace, table) -> int:
     from bids_brainage.utils.atomic import write_json, write_tsv
 
     folds = make_folds(table, args.n_folds, args.random_seed)
-    variants = default_variants(table, ablations=not args.no_ablations, device=args.device, **_settings(args))
+    variants = default_variants(
+        table,
+        ablations=not args.no_ablations,
+        device=args.device,
+        random_seed=args.random_seed,
+        **_settings(args),
+    )
     summary, preds = compare(table, folds, variants)
     out: Path = args.out
     write_tsv(out / "model_comparison.tsv", summary.round(4))
@@ -184,17 +219,10 @@ def _evaluate(args: argparse.Namespace, table) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m bids_brainage.cli.model_cmd model fit ...``) for testing."""
-    from bids_brainage.errors import BrainAgeError
+    """``python -m bids_brainage.cli.model_cmd model fit ...``: the same as ``bids_brainage model ...``."""
+    from bids_brainage.cli.run import main as app_main
 
-    parser = argparse.ArgumentParser(prog="bids_brainage")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except BrainAgeError as exc:
-        print(f"bids_brainage: error: {exc}")
-        return exc.exit_code
+    return app_main(argv)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,25 @@ import argparse
 from importlib import import_module
 
 from bids_brainage import __version__
+from bids_brainage.defaults import CONNECTIVITY_KINDS, DEFAULT_FD_THRESHOLD
 from bids_brainage.templates import ALL_ATLASES
 
 SUBCOMMANDS = ("demo", "simulate", "model")
-CONNECTIVITY_KINDS = ("correlation", "ledoit-wolf", "partial correlation", "tangent")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Add ``(default: X)`` to an option's help once, and only when it says something: not
+    when the help already states its default, nor for flags and unset options."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or "%(default)" in text:
+            return text
+        if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        if isinstance(action, argparse._CountAction | argparse._StoreTrueAction):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _positive_int(value: str) -> int:
@@ -24,11 +39,23 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return number
+
+
 def _non_negative_float(value: str) -> float:
     number = float(value)
     if number < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return number
+
+
+def _spelling(value: str) -> str:
+    """``partial correlation`` and ``partial_correlation`` mean ``partial-correlation``."""
+    return value.strip().lower().replace(" ", "-").replace("_", "-")
 
 
 def _fraction(value: str) -> float:
@@ -47,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Other commands: 'bids_brainage demo OUT', 'bids_brainage simulate OUT ...', "
             "'bids_brainage model {fit,predict,evaluate} ...' (each has its own --help)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("bids_dir", help="root folder of a BIDS dataset (sub-XXXXX folders at the top level)")
     parser.add_argument("output_dir", help="folder for the outputs (a BIDS derivative dataset)")
@@ -151,18 +178,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--thickness", action="store_true", help="add regional cortical thickness (ants.kelly_kapowski)"
     )
     g.add_argument(
-        "--connectivity", choices=CONNECTIVITY_KINDS, default="correlation", help="connectivity measure"
+        "--connectivity",
+        type=_spelling,
+        choices=tuple(CONNECTIVITY_KINDS),
+        default="correlation",
+        help="connectivity measure of each BOLD run, Fisher z-transformed (nilearn's tangent space "
+        "needs a group reference and is not offered per subject)",
     )
     g.add_argument(
         "--dummy-scans",
-        type=int,
+        type=_non_negative_int,
         metavar="N",
         help="initial volumes to drop (default: from metadata, else 0)",
     )
     g.add_argument(
         "--fd-threshold",
         type=_non_negative_float,
-        default=0.5,
+        default=DEFAULT_FD_THRESHOLD,
         help="scrub volumes with framewise displacement above (mm)",
     )
     g.add_argument(

@@ -98,9 +98,6 @@ def run_bids_app(config) -> int:
     setup_logging(config.verbosity, log_dir / f"{config.analysis_level}_{config.run_uuid}.log")
     LOGGER.info("bids_brainage %s: %s level on %s", __version__, config.analysis_level, config.bids_dir)
     config.work_dir.mkdir(parents=True, exist_ok=True)
-    # ANTs seeds its random metric sampling from the clock unless this is set; nipype's
-    # worker processes (and SLURM jobs) inherit it, so reruns give identical results.
-    os.environ.setdefault("ANTS_RANDOM_SEED", str(config.random_seed + 1))
     # ITK reads its thread count once per process: set it before any worker starts.
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(config.omp_nthreads))
     config.save(log_dir / f"config_{config.analysis_level}_{config.run_uuid}.json")

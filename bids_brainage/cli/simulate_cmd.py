@@ -7,6 +7,8 @@ import logging
 import os
 import time
 
+from bids_brainage.cli.parser import HelpFormatter
+
 LOGGER = logging.getLogger("bids_brainage.simulate")
 
 
@@ -18,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Simulate a BIDS dataset of T1w and resting-state BOLD images from the MNI152 template "
         "with a known generative model of ageing, sex, anatomy, motion and noise. The ground truth is "
         "written to OUT/derivatives/simulation. With --features-only, write feature tables instead of images.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "output_dir", metavar="OUT", help="folder of the new BIDS dataset (or feature tables)"

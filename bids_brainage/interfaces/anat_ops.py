@@ -323,7 +323,7 @@ def _head_top_translation(t1w: str, tpl_mask_file: str, out_file: Path) -> str:
     return str(out_file)
 
 
-def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
+def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool, random_seed: int = 0) -> dict[str, str]:
     """First pass of the template-based brain extraction: an affine fit of the template brain.
 
     nilearn's MNI152NLin2009aSym template is skull-stripped, so it cannot be matched to a
@@ -332,6 +332,7 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
     the template's zero background must meet the dark CSF/skull band around the brain,
     which pins the scale. Rigid then affine, at 2 mm. Returns the template brain mask
     warped to the T1w (a probability) and the affine (which initialises the SyN step).
+    ``random_seed`` is the app's ``--random-seed`` (seeds the metric sampling).
     """
     ants = _ants()
     out = Path(out_dir)
@@ -348,11 +349,11 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
     start = _head_top_translation(t1w, tpl_mask_file, out / "head_top.mat")
     rigid = seeded_registration(
         ants, fixed, moving, type_of_transform="Rigid", mask=fixed_mask, outprefix=str(out / "rigid_"),
-        initial_transform=[start], aff_iterations=iterations, **levels,
+        initial_transform=[start], aff_iterations=iterations, **levels, random_seed=random_seed,
     )  # fmt: skip
     affine = seeded_registration(
         ants, fixed, moving, type_of_transform="Affine", mask=fixed_mask, outprefix=str(out / "affine_"),
-        initial_transform=_as_list(rigid["fwdtransforms"]), aff_iterations=iterations, **levels,
+        initial_transform=_as_list(rigid["fwdtransforms"]), aff_iterations=iterations, **levels, random_seed=random_seed,
     )  # fmt: skip
     xfm = _as_list(affine["fwdtransforms"])
     if _volume_ratio(ants, xfm[-1]) > MAX_VOLUME_RATIO:
@@ -361,7 +362,7 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
         shrink = _shrink_transform(ants, fixed, out / "shrink.mat")
         retry = seeded_registration(
             ants, fixed, moving, type_of_transform="Affine", mask=fixed_mask, outprefix=str(out / "affine2_"),
-            initial_transform=[*_as_list(rigid["fwdtransforms"]), shrink], aff_iterations=iterations, **levels,
+            initial_transform=[*_as_list(rigid["fwdtransforms"]), shrink], aff_iterations=iterations, **levels, random_seed=random_seed,
         )  # fmt: skip
         xfm = _as_list(retry["fwdtransforms"])
         if _volume_ratio(ants, xfm[-1]) > MAX_VOLUME_RATIO:
@@ -369,7 +370,7 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
             fixed_scale = seeded_registration(
                 ants, fixed, moving, type_of_transform="Rigid", mask=fixed_mask, outprefix=str(out / "affine3_"),
                 initial_transform=[*_as_list(rigid["fwdtransforms"]), shrink], aff_iterations=iterations,
-                **levels,
+                **levels, random_seed=random_seed,
             )  # fmt: skip
             xfm = _as_list(fixed_scale["fwdtransforms"])
     prior = _warp_soft_mask(ants, tpl_mask_file, moving, xfm, [True] * len(xfm), out)
@@ -377,7 +378,7 @@ def initial_brain_mask(t1w: str, out_dir: str, sloppy: bool) -> dict[str, str]:
 
 
 def register_to_template(
-    t1w: str, prior: str, init_affine: str, resolution: int, sloppy: bool, out_dir: str
+    t1w: str, prior: str, init_affine: str, resolution: int, sloppy: bool, out_dir: str, random_seed: int = 0
 ) -> dict[str, Any]:
     """Register the T1w brain to the template brain (SyN from the first-pass affine), composite transforms.
 
@@ -408,6 +409,7 @@ def register_to_template(
         initial_transform=[init_affine],
         outprefix=str(out / "t1w2std_"),
         write_composite_transform=True,
+        random_seed=random_seed,
         **_syn_params(sloppy),
     )
     fwd, inv = _as_list(reg["fwdtransforms"]), _as_list(reg["invtransforms"])

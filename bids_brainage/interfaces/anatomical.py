@@ -86,6 +86,10 @@ class N4BiasFieldCorrection(SimpleInterface):
         return runtime
 
 
+class _InitialBrainMaskInputSpec(_N4InputSpec):
+    random_seed = traits.Int(0, usedefault=True, desc="the app's --random-seed (registration sampling)")
+
+
 class _InitialBrainMaskOutputSpec(TraitedSpec):
     out_prior = File(exists=True, desc="template brain mask (probability) in T1w space")
     out_affine = File(exists=True, desc="T1w-to-template affine (ANTs .mat)")
@@ -94,12 +98,14 @@ class _InitialBrainMaskOutputSpec(TraitedSpec):
 class InitialBrainMask(SimpleInterface):
     """First pass of the brain extraction (see :func:`.anat_ops.initial_brain_mask`)."""
 
-    input_spec = _N4InputSpec
+    input_spec = _InitialBrainMaskInputSpec
     output_spec = _InitialBrainMaskOutputSpec
 
     def _run_interface(self, runtime):
         anat_ops.set_itk_threads(self.inputs.omp_nthreads)
-        res = anat_ops.initial_brain_mask(self.inputs.in_file, runtime.cwd, self.inputs.sloppy)
+        res = anat_ops.initial_brain_mask(
+            self.inputs.in_file, runtime.cwd, self.inputs.sloppy, random_seed=self.inputs.random_seed
+        )
         self._results.update(out_prior=res["prior"], out_affine=res["affine"])
         return runtime
 
@@ -109,6 +115,7 @@ class _RegisterInputSpec(_ThreadsInputSpec):
     in_prior = File(exists=True, mandatory=True, desc="first-pass brain probability")
     init_affine = File(exists=True, mandatory=True, desc="first-pass affine")
     resolution = traits.Enum(1, 2, usedefault=True, desc="template resolution (mm)")
+    random_seed = traits.Int(0, usedefault=True, desc="the app's --random-seed (registration sampling)")
 
 
 class _RegisterOutputSpec(TraitedSpec):
@@ -134,6 +141,7 @@ class RegisterToTemplate(SimpleInterface):
             int(self.inputs.resolution),
             self.inputs.sloppy,
             runtime.cwd,
+            random_seed=self.inputs.random_seed,
         )
         self._results.update(
             anat2std_xfm=res["anat2std"],

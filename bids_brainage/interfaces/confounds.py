@@ -16,6 +16,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bids_brainage.defaults import DEFAULT_FD_THRESHOLD
 from bids_brainage.hmc import PARAM_NAMES
 
 TISSUE_THRESHOLD = 0.9  # posterior needed for a BOLD voxel to count as "pure" WM/CSF
@@ -78,6 +79,16 @@ def _tissue_mask(prob: np.ndarray, inside: np.ndarray, min_voxels: int = 10) -> 
     return mask
 
 
+def motion_outliers(fd: np.ndarray, threshold: float) -> pd.DataFrame:
+    """fMRIPrep's ``motion_outlierXX`` spike regressors: one column per volume with FD above
+    ``threshold`` (mm), 1 at that volume and 0 elsewhere; no columns when none is censored."""
+    flagged = np.flatnonzero(np.nan_to_num(fd, nan=0.0) > threshold)
+    columns = {
+        f"motion_outlier{k:02d}": (np.arange(len(fd)) == index).astype(int) for k, index in enumerate(flagged)
+    }
+    return pd.DataFrame(columns, index=range(len(fd)))
+
+
 class _ConfoundsInputSpec(BaseInterfaceInputSpec):
     bold = File(exists=True, mandatory=True, desc="motion-corrected BOLD")
     bold_mask = File(exists=True, mandatory=True)
@@ -85,6 +96,9 @@ class _ConfoundsInputSpec(BaseInterfaceInputSpec):
     motion_tsv = File(exists=True, mandatory=True)
     t1w_tpms = InputMultiObject(File(exists=True), mandatory=True, desc="GM, WM, CSF in T1w space")
     xfm = File(exists=True, mandatory=True, desc="boldref -> T1w transform (ANTs)")
+    fd_threshold = traits.Float(
+        DEFAULT_FD_THRESHOLD, usedefault=True, desc="FD (mm) above which a volume is censored"
+    )
 
 
 class _ConfoundsOutputSpec(TraitedSpec):
@@ -98,7 +112,9 @@ class BoldConfounds(SimpleInterface):
     """Compute the confounds table (fMRIPrep column names) of a corrected BOLD run.
 
     Columns: ``trans_x`` ... ``rot_z_derivative1_power2`` (24P), ``white_matter``, ``csf``,
-    ``global_signal``, ``framewise_displacement``, ``dvars``, ``std_dvars``. Which of them
+    ``global_signal``, ``framewise_displacement``, ``dvars``, ``std_dvars``, and one
+    ``motion_outlierXX`` column per censored volume (1 at that volume, as fMRIPrep writes them;
+    FD above ``fd_threshold``, the rule the connectivity step censors by). Which of them
     regress out is decided downstream.
     """
 
@@ -128,6 +144,7 @@ class BoldConfounds(SimpleInterface):
         fd[0] = np.nan
         conf["framewise_displacement"] = fd
         conf["dvars"], conf["std_dvars"] = dvars(series)
+        conf = pd.concat([conf, motion_outliers(fd, self.inputs.fd_threshold)], axis=1)
         mean, sd = series.mean(1), series.std(1)
         self._results["tsnr"] = float(np.median(mean[sd > 0] / sd[sd > 0])) if np.any(sd > 0) else 0.0
         cwd = runtime.cwd
@@ -161,4 +178,8 @@ CONFOUNDS_META = {
     },
     "dvars": {"Description": "RMS of the temporal difference in the brain (Power 2012), grand median 1000"},
     "std_dvars": {"Description": "DVARS divided by its null expectation (Nichols 2013, robust SD)"},
+    "motion_outlier00": {
+        "Description": "Censored volume (FD above the threshold): 1 at that volume, 0 elsewhere; one "
+        "motion_outlierXX column per censored volume, numbered from 00 (fMRIPrep's convention)",
+    },
 }

@@ -22,10 +22,15 @@ from nipype.interfaces.base import (
 )
 from scipy import sparse
 
+from bids_brainage.defaults import (
+    CONNECTIVITY_KINDS,
+    DEFAULT_FD_THRESHOLD,
+    SPHERE_RADIUS_VOXELS,
+    connectivity_kind,
+)
 from bids_brainage.hmc import PARAM_NAMES
 from bids_brainage.templates import COORD_ATLASES, coord_atlas, desikan_killiany
 
-CONNECTIVITY_KINDS = ("correlation", "ledoit-wolf", "partial correlation", "tangent")
 HIGH_PASS, LOW_PASS = 0.01, 0.1
 
 
@@ -139,13 +144,13 @@ def sphere_radius(atlas_radius: float, bold_affine: np.ndarray, requested: float
 
     The published 4-5 mm spheres hold only ~10 voxels of a 3 mm BOLD run, too few for a
     stable mean (simulations: Pearson r with the true connectome 0.55 at 4 mm vs 0.69 at
-    8 mm). We use ``max(atlas radius, 2.5 x voxel size)``; overlapping spheres are split
-    between their nearest centres, so no voxel feeds two ROIs.
+    8 mm). We use ``max(atlas radius, SPHERE_RADIUS_VOXELS x voxel size)``; overlapping spheres
+    are split between their nearest centres, so no voxel feeds two ROIs.
     """
     if requested is not None and isdefined(requested) and requested > 0:
         return float(requested)
     voxel = float(np.cbrt(abs(np.linalg.det(bold_affine[:3, :3]))))
-    return max(float(atlas_radius), 2.5 * voxel)
+    return max(float(atlas_radius), SPHERE_RADIUS_VOXELS * voxel)
 
 
 class _AtlasToBoldInputSpec(BaseInterfaceInputSpec):
@@ -195,10 +200,10 @@ class AtlasToBold(SimpleInterface):
             fields, inside = _coordinate_field_image(2)
             xyz = np.stack([warp(f, "linear") for f in fields], axis=-1)
             valid = brain & (warp(inside, "linear") > 0.999)
-            labels = sphere_labels(
-                xyz, valid, info.coords, sphere_radius(info.radius_mm, affine, self.inputs.sphere_radius)
-            )
+            radius = sphere_radius(info.radius_mm, affine, self.inputs.sphere_radius)
+            labels = sphere_labels(xyz, valid, info.coords, radius)
         else:
+            radius = 0.0
             img = info.image if isinstance(info.image, nib.Nifti1Image) else nib.load(info.image)
             moving = _to_ants(ants, np.asarray(img.dataobj), img.affine)
             raw = np.rint(warp(moving, "genericLabel")).astype(np.int32)
@@ -215,7 +220,11 @@ class AtlasToBold(SimpleInterface):
             {"index": np.arange(1, len(info.labels) + 1), "name": info.labels, "network": info.networks}
         ).to_csv(tsv, sep="\t", index=False)
         self._results.update(
-            atlas_file=out, atlas_tsv=tsv, atlas_name=info.name, networks=list(info.networks)
+            atlas_file=out,
+            atlas_tsv=tsv,
+            atlas_name=info.name,
+            networks=list(info.networks),
+            radius_mm=radius,
         )
         return runtime
 
@@ -233,23 +242,22 @@ def roi_timeseries(data: np.ndarray, labels: np.ndarray, n_rois: int) -> np.ndar
 
 
 def connectivity_matrix(ts: np.ndarray, kind: str) -> np.ndarray:
-    """ROI x ROI connectivity of one run; Fisher z for (partial) correlations."""
+    """ROI x ROI connectivity of one run (a name of :data:`CONNECTIVITY_KINDS`), Fisher z-transformed."""
     from nilearn.connectome import ConnectivityMeasure
 
-    if kind not in CONNECTIVITY_KINDS:
-        raise ValueError(f"unknown connectivity {kind!r}; choose from {', '.join(CONNECTIVITY_KINDS)}")
+    kind = connectivity_kind(kind)
     if kind == "ledoit-wolf":
         from sklearn.covariance import LedoitWolf
 
-        measure = ConnectivityMeasure(cov_estimator=LedoitWolf(store_precision=False), kind="correlation")
+        estimator = LedoitWolf(store_precision=False)
     else:
-        # nilearn's default estimator is already Ledoit-Wolf; plain Pearson needs the empirical one.
+        # nilearn's default estimator is Ledoit-Wolf; plain Pearson needs the empirical one.
         from sklearn.covariance import EmpiricalCovariance
 
-        measure = ConnectivityMeasure(cov_estimator=EmpiricalCovariance(), kind=kind)
+        estimator = EmpiricalCovariance()
+    measure = ConnectivityMeasure(cov_estimator=estimator, kind=CONNECTIVITY_KINDS[kind])
     mat = measure.fit_transform([ts])[0]
-    if kind in ("correlation", "ledoit-wolf", "partial correlation"):
-        mat = np.arctanh(np.clip(mat, -0.999999, 0.999999))
+    mat = np.arctanh(np.clip(mat, -0.999999, 0.999999))
     np.fill_diagonal(mat, 0.0)
     return mat
 
@@ -268,7 +276,8 @@ class _FCInputSpec(BaseInterfaceInputSpec):
     tr = traits.Float(mandatory=True)
     tsnr = traits.Float(desc="median tSNR (from the confounds step)")
     kind = traits.Enum(*CONNECTIVITY_KINDS, usedefault=True)
-    fd_threshold = traits.Float(0.5, usedefault=True)
+    sphere_radius_mm = traits.Float(0.0, usedefault=True, desc="sphere radius used (0: label atlas)")
+    fd_threshold = traits.Float(DEFAULT_FD_THRESHOLD, usedefault=True)
     max_scrubbed_fraction = traits.Float(0.5, usedefault=True)
     min_volumes = traits.Int(50, usedefault=True)
     global_signal = traits.Bool(False, usedefault=True)
@@ -404,7 +413,7 @@ class FunctionalConnectivity(SimpleInterface):
         meta = {
             "Description": "Functional connectivity features: upper triangle (row-major, no diagonal) of the ROI x ROI matrix",
             "Connectivity": self.inputs.kind,
-            "FisherZ": self.inputs.kind in ("correlation", "ledoit-wolf", "partial correlation"),
+            "FisherZ": True,
             "NumberOfFeatures": len(names),
             "NumberOfROIs": n_rois,
             "Denoising": {
@@ -415,6 +424,7 @@ class FunctionalConnectivity(SimpleInterface):
                 "FDThreshold": self.inputs.fd_threshold,
                 "Censoring": "high-FD volumes interpolated for filtering, then removed (nilearn.signal.clean)",
             },
+            **({"SphereRadius": self.inputs.sphere_radius_mm} if self.inputs.sphere_radius_mm > 0 else {}),
             "QC": qc,
             **(dict(self.inputs.extra_meta) if isdefined(self.inputs.extra_meta) else {}),
         }

@@ -20,12 +20,11 @@ from nipype.interfaces.base import (
 )
 
 from bids_brainage.bids import repetition_time
+from bids_brainage.defaults import DEFAULT_FD_THRESHOLD, DUMMY_KEYS
 from bids_brainage.errors import InputError
 from bids_brainage.interfaces.ants_registration import seeded_registration
 
 MIN_BOLD_VOLUMES = 10  # below this nothing (HMC reference, filtering, correlation) is meaningful
-# Metadata keys that tell how many initial volumes are not at steady state (BIDS + vendor tools).
-DUMMY_KEYS = ("NumberOfVolumesDiscardedByUser", "NumberOfDummyScans", "DummyScans", "NonSteadyStateVolumes")
 
 
 def dummy_scans_from_metadata(meta: dict[str, Any]) -> int:
@@ -42,13 +41,21 @@ def dummy_scans_from_metadata(meta: dict[str, Any]) -> int:
     return 0
 
 
+def resolve_dummy_scans(meta: dict[str, Any], requested: int | None) -> int:
+    """The one rule for dummy scans: ``--dummy-scans`` when given, else the sidecar's count."""
+    return dummy_scans_from_metadata(meta) if requested is None else int(requested)
+
+
 def validate_bold(
     bold_file: str, metadata: dict[str, Any], dummy_scans: int = 0
 ) -> tuple[nib.Nifti1Image, float]:
     """Load and check a BOLD run; raise :class:`InputError` naming the file otherwise.
 
-    Checks: readable NIfTI, 4D, finite invertible affine with sane voxel sizes, a positive
-    ``RepetitionTime``, enough volumes after ``dummy_scans``, no NaN/inf values.
+    The only check of a BOLD run: it runs once per run, before the subject's workflow is
+    built, so a bad run fails alone (the subject goes on without it).
+    Checks: readable NIfTI, 4D, finite invertible affine with sane voxel sizes, a
+    ``RepetitionTime`` in seconds within the plausible range, a non-negative number of dummy
+    scans, at least :data:`MIN_BOLD_VOLUMES` volumes after them, no NaN/inf values.
 
     Returns
     -------
@@ -67,6 +74,8 @@ def validate_bold(
     if np.any(zooms < 0.3) or np.any(zooms > 20):
         raise InputError(bold_file, f"broken affine: implausible voxel size {np.round(zooms, 3).tolist()} mm")
     tr = repetition_time(metadata.get("RepetitionTime"), bold_file)
+    if dummy_scans < 0:
+        raise InputError(bold_file, f"the number of dummy scans must be >= 0, got {dummy_scans}")
     n_usable = img.shape[3] - dummy_scans
     if n_usable < MIN_BOLD_VOLUMES:
         raise InputError(
@@ -79,28 +88,29 @@ def validate_bold(
     return img, tr
 
 
-class _ValidateBoldInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True)
-    metadata = traits.Dict(mandatory=True, desc="sidecar metadata (inheritance applied)")
+class _PrepareBoldInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="a BOLD run that passed validate_bold")
+    tr = traits.Float(mandatory=True, desc="RepetitionTime (s), checked by validate_bold")
     dummy_scans = traits.Int(0, usedefault=True)
 
 
-class _ValidateBoldOutputSpec(TraitedSpec):
+class _PrepareBoldOutputSpec(TraitedSpec):
     out_file = File(desc="float32 BOLD without the dummy scans")
     tr = traits.Float()
     dummy_scans = traits.Int()
     n_volumes = traits.Int(desc="volumes left")
 
 
-class ValidateBold(SimpleInterface):
-    """Check a BOLD run (see :func:`validate_bold`) and drop its first ``dummy_scans`` volumes."""
+class PrepareBold(SimpleInterface):
+    """Drop the first ``dummy_scans`` volumes of a validated BOLD run and write it as float32
+    with the TR in the header (no checks here: :func:`validate_bold` ran before the build)."""
 
-    input_spec = _ValidateBoldInputSpec
-    output_spec = _ValidateBoldOutputSpec
+    input_spec = _PrepareBoldInputSpec
+    output_spec = _PrepareBoldOutputSpec
 
     def _run_interface(self, runtime):
-        img, tr = validate_bold(self.inputs.in_file, self.inputs.metadata, self.inputs.dummy_scans)
-        n_dummy = self.inputs.dummy_scans
+        img = nib.load(self.inputs.in_file)
+        n_dummy, tr = self.inputs.dummy_scans, self.inputs.tr
         data = np.asarray(img.dataobj, dtype=np.float32)[..., n_dummy:]
         header = img.header.copy()
         header.set_data_dtype(np.float32)
@@ -123,6 +133,7 @@ class _CoregInputSpec(BaseInterfaceInputSpec):
     t1w_brain = File(exists=True, mandatory=True)
     sloppy = traits.Bool(False, usedefault=True)
     omp_nthreads = traits.Int(1, usedefault=True)
+    random_seed = traits.Int(0, usedefault=True, desc="the app's --random-seed (registration sampling)")
 
 
 class _CoregOutputSpec(TraitedSpec):
@@ -165,6 +176,7 @@ class BoldT1wCoregistration(SimpleInterface):
             aff_sampling=32,
             aff_random_sampling_rate=0.5,
             outprefix=os.path.join(runtime.cwd, "coreg_"),
+            random_seed=self.inputs.random_seed,
         )
         xfm = os.path.join(runtime.cwd, "from-boldref_to-T1w_xfm.mat")
         os.replace(reg["fwdtransforms"][0], xfm)
@@ -278,7 +290,7 @@ class _FuncReportletsInputSpec(BaseInterfaceInputSpec):
     t1w_brain = File(exists=True, mandatory=True)
     connectivity = File(exists=True, mandatory=True, desc="relmat TSV")
     networks = InputMultiObject(traits.Str, desc="network of each ROI")
-    fd_threshold = traits.Float(0.5, usedefault=True)
+    fd_threshold = traits.Float(DEFAULT_FD_THRESHOLD, usedefault=True)
     out_dir = traits.Str(mandatory=True, desc="OUTPUT_DIR/sub-X/figures")
     prefix = traits.Str(mandatory=True, desc="e.g. sub-01_task-rest")
 

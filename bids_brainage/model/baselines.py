@@ -160,7 +160,9 @@ def default_variants(
             out[f"saavae_no_{term}"] = sa(modalities=mods, weights=LossWeights().without(term))
         out["saavae_no_skip_head"] = sa(modalities=mods, skip_head=False)
     for name in BASELINES:
-        out[name] = lambda folds, name=name: baseline_oof(name, table, folds, mods)
+        out[name] = lambda folds, name=name: baseline_oof(
+            name, table, folds, mods, random_seed=common.get("random_seed", 0)
+        )
     return out
 
 

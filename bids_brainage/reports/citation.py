@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from bids_brainage import __version__
+from bids_brainage.defaults import DEFAULT_FD_THRESHOLD, DUMMY_KEYS, SPHERE_RADIUS_VOXELS
+from bids_brainage.templates import PUBLISHED_RADIUS_MM
 from bids_brainage.utils import atomic
 
 # key -> (plain-text reference, BibTeX entry)
@@ -189,17 +191,6 @@ REFERENCES: dict[str, tuple[str, str]] = {
         "Analysis},\n  volume = {88},\n  number = {2},\n  pages = {365--411},\n  year = {2004},\n"
         "  doi = {10.1016/S0047-259X(03)00096-4}\n}",
     ),
-    "varoquaux2010": (
-        "Varoquaux G, Baronnet F, Kleinschmidt A, Fillard P, Thirion B. Detection of brain "
-        "functional-connectivity difference in post-stroke patients using group-level covariance "
-        "modeling. MICCAI 2010, LNCS 6361:200-208. doi:10.1007/978-3-642-15705-9_25",
-        "@inproceedings{varoquaux2010,\n  title = {Detection of brain functional-connectivity difference in "
-        'post-stroke patients using group-level covariance modeling},\n  author = {Varoquaux, Ga{\\"e}l and '
-        "Baronnet, Flore and Kleinschmidt, Andreas and Fillard, Pierre and Thirion, Bertrand},\n"
-        "  booktitle = {Medical Image Computing and Computer-Assisted Intervention (MICCAI 2010)},\n"
-        "  series = {LNCS},\n  volume = {6361},\n  pages = {200--208},\n  year = {2010},\n"
-        "  doi = {10.1007/978-3-642-15705-9_25}\n}",
-    ),
     "beheshti2019": (
         "Beheshti I, Nugent S, Potvin O, Duchesne S. Bias-adjustment in neuroimaging-based brain age "
         "frameworks: a robust scheme. NeuroImage Clin. 2019;24:102063. doi:10.1016/j.nicl.2019.102063",
@@ -226,9 +217,9 @@ REFERENCES: dict[str, tuple[str, str]] = {
 }
 
 ATLAS_TEXT = {
-    "Seitzman300": ("the 300 regions of Seitzman et al. (5 mm spheres)", ["seitzman2018"]),
-    "Power264": ("the 264 regions of Power et al. (5 mm spheres)", ["power2011"]),
-    "Dosenbach160": ("the 160 regions of Dosenbach et al. (5 mm spheres)", ["dosenbach2010"]),
+    "Seitzman300": ("the 300 regions of Seitzman et al.", ["seitzman2018"]),
+    "Power264": ("the 264 regions of Power et al.", ["power2011"]),
+    "Dosenbach160": ("the 160 regions of Dosenbach et al.", ["dosenbach2010"]),
     "DK83": ("the 83-region Desikan-Killiany volumetric atlas", ["desikan2006"]),
     "custom": ("a user-supplied volumetric atlas", []),
 }
@@ -238,8 +229,7 @@ CONNECTIVITY_TEXT = {
         "Pearson correlation of the Ledoit-Wolf shrunk covariance, Fisher z-transformed",
         ["ledoit2004"],
     ),
-    "partial correlation": ("partial correlation of the Ledoit-Wolf shrunk covariance", ["ledoit2004"]),
-    "tangent": ("tangent-space embedding of the covariance", ["varoquaux2010"]),
+    "partial-correlation": ("partial correlation, Fisher z-transformed", []),
 }
 DEFAULT_BAND_PASS = (0.01, 0.1)  # the functional workflow's default
 
@@ -252,26 +242,54 @@ def _get(settings: Any, key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
+def _functional_sidecars(output_dir: str | Path | None, limit: int = 50) -> list[dict[str, Any]]:
+    """The functional features sidecars a run wrote (at most ``limit``), parsed."""
+    if output_dir is None:
+        return []
+    root = Path(output_dir)
+    candidates = sorted(root.glob("sub-*/func/*desc-functional_features.json"))
+    candidates += sorted(root.glob("sub-*/ses-*/func/*desc-functional_features.json"))
+    sidecars = []
+    for sidecar in candidates[:limit]:
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict):
+            sidecars.append(meta)
+    return sidecars
+
+
 def band_pass_from_outputs(output_dir: str | Path | None) -> tuple[float, float] | None:
     """Band-pass edges (Hz) recorded in a functional sidecar under ``output_dir``, if any.
 
     Looks for ``HighPass``/``LowPass`` (at any depth, e.g. ``Denoising.HighPass``) or a
     two-element ``BandPass`` list in the functional features sidecars.
     """
-    if output_dir is None:
-        return None
-    root = Path(output_dir)
-    candidates = sorted(root.glob("sub-*/func/*desc-functional_features.json"))
-    candidates += sorted(root.glob("sub-*/ses-*/func/*desc-functional_features.json"))
-    for sidecar in candidates[:5]:
-        try:
-            meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        found = _find_band(meta) if isinstance(meta, dict) else None
+    for meta in _functional_sidecars(output_dir, limit=5):
+        found = _find_band(meta)
         if found:
             return found
     return None
+
+
+def recorded_values(output_dir: str | Path | None, getter: Any) -> list[Any]:
+    """Distinct values of ``getter(sidecar)`` over the functional sidecars (None skipped), sorted."""
+    values = set()
+    for meta in _functional_sidecars(output_dir):
+        try:
+            value = getter(meta)
+        except (KeyError, TypeError, AttributeError):
+            continue
+        if value is not None:
+            values.add(value)
+    return sorted(values)
+
+
+def _range_text(values: list[float], unit: str) -> str:
+    if len(values) == 1:
+        return f"{values[0]:g}{unit}"
+    return f"{values[0]:g}-{values[-1]:g}{unit}"
 
 
 def _find_band(meta: dict[str, Any]) -> tuple[float, float] | None:
@@ -348,7 +366,7 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
     sloppy = bool(_get(settings, "sloppy", False))
     atlas = str(_get(settings, "atlas", "Seitzman300"))
     kind = str(_get(settings, "connectivity", "correlation"))
-    fd = float(_get(settings, "fd_threshold", 0.5))
+    fd = float(_get(settings, "fd_threshold", DEFAULT_FD_THRESHOLD))
     scrub = float(_get(settings, "max_scrubbed_fraction", 0.5))
     min_vols = int(_get(settings, "min_volumes", 50))
     dummy = _get(settings, "dummy_scans")
@@ -379,11 +397,28 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
         anat_refs.append("kellykapowski")
     atlas_text, atlas_refs = ATLAS_TEXT.get(atlas, (f"the {atlas} atlas", []))
     kind_text, kind_refs = CONNECTIVITY_TEXT.get(kind, (kind, []))
-    dummy_text = (
-        f"the first {int(dummy)} volumes were discarded as dummy scans."
-        if dummy not in (None, "", "None")
-        else "non-steady-state (dummy) volumes were detected and discarded."
-    )
+    output_dir = _get(settings, "output_dir")
+    if dummy not in (None, "", "None"):
+        dummy_text = f"the first {int(dummy)} volumes were discarded as non-steady-state (dummy) scans."
+    else:
+        counts = recorded_values(output_dir, lambda m: int(m["QC"]["n_dummy_scans"]))
+        dummy_text = (
+            "the initial volumes that the run's JSON sidecar marks as non-steady-state "
+            f"({', '.join(f'`{k}`' for k in DUMMY_KEYS)}) were discarded"
+            + (
+                f" ({_range_text(counts, '')} per run in this dataset)."
+                if counts
+                else "; none when it does not say."
+            )
+        )
+    if atlas in PUBLISHED_RADIUS_MM:
+        radii = recorded_values(output_dir, lambda m: float(m["SphereRadius"]))
+        atlas_text += (
+            f", as spheres of radius max({PUBLISHED_RADIUS_MM[atlas]:g} mm as published, "
+            f"{SPHERE_RADIUS_VOXELS:g} x the BOLD voxel size)"
+            + (f", {_range_text(radii, ' mm')} in this dataset," if radii else ",")
+            + " each voxel assigned to its nearest centre"
+        )
     func = (
         f"For each resting-state BOLD run, {dummy_text} Head motion was estimated with a rigid-body "
         f"Gauss-Newton realignment to a reference volume, and the reference was coregistered to the T1w. "

@@ -13,6 +13,8 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from bids_brainage.defaults import DEFAULT_FD_THRESHOLD  # noqa: E402
+
 TISSUE_NAMES = {1: "GM", 2: "WM", 3: "CSF"}
 
 
@@ -27,7 +29,12 @@ def _save(fig, out: str | os.PathLike) -> Path:
 
 
 def plot_carpet(
-    bold: str, tissue_dseg: str, mask: str, confounds: str, out: str | os.PathLike, fd_threshold: float = 0.5
+    bold: str,
+    tissue_dseg: str,
+    mask: str,
+    confounds: str,
+    out: str | os.PathLike,
+    fd_threshold: float = DEFAULT_FD_THRESHOLD,
 ) -> Path:
     """Power-style carpet plot: FD (with threshold) and DVARS traces above voxel time series by tissue."""
     data = np.asarray(nib.load(bold).dataobj, dtype=np.float32)

@@ -64,6 +64,7 @@ def init_anat_wf(
     omp_nthreads: int,
     atlas: dict | None = None,
     thickness: bool = False,
+    random_seed: int = 0,
     name: str = "anat_wf",
 ) -> pe.Workflow:
     """Build the anatomical workflow of one subject/session.
@@ -92,6 +93,8 @@ def init_anat_wf(
         in ``MNI152NLin2009aSym``; its regional GM volumes are added to the features.
     thickness : bool
         Add regional cortical thickness (``ants.kelly_kapowski``; slow).
+    random_seed : int
+        The app's ``--random-seed``: seeds the registrations' metric sampling.
     name : str
         Workflow name.
 
@@ -137,9 +140,11 @@ def init_anat_wf(
     threads = {"sloppy": sloppy, "omp_nthreads": omp_nthreads}
     validate = pe.Node(ValidateT1w(), name="validate")
     n4 = pe.Node(N4BiasFieldCorrection(**threads), name="n4", n_procs=omp_nthreads)
-    init_mask = pe.Node(InitialBrainMask(**threads), name="initial_brain_mask", n_procs=omp_nthreads)
+    init_mask = pe.Node(
+        InitialBrainMask(random_seed=random_seed, **threads), name="initial_brain_mask", n_procs=omp_nthreads
+    )
     register = pe.Node(
-        RegisterToTemplate(resolution=resolution, **threads),
+        RegisterToTemplate(resolution=resolution, random_seed=random_seed, **threads),
         name="register",
         n_procs=omp_nthreads,
         mem_gb=2.0,

@@ -77,6 +77,7 @@ def init_single_subject_wf(config: Any, data: bids.SessionData, bold_files: list
         omp_nthreads=config.omp_nthreads,
         atlas=anat_atlas,
         thickness=config.thickness,
+        random_seed=config.random_seed,
     )
     anat_wf.inputs.inputnode.t1w = data.t1w
     workflow.add_nodes([anat_wf])
@@ -99,6 +100,7 @@ def init_single_subject_wf(config: Any, data: bids.SessionData, bold_files: list
             dummy_scans=config.dummy_scans,
             global_signal=config.global_signal,
             fmriprep_dir=str(fmriprep_dir) if fmriprep_dir else None,
+            random_seed=config.random_seed,
             name=f"func_run{index + 1}_wf",
         )
         workflow.connect(
@@ -142,7 +144,7 @@ def run_subject(config: Any, data: bids.SessionData) -> SubjectResult:
         result.errors.append(f"{config.bids_dir / ('sub-' + data.subject)}: no T1w image found")
         return _finish(config, data, result, start)
     from bids_brainage.interfaces.anat_ops import check_t1w
-    from bids_brainage.interfaces.functional import validate_bold
+    from bids_brainage.interfaces.functional import resolve_dummy_scans, validate_bold
 
     try:
         # Checked before any workflow is built: a bad T1w fails fast with one line.
@@ -154,10 +156,13 @@ def run_subject(config: Any, data: bids.SessionData) -> SubjectResult:
     bold_files = []
     for bold_file in data.bold:
         try:
-            validate_bold(bold_file, bids.bold_metadata(config.bids_dir, bold_file), config.dummy_scans or 0)
+            # The one check of a BOLD run, with the one dummy-scan rule (the workflow trusts it).
+            meta = bids.bold_metadata(config.bids_dir, bold_file)
+            validate_bold(bold_file, meta, resolve_dummy_scans(meta, config.dummy_scans))
             bold_files.append(bold_file)
         except BrainAgeError as err:
-            # A bad BOLD run fails that run only: the subject goes on structural-only.
+            # A bad BOLD run fails that run only: the subject goes on without it.
+            LOGGER.warning("sub-%s: BOLD run skipped: %s", data.subject, err)
             result.ok = False
             result.errors.append(str(err))
     crash_dir = config.output_dir / f"sub-{data.subject}" / "log" / config.run_uuid

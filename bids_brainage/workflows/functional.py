@@ -8,6 +8,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bids_brainage import bids
+from bids_brainage.defaults import DEFAULT_FD_THRESHOLD, RELMAT_STAT, connectivity_kind
 from bids_brainage.derivatives import ENTITY_ORDER, bids_uri, check_label
 from bids_brainage.interfaces.confounds import CONFOUNDS_META, BoldConfounds
 from bids_brainage.interfaces.connectivity import AtlasToBold, FunctionalConnectivity, load_atlas
@@ -16,10 +17,9 @@ from bids_brainage.interfaces.functional import (
     BoldT1wCoregistration,
     FmriprepBold,
     FunctionalReportlets,
-    ValidateBold,
-    dummy_scans_from_metadata,
+    PrepareBold,
     find_fmriprep_run,
-    validate_bold,
+    resolve_dummy_scans,
 )
 from bids_brainage.interfaces.io import DerivativesDataSink
 from bids_brainage.interfaces.motion import HeadMotionCorrection
@@ -29,12 +29,6 @@ OUTPUT_FIELDS = [
     "features_tsv", "features_json", "qc", "confounds", "motion_tsv", "timeseries", "relmat",
     "boldref", "bold2anat_xfm", "excluded", "exclusion_reason", "reportlets",
 ]  # fmt: skip
-RELMAT_STAT = {
-    "correlation": "pearsoncorrelation",
-    "ledoit-wolf": "ledoitwolfcorrelation",
-    "partial correlation": "partialcorrelation",
-    "tangent": "tangent",
-}
 DEFAULT_MIN_VOLUMES = 50  # ~2 min at TR 2.5 s; shorter runs give unreliable correlations
 
 
@@ -61,17 +55,18 @@ def init_func_wf(
     omp_nthreads: int,
     atlas: str = "Seitzman300",
     connectivity: str = "correlation",
-    fd_threshold: float = 0.5,
+    fd_threshold: float = DEFAULT_FD_THRESHOLD,
     max_scrubbed_fraction: float = 0.5,
     min_volumes: int = DEFAULT_MIN_VOLUMES,
     dummy_scans: int | None = None,
     global_signal: bool = False,
     fmriprep_dir: str | None = None,
+    random_seed: int = 0,
     name: str = "func_wf",
 ) -> pe.Workflow:
     """Build the workflow of one resting-state BOLD run.
 
-    Steps: checks + dummy-scan removal → head-motion correction (:mod:`bids_brainage.hmc`,
+    Steps: dummy-scan removal → head-motion correction (:mod:`bids_brainage.hmc`,
     one resampling) → BOLD→T1w rigid coregistration (ANTs) → WM/CSF maps and the atlas carried
     into BOLD space (the atlas is resampled, never the BOLD) → confounds (24P, WM, CSF, GS, FD,
     DVARS) → ROI time series → denoising (``nilearn.signal.clean``: detrend, confounds,
@@ -98,7 +93,7 @@ def init_func_wf(
         ``Seitzman300`` (default), ``Power264``, ``Dosenbach160``, ``DK83`` or a NIfTI in
         MNI152NLin2009aSym with ``<name>.tsv`` (``index``, ``name`` [, ``network``]) next to it.
     connectivity : str
-        ``correlation`` (Pearson, Fisher z), ``ledoit-wolf``, ``partial correlation`` or ``tangent``.
+        one of :data:`bids_brainage.defaults.CONNECTIVITY_KINDS` (Fisher z-transformed).
     fd_threshold : float
         Volumes with FD (Power) above this (mm) are scrubbed.
     max_scrubbed_fraction, min_volumes : float, int
@@ -111,6 +106,8 @@ def init_func_wf(
         Also regress the global signal.
     fmriprep_dir : str, optional
         An fMRIPrep derivative folder to reuse.
+    random_seed : int
+        The app's ``--random-seed``: seeds the BOLD->T1w registration's metric sampling.
     name : str
         Workflow name.
 
@@ -144,13 +141,17 @@ def init_func_wf(
     Raises
     ------
     InputError
-        The BOLD run is unusable (3D, no RepetitionTime, too few volumes, NaNs, broken affine).
+        The sidecar has no usable ``RepetitionTime``. The run itself must have passed
+        :func:`~bids_brainage.interfaces.functional.validate_bold` (done once, in
+        :func:`~bids_brainage.workflows.base.run_subject`).
     """
     subject = check_label(subject, "sub")
     session = check_label(session, "ses") if session else None
+    connectivity = connectivity_kind(connectivity)
+    # The run was checked once by validate_bold before this build (workflows.base.run_subject).
     meta = bids.sidecar_metadata(bids_root, bold_file)
-    n_dummy = dummy_scans_from_metadata(meta) if dummy_scans is None else int(dummy_scans)
-    validate_bold(bold_file, meta, n_dummy)  # fail at build time, for this run only
+    tr = bids.repetition_time(meta.get("RepetitionTime"), bold_file)
+    n_dummy = resolve_dummy_scans(meta, dummy_scans)
     atlas_info = load_atlas(atlas)
     ents = {"sub": subject, "ses": session, **bold_entities(bold_file)}
     ents.setdefault("task", task)
@@ -161,10 +162,7 @@ def init_func_wf(
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
-    json_meta = {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
-    validate = pe.Node(
-        ValidateBold(in_file=bold_file, metadata=json_meta, dummy_scans=n_dummy), name="validate"
-    )
+    prepare = pe.Node(PrepareBold(in_file=bold_file, tr=tr, dummy_scans=n_dummy), name="prepare_bold")
 
     if fmriprep:
         prep = pe.Node(
@@ -174,21 +172,24 @@ def init_func_wf(
         if "mask" in fmriprep:
             prep.inputs.mask = fmriprep["mask"]
         bold_src, ref_src, xfm_src, xfm_field = prep, prep, prep, "xfm"
-        wf.add_nodes([validate, prep])
+        wf.add_nodes([prepare, prep])
         coreg_report_src, coreg_report_field = prep, "boldref"
         src.append(bids_uri(fmriprep["bold"], fmriprep_dir, dataset="fmriprep"))
     else:
         hmc = pe.Node(HeadMotionCorrection(), name="hmc")
-        coreg = pe.Node(BoldT1wCoregistration(sloppy=sloppy, omp_nthreads=omp_nthreads), name="coreg")
+        coreg = pe.Node(
+            BoldT1wCoregistration(sloppy=sloppy, omp_nthreads=omp_nthreads, random_seed=random_seed),
+            name="coreg",
+        )
         wf.connect([
-            (validate, hmc, [("out_file", "in_file")]),
+            (prepare, hmc, [("out_file", "in_file")]),
             (hmc, coreg, [("boldref", "boldref"), ("bold_mask", "bold_mask")]),
             (inputnode, coreg, [("t1w_brain", "t1w_brain")]),
         ])  # fmt: skip
         bold_src, ref_src, xfm_src, xfm_field = hmc, hmc, coreg, "xfm"
         coreg_report_src, coreg_report_field = coreg, "boldref_t1w"
 
-    confounds = pe.Node(BoldConfounds(), name="confounds")
+    confounds = pe.Node(BoldConfounds(fd_threshold=fd_threshold), name="confounds")
     to_bold = pe.Node(AtlasToBold(atlas=atlas), name="atlas_to_bold")
     fc = pe.Node(
         FunctionalConnectivity(
@@ -212,12 +213,12 @@ def init_func_wf(
         (xfm_src, to_bold, [(xfm_field, "xfm")]),
         (inputnode, to_bold, [("std2anat_xfm", "std2anat_xfm")]),
         (bold_src, fc, [("out_file", "bold")]),
-        (validate, fc, [("tr", "tr")]),
-        (to_bold, fc, [("atlas_file", "atlas_file"), ("atlas_tsv", "atlas_tsv")]),
+        (prepare, fc, [("tr", "tr")]),
+        (to_bold, fc, [("atlas_file", "atlas_file"), ("atlas_tsv", "atlas_tsv"), ("radius_mm", "sphere_radius_mm")]),
         (confounds, fc, [("confounds", "confounds"), ("tsnr", "tsnr")]),
     ])  # fmt: skip
     if fmriprep:
-        wf.connect([(validate, prep, [("dummy_scans", "dummy_scans")])])
+        wf.connect([(prepare, prep, [("dummy_scans", "dummy_scans")])])
 
     # ------------------------------------------------------------------ derivatives
     func_ents = {k: v for k, v in ents.items() if v}
@@ -237,16 +238,16 @@ def init_func_wf(
         "ds_motion", "motion", {},
         {"trans_x": {"Units": "mm"}, "rot_x": {"Units": "rad"},
          "Description": "Rigid head motion relative to the reference volume and Power FD",
-         "SamplingFrequency": 1.0 / float(meta["RepetitionTime"])},
+         "SamplingFrequency": 1.0 / tr},
     )  # fmt: skip
     ds_ts = sink(
         "ds_timeseries", "timeseries", {"atlas": atlas_info.name, "stat": "mean"},
         {"Description": "Denoised mean time series per ROI (retained volumes only)",
-         "SamplingFrequency": 1.0 / float(meta["RepetitionTime"])},
+         "SamplingFrequency": 1.0 / tr},
     )  # fmt: skip
     ds_relmat = sink(
         "ds_relmat", "relmat", {"atlas": atlas_info.name, "stat": stat},
-        {"Description": f"ROI x ROI {connectivity} (Fisher z where applicable)", "RelationshipMeasure": connectivity},
+        {"Description": f"ROI x ROI {connectivity} (Fisher z)", "RelationshipMeasure": connectivity},
     )  # fmt: skip
     ds_feat = sink("ds_features", "features", {"desc": "functional"})
     ds_qc = sink("ds_qc", "qc", {"desc": "functional"}, ext=".tsv")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+from console import run_app
 from pipeline_cohort import HELD_OUT, TRAIN
 
 from bids_brainage.bids import run_validator
-from bids_brainage.cli.run import main
 
 
 def test_participant_level_writes_features_for_every_subject(pipeline_run):
@@ -59,16 +59,15 @@ def test_held_out_subject_predicted_with_model(pipeline_run):
     run = pipeline_run
     common = ["-w", str(run.work_dir), "--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--min-volumes", "20",
               "--skip-bids-validation", "--model", str(run.out_dir / "model")]  # fmt: skip
-    code = main(
-        [str(run.bids_dir), str(run.heldout_out), "participant", "--participant-label", HELD_OUT, *common]
-    )
-    assert code == 0
+    proc = run_app(run.bids_dir, run.heldout_out, "participant", "--participant-label", HELD_OUT, *common)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     subject_pred = pd.read_csv(
         run.heldout_out / f"sub-{HELD_OUT}" / f"sub-{HELD_OUT}_desc-brainage_prediction.tsv", sep="\t"
     )
     assert subject_pred["participant_id"].tolist() == [f"sub-{HELD_OUT}"]
     assert subject_pred["split"].tolist() == ["predict"] and subject_pred["modalities"].item() == "smri+fmri"
-    assert main([str(run.bids_dir), str(run.heldout_out), "group", *common]) == 0
+    proc = run_app(run.bids_dir, run.heldout_out, "group", *common)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     group_pred = pd.read_csv(run.heldout_out / "brainage.tsv", sep="\t")
     assert group_pred["participant_id"].tolist() == [f"sub-{HELD_OUT}"]
     assert abs(group_pred["predicted_age"].item() - subject_pred["predicted_age"].item()) < 1e-4

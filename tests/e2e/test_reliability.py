@@ -162,7 +162,7 @@ def _outputs(folder: Path) -> dict[str, Path]:
 def _assert_same_outputs(a: Path, b: Path) -> None:
     """Same files; JSON and TSV byte-identical; images equal within float tolerance.
 
-    Registration (seeded through ANTS_RANDOM_SEED), Atropos (constant seed), motion
+    Registration (seeded from --random-seed), Atropos (constant seed), motion
     correction and connectivity repeat exactly on CPU, so the tables are identical; images
     are compared as arrays (their gzip headers may differ).
     """

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
+from bids_brainage.defaults import CONNECTIVITY_KINDS
 from bids_brainage.errors import InputError
-from bids_brainage.interfaces.connectivity import FunctionalConnectivity, feature_names, sphere_labels
-from bids_brainage.interfaces.functional import dummy_scans_from_metadata, validate_bold
+from bids_brainage.interfaces.connectivity import (
+    FunctionalConnectivity,
+    connectivity_matrix,
+    feature_names,
+    sphere_labels,
+)
+from bids_brainage.interfaces.functional import dummy_scans_from_metadata, resolve_dummy_scans, validate_bold
 
 
 def _bids_bold(root, data, affine=None, meta=None):
@@ -33,12 +41,12 @@ def _bids_bold(root, data, affine=None, meta=None):
     return path
 
 
-def _build(root, path, tmp_path):
+def _build(root, path, tmp_path, **options):
     from bids_brainage.workflows.functional import init_func_wf
 
     return init_func_wf(
         bold_file=str(path), output_dir=str(tmp_path / "out"), subject="01", session=None,
-        bids_root=str(root), sloppy=True, omp_nthreads=1,
+        bids_root=str(root), sloppy=True, omp_nthreads=1, **options,
     )  # fmt: skip
 
 
@@ -47,22 +55,34 @@ GOOD = rng.normal(100, 1, (8, 8, 8, 30)).astype(np.float32)
 
 
 @pytest.mark.parametrize(
-    ("data", "affine", "meta", "message"),
+    ("data", "affine", "meta", "dummy", "message"),
     [
-        (GOOD[..., 0], None, None, "4D"),
-        (GOOD, None, {"TaskName": "rest"}, "RepetitionTime"),
-        (GOOD[..., :5], None, None, "too few volumes"),
-        (np.where(GOOD > 101, np.nan, GOOD).astype(np.float32), None, None, "NaN"),
-        (GOOD, np.zeros((4, 4)), None, "affine"),
-        (GOOD, np.diag([3.0, 3.0, 3.0, 1.0]), {"RepetitionTime": -2}, "positive"),
+        (GOOD[..., 0], None, None, 0, "4D"),
+        (GOOD, None, {"TaskName": "rest"}, 0, "RepetitionTime"),
+        (GOOD[..., :5], None, None, 0, "too few volumes"),
+        (np.where(GOOD > 101, np.nan, GOOD).astype(np.float32), None, None, 0, "NaN"),
+        (GOOD, np.zeros((4, 4)), None, 0, "affine"),
+        (GOOD, np.diag([3.0, 3.0, 3.0, 1.0]), {"RepetitionTime": -2}, 0, "positive"),
+        (GOOD, None, {"RepetitionTime": 2000}, 0, "milliseconds? BIDS wants seconds: 2"),
+        (GOOD, None, {"RepetitionTime": 1e9}, 0, "outside the plausible 0.1-10 s"),
+        (GOOD, None, {"RepetitionTime": 0.002}, 0, "outside the plausible 0.1-10 s"),
+        (GOOD, None, None, -5, "dummy scans must be >= 0"),
+        (GOOD, None, {"RepetitionTime": 2.0, "NumberOfDummyScans": 25}, None, "too few volumes: 30 (25 dummy)"),
     ],
-    ids=["3d", "no-tr", "few-volumes", "nan", "broken-affine", "negative-tr"],
-)
-def test_bad_bold_raises_input_error(tmp_path, data, affine, meta, message):
+    ids=[
+        "3d", "no-tr", "few-volumes", "nan", "broken-affine", "negative-tr", "tr-in-ms", "tr-huge",
+        "tr-tiny", "negative-dummy", "metadata-dummy",
+    ],
+)  # fmt: skip
+def test_bad_bold_raises_input_error(tmp_path, data, affine, meta, dummy, message):
+    """The one BOLD check (with the one dummy-scan rule) names the file and the reason."""
+    from bids_brainage.bids import sidecar_metadata
+
     root = tmp_path / "bids"
     path = _bids_bold(root, data, affine, meta)
+    metadata = sidecar_metadata(root, path)
     with pytest.raises(InputError) as err:
-        _build(root, path, tmp_path)
+        validate_bold(str(path), metadata, resolve_dummy_scans(metadata, dummy))
     assert str(path) in str(err.value) and message in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -71,11 +91,37 @@ def test_good_bold_builds_and_dummy_scans(tmp_path):
     root = tmp_path / "bids"
     path = _bids_bold(root, GOOD, meta={"RepetitionTime": 2.0, "NumberOfVolumesDiscardedByUser": 4})
     wf = _build(root, path, tmp_path)
-    assert wf.get_node("validate").inputs.dummy_scans == 4
+    assert wf.get_node("prepare_bold").inputs.dummy_scans == 4
+    assert wf.get_node("prepare_bold").inputs.tr == 2.0
     assert wf.get_node("hmc") is not None
     assert dummy_scans_from_metadata({}) == 0
+    meta = {"RepetitionTime": 2.0, "NumberOfVolumesDiscardedByUser": 4}
+    assert resolve_dummy_scans(meta, None) == 4 and resolve_dummy_scans(meta, 0) == 0
     img, tr = validate_bold(str(path), {"RepetitionTime": 2.0}, 0)
     assert tr == 2.0 and img.shape[-1] == 30
+
+
+def test_a_bold_run_is_validated_in_one_place_only():
+    """One check per run: validate_bold is called from run_subject alone (it used to run three
+    times with different dummy-scan rules, so a run passing the first could abort the subject
+    in a later one). The builder reads the sidecar but does not load the series."""
+    import bids_brainage
+
+    package = Path(bids_brainage.__file__).parent
+    calls = [
+        f"{path.relative_to(package)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "validate_bold(" in line and "def validate_bold(" not in line
+    ]
+    assert len(calls) == 1 and calls[0].startswith(f"workflows{os.sep}base.py:"), calls
+
+
+def test_the_builder_does_not_validate(tmp_path):
+    """A run the check would refuse (NaNs) still builds: checking is run_subject's job."""
+    root = tmp_path / "bids"
+    path = _bids_bold(root, np.where(GOOD > 101, np.nan, GOOD).astype(np.float32))
+    assert _build(root, path, tmp_path).get_node("prepare_bold") is not None
 
 
 def test_sphere_labels_never_empty():
@@ -150,3 +196,57 @@ def test_excluded_run_falls_back(tmp_path, fd, reason):
     out.with_suffix(".json").write_text(json.dumps(meta))
     usable, why = _functional_usable(out)
     assert not usable and reason in why
+
+
+@pytest.mark.parametrize("kind", list(CONNECTIVITY_KINDS))
+def test_every_offered_connectivity_works_on_one_run(kind):
+    """Each measure the command line offers is defined for a single subject's run."""
+    t = np.arange(120) * 2.0
+    shared = np.sin(2 * np.pi * 0.05 * t)
+    ts = rng.normal(size=(120, 4))
+    ts[:, :2] += 2 * shared[:, None]
+    mat = connectivity_matrix(ts, kind)
+    assert mat.shape == (4, 4) and np.all(np.isfinite(mat)) and np.all(np.diag(mat) == 0)
+    assert mat[0, 1] > 0.3  # the shared signal shows
+
+
+def test_tangent_is_not_offered_and_spellings_are_accepted():
+    from bids_brainage.cli.parser import build_parser
+
+    assert "tangent" not in CONNECTIVITY_KINDS
+    parser = build_parser()
+    args = parser.parse_args(["b", "o", "participant", "--connectivity", "partial correlation"])
+    assert args.connectivity == "partial-correlation"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["b", "o", "participant", "--connectivity", "tangent"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["b", "o", "participant", "--dummy-scans", "-5"])
+
+
+def test_censored_volumes_get_motion_outlier_columns():
+    from bids_brainage.interfaces.confounds import motion_outliers
+
+    fd = np.array([np.nan, 0.1, 0.7, 0.2, 0.9])
+    spikes = motion_outliers(fd, 0.5)
+    assert list(spikes.columns) == ["motion_outlier00", "motion_outlier01"]
+    assert spikes["motion_outlier00"].tolist() == [0, 0, 1, 0, 0]
+    assert spikes["motion_outlier01"].tolist() == [0, 0, 0, 0, 1]
+    assert motion_outliers(fd, 1.0).shape == (5, 0)
+
+
+def test_random_seed_reaches_every_registration(tmp_path):
+    """--random-seed seeds the registrations through the nodes' inputs (it was a constant)."""
+    from bids_brainage.interfaces.ants_registration import registration_seed
+    from bids_brainage.workflows.anatomical import init_anat_wf
+
+    anat = init_anat_wf(
+        output_dir=str(tmp_path / "out"), subject="01", session=None, bids_root=str(tmp_path),
+        sloppy=True, omp_nthreads=1, random_seed=7,
+    )  # fmt: skip
+    assert anat.get_node("initial_brain_mask").inputs.random_seed == 7
+    assert anat.get_node("register").inputs.random_seed == 7
+    root = tmp_path / "bids"
+    path = _bids_bold(root, GOOD)
+    func = _build(root, path, tmp_path, random_seed=7)
+    assert func.get_node("coreg").inputs.random_seed == 7
+    assert registration_seed(0) == 1 and registration_seed(7) == 8

@@ -17,7 +17,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SLURM_DIR = PROJECT_ROOT / "workflows" / "slurm"
 # The app as a local install: the interpreter running pytest (its virtual environment).
-LOCAL_CMD = f"{sys.executable} -m bids_brainage"
+# The installed console script of this environment, as docs/hpc.md sets BIDS_BRAINAGE_CMD.
+LOCAL_CMD = str(Path(sys.executable).with_name("bids_brainage"))
 NO_SLURM = (
     "SLURM is not available ({why}). The HPC tests need a running cluster: "
     "run `sudo bash .ci/setup_slurm.sh` (single node on localhost; the README's test command runs it through .ci/setup_tests.sh)."

@@ -14,7 +14,6 @@ import csv
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -104,7 +103,7 @@ def test_one_subject_with_the_nipype_slurm_plugin(request, tmp_path):
     bids_dir, labels = request.getfixturevalue("cohort")
     out_dir, work_dir = tmp_path / "out", tmp_path / "work"
     run = subprocess.run(
-        [sys.executable, "-m", "bids_brainage", str(bids_dir), str(out_dir), "participant",
+        [LOCAL_CMD, str(bids_dir), str(out_dir), "participant",
          "--participant-label", labels[0], "--use-plugin", str(PROJECT_ROOT / "workflows" / "slurm.yml"),
          "-w", str(work_dir), *PARTICIPANT_OPTS],
         env=slurm_env(),

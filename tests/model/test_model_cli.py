@@ -109,11 +109,12 @@ def test_fit_predict_evaluate(tmp_path, table_path, capsys):
 
 def test_user_errors_are_one_line(tmp_path, table_path, capsys):
     assert model_cmd.main(["model", "fit", str(tmp_path / "missing.tsv"), "--out", str(tmp_path / "m")]) == 1
-    err = capsys.readouterr().out.strip()
-    assert "missing.tsv: file not found" in err and "\n" not in err
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert "missing.tsv: file not found" in err and "\n" not in err and captured.out == ""
     assert (
         model_cmd.main(["model", "predict", str(tmp_path), str(table_path), "--out", str(tmp_path / "p.tsv")])
         == 1
     )
-    assert "model.json is missing" in capsys.readouterr().out
+    assert "model.json is missing" in capsys.readouterr().err
     assert not (tmp_path / "p.tsv").exists()

@@ -17,11 +17,16 @@ def test_methods_follow_settings():
     assert "--sloppy" not in default and "at full resolution" in default
     assert "Seitzman" in default and "FD > 0.5 mm" in default and "5-fold" in default
     sloppy = _text(
-        sloppy=True, atlas="Power264", connectivity="tangent", fd_threshold=0.3, n_folds=3, device="cpu"
+        sloppy=True,
+        atlas="Power264",
+        connectivity="partial-correlation",
+        fd_threshold=0.3,
+        n_folds=3,
+        device="cpu",
     )
     assert "--sloppy" in sloppy
     assert "264 regions of Power" in sloppy and "[power2011]" in sloppy
-    assert "tangent-space" in sloppy and "[varoquaux2010]" in sloppy
+    assert "partial correlation, Fisher z-transformed" in sloppy
     assert "FD > 0.3 mm" in sloppy and "3-fold" in sloppy and "on the CPU" in sloppy
     assert "0.01-0.1 Hz" in sloppy
 
@@ -80,3 +85,19 @@ def test_model_settings_come_from_the_group_level(tmp_path: Path):
         {"output_dir": str(tmp_path), "analysis_level": "participant", "n_folds": 5}
     )
     assert "3-fold" in text and "on the CPU" in text
+
+
+def test_sphere_radius_and_dummy_scans_say_what_the_code_did(tmp_path: Path):
+    """No "5 mm spheres" and no "detected" dummy volumes: the rule the code applies, and the
+    values the run recorded (issue: the methods text disagreed with the code)."""
+    text = citation.methods_markdown({"output_dir": str(tmp_path), "atlas": "Seitzman300"})
+    assert "5 mm spheres" not in text and "detected" not in text
+    assert "max(4 mm as published, 2.5 x the BOLD voxel size)" in text
+    assert "none when it does not say" in text
+    sidecar = tmp_path / "sub-01" / "func" / "sub-01_task-rest_desc-functional_features.json"
+    sidecar.parent.mkdir(parents=True)
+    sidecar.write_text('{"SphereRadius": 7.5, "QC": {"n_dummy_scans": 3}}')
+    text = citation.methods_markdown({"output_dir": str(tmp_path), "atlas": "Seitzman300"})
+    assert "7.5 mm in this dataset" in text and "(3 per run in this dataset)" in text
+    given = citation.methods_markdown({"output_dir": str(tmp_path), "dummy_scans": 2})
+    assert "the first 2 volumes were discarded" in given

@@ -1,0 +1,48 @@
+"""Processing choices shared by the parser, the workflows and the methods text.
+
+One place per fact: the command line offers exactly these, the interfaces accept exactly
+these, and the methods boilerplate describes them from here.
+"""
+
+from __future__ import annotations
+
+#: Connectivity measures computed per BOLD run, mapped to nilearn's ``ConnectivityMeasure`` kind.
+#: nilearn's ``tangent`` kind is not offered: it needs a group reference (the mean covariance of
+#: the training subjects) and is undefined for one run ("Tangent space parametrization can only
+#: be applied to a group of subjects"); a one-subject tangent embedding would be all zeros.
+CONNECTIVITY_KINDS: dict[str, str] = {
+    "correlation": "correlation",
+    "ledoit-wolf": "correlation",
+    "partial-correlation": "partial correlation",
+}
+
+#: The relationship-matrix ``stat-`` entity of each measure.
+RELMAT_STAT: dict[str, str] = {
+    "correlation": "pearsoncorrelation",
+    "ledoit-wolf": "ledoitwolfcorrelation",
+    "partial-correlation": "partialcorrelation",
+}
+
+
+def connectivity_kind(value: str) -> str:
+    """Canonical name of a connectivity measure; ``partial correlation`` (old spelling) is accepted."""
+    name = value.strip().lower().replace(" ", "-").replace("_", "-")
+    if name not in CONNECTIVITY_KINDS:
+        raise ValueError(f"unknown connectivity {value!r}; choose from {', '.join(CONNECTIVITY_KINDS)}")
+    return name
+
+
+#: Coordinate-atlas spheres are at least this many BOLD voxels in radius: the published 4-5 mm
+#: spheres hold only ~10 voxels of a 3 mm run, too few for a stable mean.
+SPHERE_RADIUS_VOXELS = 2.5
+
+#: BOLD sidecar keys that say how many initial volumes are not at steady state, in the order
+#: they are read (BIDS and vendor tools); without one, no volume is discarded.
+DUMMY_KEYS = ("NumberOfVolumesDiscardedByUser", "NumberOfDummyScans", "DummyScans", "NonSteadyStateVolumes")
+
+#: RepetitionTime (s) accepted for a BOLD run: outside it the sidecar is almost surely wrong
+#: (2000 is a TR in milliseconds), and the band-pass filter would silently collapse.
+PLAUSIBLE_TR_SECONDS = (0.1, 10.0)
+
+#: Framewise displacement (mm, Power 2012) above which a volume is censored (``--fd-threshold``).
+DEFAULT_FD_THRESHOLD = 0.5
