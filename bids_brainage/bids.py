@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,6 +391,15 @@ def demographics(bids_dir: str | os.PathLike, sex_map: dict[str, str] | None = N
     return table
 
 
+def validator_executable() -> str | None:
+    """``bids-validator-deno`` of the running environment (installed with bids_brainage), else
+    one on ``PATH``: the app may run by its full path with its ``bin/`` not on ``PATH``."""
+    beside = Path(sys.executable).with_name("bids-validator-deno")
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("bids-validator-deno")
+
+
 def run_validator(bids_dir: str | os.PathLike) -> tuple[int, int, list[str]]:
     """Run ``bids-validator-deno`` on ``bids_dir``.
 
@@ -403,7 +413,7 @@ def run_validator(bids_dir: str | os.PathLike) -> tuple[int, int, list[str]]:
     FileNotFoundError
         When the validator is not installed.
     """
-    exe = shutil.which("bids-validator-deno")
+    exe = validator_executable()
     if exe is None:
         raise FileNotFoundError("bids-validator-deno")
     proc = subprocess.run(
@@ -430,8 +440,10 @@ def validate_dataset(bids_dir: str | os.PathLike) -> None:
     try:
         n_errors, n_warnings, summary = run_validator(bids_dir)
     except FileNotFoundError:
-        LOGGER.warning("bids-validator-deno is not installed: skipping BIDS validation")
-        return
+        raise UsageError(
+            "bids-validator-deno was not found next to the Python running bids_brainage nor on PATH "
+            "(it is installed with bids_brainage: reinstall it, or use --skip-bids-validation)"
+        ) from None
     if n_warnings:
         LOGGER.info("BIDS validator: %d warning(s)", n_warnings)
     if n_errors:

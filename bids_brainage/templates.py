@@ -53,7 +53,8 @@ def _every_other_voxel(img: nib.Nifti1Image) -> nib.Nifti1Image:
 
 @lru_cache(maxsize=4)
 def mni_t1w(resolution: int = 1) -> nib.Nifti1Image:
-    """MNI152NLin2009aSym T1w template (whole head) at ``resolution`` mm (1 or 2)."""
+    """MNI152NLin2009aSym T1w template at ``resolution`` mm (1 or 2); nilearn ships it
+    skull-stripped (brain only), so it cannot be matched head-to-head."""
     from nilearn.datasets import load_mni152_template
 
     if resolution == 2:

@@ -188,3 +188,17 @@ def test_unwritable_output_dir(ixi10_copy, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert "output directory is not writable" in err[-1]
+
+
+def test_validator_runs_when_the_app_is_called_by_its_full_path(tmp_path, real_data):
+    """bids-validator-deno is a dependency of the app and is found next to its interpreter, so
+    a run by full path with the environment's bin/ off PATH still validates (it used to log
+    "not installed: skipping BIDS validation" and go on)."""
+    import os
+
+    from console import run_app
+
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    proc = run_app(real_data / "pumi", tmp_path / "out", "participant", "-w", tmp_path / "w", env=env)
+    assert proc.returncode == 2
+    assert "BIDS validation found" in proc.stderr and "skipping" not in proc.stderr

@@ -190,7 +190,7 @@ def test_rerun_is_cached(ixi_run):
 def test_bids_validator_passes(ixi_run):
     exe = shutil.which("bids-validator-deno") or str(Path(sys.executable).parent / "bids-validator-deno")
     if not Path(exe).exists():
-        pytest.fail("bids-validator-deno is not installed (pip install -e .[test])")
+        pytest.fail("bids-validator-deno is not installed (a dependency of bids_brainage: pip install -e .)")
     proc = subprocess.run([exe, "--format", "json", str(ixi_run.out_dir)], capture_output=True, text=True)
     report = json.loads(proc.stdout)
     errors = [i for i in report["issues"]["issues"] if i.get("severity") == "error"]

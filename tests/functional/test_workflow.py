@@ -110,7 +110,7 @@ def test_gather_reads_the_run_as_usable(simulated_run):
 
 def test_validator_passes(simulated_run):
     assert shutil.which("bids-validator-deno"), (
-        "bids-validator-deno is not installed (pip install -e .[test])"
+        "bids-validator-deno is not installed (a dependency of bids_brainage: pip install -e .)"
     )
     proc = subprocess.run(
         ["bids-validator-deno", "--format", "json", str(simulated_run["out"])],

@@ -28,7 +28,7 @@ def _hashes(root: Path) -> dict[str, str]:
 def test_validator_reports_no_errors(tiny_dataset: Path) -> None:
     exe = shutil.which("bids-validator-deno")
     if exe is None:
-        pytest.fail("bids-validator-deno is not installed (pip install -e .[test])")
+        pytest.fail("bids-validator-deno is not installed (a dependency of bids_brainage: pip install -e .)")
     proc = subprocess.run(
         [exe, "--format", "json", str(tiny_dataset)], capture_output=True, text=True, timeout=300
     )
