@@ -159,6 +159,59 @@ def test_unreadable_status_file_is_named(tmp_path, capsys, content, expected):
     assert not (out / "brainage.tsv").exists()
 
 
+def _scale_feature(
+    out: Path, label: str, column: str, factor: float | None, value: float | None = None
+) -> Path:
+    tsv = out / f"sub-{label}" / "anat" / f"sub-{label}_desc-structural_features.tsv"
+    features = pd.read_csv(tsv, sep="\t")
+    features[column] = features[column] * factor if factor is not None else value
+    features.to_csv(tsv, sep="\t", index=False)
+    return tsv
+
+
+def test_implausible_features_refused_per_person_at_training(tmp_path, capsys):
+    """1e30, x1000 (mm3 for mL) and inf: left out and named, never a NaN or a negative age."""
+    bids_dir, out = _layout(tmp_path, n=15)
+    column = pd.read_csv(out / "sub-001" / "anat" / "sub-001_desc-structural_features.tsv", sep="\t").columns[
+        0
+    ]
+    bad = {
+        "002": _scale_feature(out, "002", column, None, 1e30),
+        "003": _scale_feature(out, "003", column, 1000.0),
+        "004": _scale_feature(out, "004", column, None, float("inf")),
+    }
+    code = main([str(bids_dir), str(out), "group", "--skip-bids-validation", "-w", str(tmp_path / "w"),
+                 "--device", "cpu", "--n-folds", "2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    failed = [line for line in err.splitlines() if "FAILED sub-" in line]
+    assert len(failed) == 3
+    for label, tsv in bad.items():
+        assert any(f"FAILED sub-{label}: {tsv}: smri__" in line for line in failed), failed
+    assert "is inf (not a finite number)" in err and "robust SDs from the training median" in err
+    brainage = pd.read_csv(out / "brainage.tsv", sep="\t")
+    assert len(brainage) == 12 and not set(brainage["participant_id"]) & {f"sub-{x}" for x in bad}
+    assert brainage["predicted_age"].between(0, 130).all()
+
+
+def test_implausible_features_refused_per_person_with_model(trained, tmp_path, capsys):
+    bids_dir, out, common, _ = trained
+    target = tmp_path / "pred"
+    shutil.copytree(out, target, ignore=shutil.ignore_patterns("model", "brainage.*", "group"))
+    column = pd.read_csv(
+        target / "sub-001" / "anat" / "sub-001_desc-structural_features.tsv", sep="\t"
+    ).columns[0]
+    tsv = _scale_feature(target, "002", column, 1000.0)
+    code = main([str(bids_dir), str(target), "group", *common, "--model", str(out / "model"),
+                 "--participant-label", "001", "002", "005"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"FAILED sub-002: {tsv}: smri__" in err and "robust SDs from the training median" in err
+    brainage = pd.read_csv(target / "brainage.tsv", sep="\t")
+    assert list(brainage["participant_id"]) == ["sub-001", "sub-005"]
+    assert brainage["predicted_age"].between(0, 130).all()
+
+
 def test_group_without_participant_outputs_is_a_clear_error(tmp_path, capsys):
     bids_dir, _ = _layout(tmp_path, n=3)
     code = main(

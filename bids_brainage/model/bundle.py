@@ -27,6 +27,7 @@ from bids_brainage.errors import ModelBundleError
 from bids_brainage.model.calibration import BiasCorrector, ConformalInterval
 from bids_brainage.model.cv import BrainAgeEnsemble
 from bids_brainage.model.features import Preprocessor
+from bids_brainage.model.ood import FeatureReference
 from bids_brainage.model.saavae import SAAVAE, SAAVAEConfig
 from bids_brainage.model.train import SAAVAERegressor, resolve_device
 from bids_brainage.utils.atomic import write_json, write_with
@@ -94,6 +95,9 @@ def save_bundle(ensemble: BrainAgeEnsemble, directory: str | Path) -> Path:
         "interval": ensemble.interval.to_dict(),
         "training_summary": ensemble.summary,
         "metrics": ensemble.metrics,
+        # Training median and scale per feature (smri then fmri): inputs far outside them
+        # are refused at prediction (bids_brainage.model.ood).
+        "feature_reference": ensemble.reference.to_dict() if ensemble.reference is not None else None,
     }
     write_json(directory / META, meta)
     write_checksums(directory)
@@ -229,6 +233,7 @@ def _rebuild(
     extra = set(tensors) - used
     if extra:
         raise ModelBundleError(f"model bundle has unexpected tensors, e.g. {sorted(extra)[:2]}")
+    reference = meta.get("feature_reference")
     return BrainAgeEnsemble(
         models=models,
         smri_features=smri,
@@ -237,6 +242,7 @@ def _rebuild(
         interval=ConformalInterval(**meta["interval"]),
         metrics=meta.get("metrics", {}),
         summary=meta.get("training_summary", {}),
+        reference=FeatureReference.from_dict(smri + fmri, reference) if reference else None,
     )
 
 

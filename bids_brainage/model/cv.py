@@ -8,6 +8,7 @@ out-of-fold predictions of the training subjects.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,10 @@ from bids_brainage.errors import InputError, ModelBundleError
 from bids_brainage.model.calibration import BiasCorrector, ConformalInterval, cross_fitted
 from bids_brainage.model.features import canonicalise, feature_columns
 from bids_brainage.model.metrics import metrics_table, regression_metrics
+from bids_brainage.model.ood import FeatureReference, screen_cohort, screen_rows
 from bids_brainage.model.train import SAAVAERegressor, inference_threads
+
+LOGGER = logging.getLogger("bids_brainage.model")
 
 
 def age_bins(age: np.ndarray, n_bins: int = 10) -> np.ndarray:
@@ -89,6 +93,9 @@ class BrainAgeEnsemble:
     interval: ConformalInterval
     metrics: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: Training median and scale of every feature, to refuse implausible inputs (None in
+    #: bundles written before it was stored: the first fold's scaler stands in).
+    reference: FeatureReference | None = None
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -145,6 +152,14 @@ def fit_cross_validated(
     # Validates and normalises in-memory tables too (sex as M/F, ids as strings...).
     table = canonicalise(table, require_age=True)
     smri, fmri = feature_columns(table, "smri"), feature_columns(table, "fmri")
+    refused = screen_cohort(table, smri + fmri)
+    if any(refused):
+        first = next(i for i, reason in enumerate(refused) if reason)
+        raise InputError(
+            "training table",
+            f"{sum(map(bool, refused))} row(s) with implausible features, e.g. "
+            f"{table['participant_id'].iloc[first]}: {refused[first]}; fix or remove them",
+        )
     folds = make_folds(table, n_folds, random_seed) if folds is None else np.asarray(folds)
     x_s, x_f = arrays_from_table(table, smri, fmri)
     modalities = estimator_kwargs.pop("modalities", None) or tuple(
@@ -183,6 +198,8 @@ def fit_cross_validated(
         metrics={"out_of_fold": overall, "n_folds": int(len(np.unique(folds)))},
         summary=training_summary(table),
     )
+    used = ensemble.smri_features + ensemble.fmri_features
+    ensemble.reference = FeatureReference.robust(table, used, with_sd=True)
     return oof, ensemble, metrics
 
 
@@ -245,12 +262,69 @@ def predict_table(ensemble: BrainAgeEnsemble, table: pd.DataFrame) -> pd.DataFra
         x_f = None
     if x_s is not None and np.isnan(x_s).all(axis=1).any():
         raise InputError("table", "some rows have no structural features at all; sMRI is required")
+    refused, notes, drop_f = _screen_for_prediction(ensemble, table, fmri_present)
+    if drop_f.any():
+        x_f = x_f.copy()  # to_numpy may return a read-only view of the table
+        x_f[drop_f] = np.nan
     sex = table["sex"].to_numpy(float)
-    pred = ensemble.predict_arrays(x_s, x_f, sex)
+    pred = np.full(len(table), np.nan)
+    ok = ~refused
+    if ok.any():
+        pred[ok] = ensemble.predict_arrays(_rows(x_s, ok), _rows(x_f, ok), sex[ok])
     lo, hi = ensemble.interval.interval(pred)
     age = table["age"].to_numpy(float) if "age" in table else np.full(len(table), np.nan)
     cgap = ensemble.bias.corrected_gap(age, pred)
-    return _frame(table, pred, lo, hi, cgap, ensemble.models[0].fmri_mask(x_f, len(table)))
+    out = _frame(table, pred, lo, hi, cgap, ensemble.models[0].fmri_mask(x_f, len(table)))
+    out.loc[refused, "modalities"] = "none"
+    out["refused"] = refused
+    out["note"] = notes
+    return out
+
+
+def _screen_for_prediction(
+    ensemble: BrainAgeEnsemble, table: pd.DataFrame, fmri_present: bool
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Refuse people whose features the model never saw the like of (see :mod:`.ood`).
+
+    Implausible structural features (or functional ones for an fMRI-only model) refuse
+    the person; implausible functional features of an sMRI+fMRI model are dropped and
+    the person is predicted from sMRI alone. Returns the refused rows, a note per row
+    (empty when nothing was found) and the rows whose fMRI is dropped.
+    """
+    reference = ensemble.reference or _scaler_reference(ensemble)
+    smri, fmri = ensemble.smri_features, ensemble.fmri_features
+    why_s = screen_rows(table, reference.subset(smri)) if smri else [""] * len(table)
+    why_f = screen_rows(table, reference.subset(fmri)) if fmri and fmri_present else [""] * len(table)
+    refused, drop_f = np.zeros(len(table), bool), np.zeros(len(table), bool)
+    notes = [""] * len(table)
+    pids = table["participant_id"].astype(str).to_numpy()
+    for i in range(len(table)):
+        if why_s[i] or (why_f[i] and "smri" not in ensemble.modalities):
+            refused[i] = True
+            notes[i] = f"refused: {why_s[i] or why_f[i]}"
+            LOGGER.warning("%s: not predicted: %s", pids[i], why_s[i] or why_f[i])
+        elif why_f[i]:
+            drop_f[i] = True
+            notes[i] = f"fMRI not used: {why_f[i]}"
+            LOGGER.warning("%s: predicted from sMRI only: %s", pids[i], why_f[i])
+    return refused, notes, drop_f
+
+
+def _scaler_reference(ensemble: BrainAgeEnsemble) -> FeatureReference:
+    """Reference of a bundle that stores none: the first fold's training mean and SD."""
+    pre = ensemble.models[0].preprocessor_
+    parts = [
+        (names, mean, scale)
+        for names, mean, scale in (
+            (ensemble.smri_features, pre.s_mean, pre.s_scale),
+            (ensemble.fmri_features, pre.f_mean, pre.f_scale),
+        )
+        if names and mean is not None
+    ]
+    names = [n for part in parts for n in part[0]]
+    median = np.concatenate([np.asarray(p[1], float) for p in parts]) if parts else np.zeros(0)
+    scale = np.concatenate([np.asarray(p[2], float) for p in parts]) if parts else np.zeros(0)
+    return FeatureReference(names, median, scale)
 
 
 def _rows(x: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:

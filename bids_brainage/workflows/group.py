@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bids_brainage import bids
-from bids_brainage.errors import UsageError
+from bids_brainage.errors import InputError, UsageError
 from bids_brainage.gather import gather_features, join_demographics
 from bids_brainage.utils import atomic
 from bids_brainage.workflows.execution import WorkflowFailed, run_workflow
@@ -132,6 +132,8 @@ def run_group(config: Any) -> int:
         return rebuild_reports(config)
     table, qc = build_model_table(config)
     train = config.model is None
+    refused = _refuse_implausible(config, table) if train else []
+    table = table[~table["participant_id"].isin(refused)].reset_index(drop=True)
     usable = table["age"].notna() & table["sex"].notna()
     # Each training fold needs a few subjects; fewer than this cannot give honest estimates.
     if train and int(usable.sum()) < max(4, config.n_folds + 1):
@@ -180,6 +182,7 @@ def run_group(config: Any) -> int:
     else:
         predictions["split"] = "predict"
         atomic.write_tsv(group_dir / "qc.tsv", qc)
+    predictions, not_predicted = _drop_refused(config, predictions)
     brainage = _brainage_table(predictions, table)
     atomic.write_tsv(config.output_dir / "brainage.tsv", brainage)
     atomic.write_json(
@@ -187,7 +190,54 @@ def run_group(config: Any) -> int:
     )
     LOGGER.info("wrote %s (%d rows)", config.output_dir / "brainage.tsv", len(brainage))
     _reports(config, len(brainage))
-    return 0
+    return 1 if refused or not_predicted else 0
+
+
+def _features_file(config: Any, participant_id: str, session_id: Any, reason: str) -> Path:
+    """The participant-level features file behind a refused feature (named in the error)."""
+    folder = config.output_dir / participant_id
+    if isinstance(session_id, str) and session_id.startswith("ses-"):
+        folder = folder / session_id
+    kind = ("func", "functional") if reason.startswith("fmri__") else ("anat", "structural")
+    found = sorted((folder / kind[0]).glob(f"*_desc-{kind[1]}_features.tsv"))
+    return found[0] if found else folder / kind[0]
+
+
+def _refuse_implausible(config: Any, table: pd.DataFrame) -> list[str]:
+    """Participants left out of training for implausible features (see :mod:`bids_brainage.model.ood`).
+
+    Each is logged as an error naming the features file; the group level exits 1.
+    """
+    from bids_brainage.model.ood import screen_cohort
+
+    names = [c for c in table.columns if c.startswith(("smri__", "fmri__"))]
+    usable = (table["age"].notna() & table["sex"].notna()).to_numpy()
+    reasons = [""] * len(table)
+    for index, reason in zip(np.nonzero(usable)[0], screen_cohort(table[usable], names), strict=True):
+        reasons[index] = reason
+    refused = []
+    for (_, row), reason in zip(table.iterrows(), reasons, strict=True):
+        if reason:
+            path = _features_file(config, row["participant_id"], row.get("session_id"), reason)
+            LOGGER.error(
+                "FAILED %s: %s: %s; left out of the group level", row["participant_id"], path, reason
+            )
+            refused.append(row["participant_id"])
+    return refused
+
+
+def _drop_refused(config: Any, predictions: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Remove people the model refused to predict (implausible features), each logged as an error."""
+    if "refused" not in predictions.columns:
+        return predictions, []
+    refused = predictions["refused"].astype(str).str.lower().isin(["true", "1"])
+    dropped = []
+    for _, row in predictions[refused].iterrows():
+        reason = str(row["note"]).removeprefix("refused: ")
+        path = _features_file(config, row["participant_id"], row.get("session_id"), reason)
+        LOGGER.error("FAILED %s: %s: %s; not predicted", row["participant_id"], path, reason)
+        dropped.append(row["participant_id"])
+    return predictions[~refused].reset_index(drop=True), dropped
 
 
 def predict_subject(config: Any, subject: str, session: str | None) -> Path:
@@ -212,6 +262,11 @@ def predict_subject(config: Any, subject: str, session: str | None) -> Path:
     table["site"] = table["site"].fillna("n/a")
     model_table = canonicalise(table, source=f"sub-{subject}", require_age=False)
     predictions = predict_table(load_bundle(config.model, device=config.device), model_table)
+    if predictions["refused"].any():
+        reason = str(predictions.loc[predictions["refused"], "note"].iloc[0]).removeprefix("refused: ")
+        raise InputError(
+            _features_file(config, f"sub-{subject}", table.get("session_id", [None])[0], reason), reason
+        )
     predictions["split"] = "predict"
     brainage = _brainage_table(predictions, table)
     folder = config.output_dir / f"sub-{subject}" / (f"ses-{session}" if session else "")

@@ -125,3 +125,43 @@ def test_predict_accepts_raw_sex_labels(fitted, small_table):
         predict_table(ens, raw)["predicted_age"].to_numpy(),
         predict_table(ens, small_table)["predicted_age"].to_numpy(),
     )
+
+
+def test_implausible_features_refused_or_fmri_dropped_per_person(fitted, small_table, tmp_path):
+    """Robust z beyond the limit: sMRI refuses that person, fMRI is dropped (sMRI only)."""
+    from bids_brainage.model.ood import Z_LIMIT
+
+    loaded = load_bundle(fitted[1], device="cpu")
+    assert loaded.reference is not None and loaded.reference.names[0] == "smri__roi000"
+    table = small_table.copy()
+    table.loc[1, "smri__roi000"] *= 1000
+    table.loc[2, "fmri__edge0007"] = 1e30
+    table.loc[3, "smri__roi001"] = np.inf
+    pred = predict_table(loaded, table)
+    clean = predict_table(loaded, small_table)
+    assert list(pred["refused"]) == [False, True, False, True] + [False] * (len(table) - 4)
+    assert np.isnan(pred.loc[[1, 3], "predicted_age"]).all() and set(pred.loc[[1, 3], "modalities"]) == {
+        "none"
+    }
+    assert "smri__roi000 = " in pred.loc[1, "note"] and f"limit {Z_LIMIT:g}" in pred.loc[1, "note"]
+    assert pred.loc[3, "note"] == "refused: smri__roi001 is inf (not a finite number)"
+    assert pred.loc[2, "modalities"] == "smri" and pred.loc[2, "note"].startswith(
+        "fMRI not used: fmri__edge0007"
+    )
+    assert np.isfinite(pred.loc[2, "predicted_age"])
+    others = ~pred.index.isin([1, 2, 3])
+    np.testing.assert_array_equal(pred.loc[others, "predicted_age"], clean.loc[others, "predicted_age"])
+    # A bundle that predates the stored reference falls back on its first fold's scaler.
+    loaded.reference = None
+    assert list(predict_table(loaded, table)["refused"][:4]) == [False, True, False, True]
+
+
+def test_training_table_with_implausible_rows_refused(small_table):
+    from bids_brainage.errors import InputError
+
+    table = small_table.copy()
+    table.loc[5, "smri__roi002"] = -np.inf
+    with pytest.raises(
+        InputError, match=r"1 row\(s\) with implausible features, e\.g\. .*smri__roi002 is -inf"
+    ):
+        fit_cross_validated(table, n_folds=2, device="cpu")
