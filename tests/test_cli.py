@@ -202,3 +202,23 @@ def test_validator_runs_when_the_app_is_called_by_its_full_path(tmp_path, real_d
     proc = run_app(real_data / "pumi", tmp_path / "out", "participant", "-w", tmp_path / "w", env=env)
     assert proc.returncode == 2
     assert "BIDS validation found" in proc.stderr and "skipping" not in proc.stderr
+
+
+def test_participant_run_of_a_subject_in_use_refused(real_data, tmp_path, capsys):
+    """Participant runs of one subject sharing -w clobber each other's nodes: refused."""
+    from bids_brainage.utils.locks import work_dir_lock
+
+    work = tmp_path / "work"
+    argv = [
+        str(real_data / "pumi"),
+        str(tmp_path / "out"),
+        "participant",
+        "-w",
+        str(work),
+        "--skip-bids-validation",
+    ]
+    with work_dir_lock(work, "sub-001", "participant run of sub-001"):
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{work}: work directory is in use by another participant run of sub-001 (pid " in err
+    assert "Traceback" not in err and not (tmp_path / "out" / "sub-001").exists()

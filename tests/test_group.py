@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -210,6 +213,48 @@ def test_implausible_features_refused_per_person_with_model(trained, tmp_path, c
     brainage = pd.read_csv(target / "brainage.tsv", sep="\t")
     assert list(brainage["participant_id"]) == ["sub-001", "sub-005"]
     assert brainage["predicted_age"].between(0, 130).all()
+
+
+def _console_script() -> str:
+    """The installed ``bids_brainage`` command (of this virtual environment, else on PATH)."""
+    local = Path(sys.executable).with_name("bids_brainage")
+    found = str(local) if local.exists() else shutil.which("bids_brainage")
+    assert found, "the bids_brainage console script is not installed"
+    return found
+
+
+def test_second_group_run_on_one_work_dir_refused(tmp_path):
+    """Two group runs sharing -w: the second says who holds it, the first finishes."""
+    bids_dir, out = _layout(tmp_path, n=12)
+    work = tmp_path / "work"
+    cmd = [_console_script(), str(bids_dir), str(out), "group", "--skip-bids-validation", "-w", str(work),
+           "--device", "cpu", "--n-folds", "2"]  # fmt: skip
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lock = work / ".locks" / "group.lock"
+        deadline = time.monotonic() + 120
+        while (
+            not (lock.exists() and lock.read_text()) and first.poll() is None and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        assert first.poll() is None, "the first run ended before the second started"
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert first.poll() is None, "the first run ended while the second ran: nothing was tested"
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        message = second.stderr.strip().splitlines()[-1]
+        assert message.startswith(
+            f"bids_brainage: error: {work}: work directory is in use by another group run"
+        )
+        assert f"pid {first.pid} on " in message and "use another --work-dir" in message
+        assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
+    finally:
+        first.kill()
+    assert len(pd.read_csv(out / "brainage.tsv", sep="\t")) == 12
+    # The lock dies with its holder: a later run on the same work dir may take it.
+    from bids_brainage.utils.locks import work_dir_lock
+
+    with work_dir_lock(work, "group", "group run"):
+        pass
 
 
 def test_group_without_participant_outputs_is_a_clear_error(tmp_path, capsys):

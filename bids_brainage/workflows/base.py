@@ -13,7 +13,9 @@ import logging
 import multiprocessing
 import re
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -273,6 +275,37 @@ def run_participants(config: Any) -> int:
     jobs: list[bids.SessionData] = []
     for subject in subjects:
         jobs += bids.collect_data(layout, subject, config.task_id, config.session_label, config.bids_filters)
+    with _exclusive(config, jobs):
+        return _run_jobs(config, jobs)
+
+
+@contextmanager
+def _exclusive(config: Any, jobs: list[bids.SessionData]) -> Iterator[None]:
+    """Lock each subject's share of the work dir; on SIGTERM/SIGINT stop every worker and
+    remove this run's unfinished files (see :mod:`bids_brainage.utils.interrupt`)."""
+    from bids_brainage.gather import STATUS_DIR
+    from bids_brainage.utils.interrupt import remove_temporaries, stop_all_on_signal
+    from bids_brainage.utils.locks import work_dir_lock
+
+    labels = sorted({f"sub-{d.subject}" + (f"_ses-{d.session}" if d.session else "") for d in jobs})
+    subjects = sorted({f"sub-{d.subject}" for d in jobs})
+    out = config.output_dir
+    prefixes = tuple(f"{s}{sep}" for s in subjects for sep in (".", "_"))
+
+    def cleanup() -> int:
+        return remove_temporaries(
+            [out / s for s in subjects], [(out, prefixes), (out / STATUS_DIR, prefixes)]
+        )
+
+    with ExitStack() as stack:
+        for label in labels:
+            stack.enter_context(work_dir_lock(config.work_dir, label, f"participant run of {label}"))
+        stack.enter_context(stop_all_on_signal(cleanup))
+        yield
+
+
+def _run_jobs(config: Any, jobs: list[bids.SessionData]) -> int:
+    """Run the subjects/sessions one after another or side by side; returns the exit code."""
     n_parallel = parallel_subjects(config, len(jobs))
     if n_parallel == 1:
         results = []

@@ -125,11 +125,30 @@ def init_group_wf(config: Any, table_file: Path, train: bool) -> Any:
 
 
 def run_group(config: Any) -> int:
-    """The group level; returns the exit code."""
+    """The group level; returns the exit code.
+
+    One group run at a time per work dir (a second is refused with the holder's pid);
+    SIGTERM/SIGINT stop its workers and remove its unfinished files.
+    """
     if config.reports_only:
         from bids_brainage.reports.rebuild import rebuild_reports
 
         return rebuild_reports(config)
+    from bids_brainage.utils.interrupt import remove_temporaries, stop_all_on_signal
+    from bids_brainage.utils.locks import work_dir_lock
+
+    out = config.output_dir
+
+    def cleanup() -> int:
+        # Group outputs, reports and the bundle being published (".model.*.tmp").
+        return remove_temporaries([out / "group", out / "model"], [(out, ("",)), (out / "logs", ("",))])
+
+    with work_dir_lock(config.work_dir, "group", "group run"), stop_all_on_signal(cleanup):
+        return _run_group(config)
+
+
+def _run_group(config: Any) -> int:
+    """The group level, with the work dir locked."""
     table, qc = build_model_table(config)
     train = config.model is None
     refused = _refuse_implausible(config, table) if train else []
