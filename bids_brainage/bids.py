@@ -71,8 +71,20 @@ def load_layout(bids_dir: str | os.PathLike, database_dir: str | os.PathLike | N
 def select_subjects(layout: Any, requested: list[str]) -> list[str]:
     """Subjects to process: all in the dataset, or the requested ones (which must exist)."""
     available = sorted(layout.get_subjects())
+    invalid = _invalid_subject_folders(Path(layout.root))
     if not available:
+        if invalid:
+            raise UsageError(
+                f"{layout.root}: no valid subject folder: {_invalid_summary(invalid)} "
+                "(labels may only contain letters and digits [0-9A-Za-z])"
+            )
         raise UsageError(f"{layout.root}: no subjects (sub-*) found in the dataset")
+    if invalid:
+        LOGGER.warning(
+            "%s: folders with invalid labels are ignored: %s (labels may only contain letters and digits)",
+            layout.root,
+            _invalid_summary(invalid),
+        )
     if not requested:
         return available
     missing = [label for label in requested if label not in available]
@@ -82,6 +94,24 @@ def select_subjects(layout: Any, requested: list[str]) -> list[str]:
             f"{layout.root}: participant label(s) not found: {', '.join(missing)}; available: {shown}"
         )
     return sorted(requested)
+
+
+def _invalid_subject_folders(root: Path) -> list[str]:
+    """``sub-*`` folders whose label pybids cannot read (e.g. ``sub-ü01``, ``sub-01_a``)."""
+    from bids_brainage.derivatives import check_label
+
+    invalid = []
+    for folder in sorted(root.glob("sub-*")):
+        try:
+            check_label(folder.name, "sub")
+        except ValueError:
+            if folder.is_dir():
+                invalid.append(folder.name)
+    return invalid
+
+
+def _invalid_summary(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def parse_bids_filters(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -254,6 +284,7 @@ def _first_line(err: BaseException) -> str:
 def _read_table(path: Path) -> pd.DataFrame:
     """Read a BIDS TSV as strings (so codes like ``01`` and ``n/a`` survive), with clear errors."""
     try:
+        _check_field_counts(path)
         table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, encoding="utf-8")
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
@@ -261,6 +292,22 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise InputError(path, f"not a readable tab-separated table ({_first_line(err)})") from None
     table.columns = [str(c).strip() for c in table.columns]
     return table
+
+
+def _check_field_counts(path: Path) -> None:
+    """Every row must have as many tab-separated fields as the header.
+
+    pandas reads a row with an extra field by shifting its columns (the first becomes an
+    index), which later reads as a nonsense value (e.g. "age 'F' is not a number").
+    """
+    lines = path.read_text(encoding="utf-8").splitlines()
+    expected = len(lines[0].split("\t")) if lines else 0
+    for number, line in enumerate(lines[1:], start=2):
+        found = len(line.split("\t"))
+        if line.strip() and found != expected:
+            raise InputError(
+                path, f"line {number} has {found} tab-separated fields, the header has {expected}"
+            )
 
 
 def _pick_column(table: pd.DataFrame, names: tuple[str, ...]) -> str | None:

@@ -208,3 +208,24 @@ def test_datalad_file_not_retrieved_is_named(real_data, tmp_path):
         with pytest.raises(InputError, match="symbolic link to missing content.*datalad get") as err:
             check(links[name])
         assert str(err.value).startswith(str(links[name]))
+
+
+def test_row_with_an_extra_field_is_named(tmp_path):
+    """pandas would shift the row (its first field becoming an index): 'age 'F' is not a number'."""
+    root = _dataset(tmp_path / "ds", "participant_id\tage\tsex\nsub-01\t30\tM\textra\nsub-02\t41\tF\n")
+    with pytest.raises(InputError, match="line 2 has 4 tab-separated fields, the header has 3") as err:
+        bids.read_participants(root)
+    assert str(err.value).startswith(str(root / "participants.tsv"))
+
+
+def test_subject_folders_with_invalid_labels_are_named(tmp_path, caplog):
+    root = _dataset(tmp_path / "ds", "participant_id\tage\nsub-ü01\t30\n")
+    (root / "sub-ü01" / "anat").mkdir(parents=True)
+    with pytest.raises(
+        UsageError, match=r"no valid subject folder: sub-ü01 \(labels may only contain letters"
+    ):
+        bids.select_subjects(bids.load_layout(root), [])
+    (root / "sub-02" / "anat").mkdir(parents=True)
+    (root / "sub-02" / "anat" / "sub-02_T1w.nii.gz").write_bytes(b"")
+    assert bids.select_subjects(bids.load_layout(root), []) == ["02"]
+    assert "folders with invalid labels are ignored: sub-ü01" in caplog.text
