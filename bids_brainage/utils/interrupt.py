@@ -158,20 +158,22 @@ def stop_all_on_signal(cleanup: Callable[[], int]) -> Iterator[None]:
         for other in _SIGNALS:  # a second signal must not interrupt the clean-up
             signal.signal(other, signal.SIG_IGN)
         name = signal.Signals(signum).name
+        # Other threads (the pools' managers) report the workers' deaths with tracebacks:
+        # from here on stderr goes nowhere but for our own lines, written to a copy of it.
+        sys.stderr.flush()
+        console = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
         workers = stop_descendants()
         removed = cleanup()
-        LOGGER.error(
-            "interrupted by %s: stopped %d worker process(es), removed %d unfinished file(s); "
-            "subjects without a status file are not finished: rerun them",
-            name,
-            workers,
-            removed,
+        summary = (
+            f"interrupted by {name}: stopped {workers} worker process(es), removed {removed} unfinished "
+            "file(s); subjects without a status file are not finished: rerun them"
         )
-        print(f"bids_brainage: interrupted by {name}", file=sys.stderr)
+        LOGGER.error("%s", summary)  # to the run's log file (the console is muted)
         for handler_ in logging.getLogger("bids_brainage").handlers:
             handler_.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        os.write(console, f"{summary}\nbids_brainage: interrupted by {name}\n".encode())
         # os._exit: no code of the interrupted run may go on writing (e.g. nipype's
         # clean-up of a pool whose workers are gone, or a half-done rename).
         os._exit(128 + signum)
