@@ -1,0 +1,50 @@
+"""A rerun that fails must not leave the group level with the subject's old features
+(issue 20.4): the real participant level, then the group level, through the console script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from pipeline_cohort import TRAIN
+
+STALE = TRAIN[1]
+COMMON = ["--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--random-seed", "1", "--min-volumes", "20",
+          "--skip-bids-validation"]  # fmt: skip
+
+
+def _console_script() -> str:
+    local = Path(sys.executable).with_name("bids_brainage")
+    found = str(local) if local.exists() else shutil.which("bids_brainage")
+    assert found, "the bids_brainage console script is not installed"
+    return found
+
+
+def test_failed_rerun_leaves_the_subject_out_of_the_group_level(pipeline_run, tmp_path):
+    bids_dir, out, work = tmp_path / "bids", tmp_path / "out", tmp_path / "work"
+    shutil.copytree(pipeline_run.bids_dir, bids_dir)
+    shutil.copytree(pipeline_run.out_dir, out, ignore=shutil.ignore_patterns("brainage.*"))
+    t1w = bids_dir / f"sub-{STALE}" / "anat" / f"sub-{STALE}_T1w.nii.gz"
+    img = nib.load(t1w)
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.float32), img.affine), t1w)
+    script = _console_script()
+    rerun = subprocess.run([script, str(bids_dir), str(out), "participant", "--participant-label", STALE,
+                            "-w", str(work), *COMMON], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert rerun.returncode == 1 and f"sub-{STALE}_T1w.nii.gz: is empty" in rerun.stderr
+    status = json.loads((out / "logs" / "participants" / f"sub-{STALE}.json").read_text())
+    assert status["outcomes"]["anat"] == "failed"
+    # The old features are still on disk: the group level must not use them.
+    assert (out / f"sub-{STALE}" / "anat" / f"sub-{STALE}_desc-structural_features.tsv").exists()
+    group = subprocess.run([script, str(bids_dir), str(out), "group", "-w", str(work), "--model",
+                            str(pipeline_run.out_dir / "model"), *COMMON], capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert group.returncode == 0, group.stderr[-2000:]
+    assert f"sub-{STALE} (its latest participant run failed: " in group.stderr
+    predicted = set(pd.read_csv(out / "brainage.tsv", sep="\t")["participant_id"])
+    assert predicted == {f"sub-{label}" for label in TRAIN if label != STALE}
