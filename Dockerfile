@@ -2,30 +2,81 @@
 #   docker build -t bids_brainage:latest .
 #   docker build --build-arg TORCH_VARIANT=cu128 -t bids_brainage:latest-cuda .
 #   docker run --rm -v /data/bids:/data:ro -v /data/out:/out bids_brainage:latest /data /out participant
-# See docs/containers.md.
+# Another base or package source (an offline mirror, CI): see docs/containers.md and
+# .ci/build_container.sh, which builds this file from a debootstrapped Debian bookworm.
 
 ARG PYTHON_VERSION=3.11
+# Any Debian bookworm image with python3 (3.11), python3-venv and CA certificates will do.
+ARG BASE_IMAGE=python:${PYTHON_VERSION}-slim-bookworm
 
 # ---- build stage: wheels and the virtual environment -------------------------------------
-FROM python:${PYTHON_VERSION}-slim-bookworm AS builder
+FROM ${BASE_IMAGE} AS builder
 # cpu (default) or a CUDA tag of the PyTorch index, e.g. cu128
 ARG TORCH_VARIANT=cpu
 ARG TORCH_VERSION=2.13.0
+# Where torch comes from (default: the PyTorch index of the chosen variant).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
+# pip's own settings: the index for everything else (PIP_INDEX_URL), a folder of wheels
+# searched as well (PIP_FIND_LINKS) and a CA bundle (PIP_CERT, behind a TLS-inspecting proxy),
+# the last two empty by default; folders and files can be mounted with podman build --volume.
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG PIP_FIND_LINKS=
+ARG PIP_CERT=
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# torch first, from the PyTorch index of the chosen variant; then the app and the rest from PyPI.
-RUN pip install "torch==${TORCH_VERSION}" --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}"
+# torch first, from the PyTorch index of the chosen variant; then the app's dependencies from
+# PyPI (a layer that stays cached while only the code changes), then the app itself.
+RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 WORKDIR /src
 COPY setup.cfg pyproject.toml README.md ./
+COPY bids_brainage/__init__.py ./bids_brainage/
+RUN pip install "torch==${TORCH_VERSION}" .
 COPY bids_brainage ./bids_brainage
-RUN pip install "torch==${TORCH_VERSION}" . \
-    && python -m compileall -q /opt/venv
+# pip byte-compiles what it installs. Any UID must be able to run the venv: a+rX, applied
+# only where missing (a chmod of every file would copy the whole venv into a new layer).
+RUN pip install --no-deps . \
+    && find /opt/venv \( ! -perm -a+r -o \( -perm -u+x ! -perm -a+x \) \) -exec chmod a+rX {} +
 
 # ---- runtime stage: slim Python, the venv, a non-root user ---------------------------------
-FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
+FROM ${BASE_IMAGE} AS runtime
+
+# libgomp: OpenMP runtime for ITK/antspyx and torch; procps: ps for nipype's resource checks.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1=12.* procps=2:4.* \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
+
+# Non-root user. Singularity runs as the calling UID, so everything stays readable (and
+# the home writable) by any UID; matplotlib/nilearn caches go to a writable home.
+RUN useradd --create-home --home-dir /home/brainage --uid 1000 --shell /bin/bash brainage \
+    && mkdir -p /work \
+    && chmod 1777 /work /home/brainage
+
+# The venv, readable by any UID (made so in the build stage).
+COPY --from=builder /opt/venv /opt/venv
+
+ENV PATH=/opt/venv/bin:$PATH \
+    HOME=/home/brainage \
+    MPLCONFIGDIR=/tmp/brainage_matplotlib \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    OMP_NUM_THREADS=1 \
+    MKL_NUM_THREADS=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1 \
+    BIDS_BRAINAGE_CONTAINER=docker
+
+# Pre-warm: load every template and atlas once at build time (from the installed wheels,
+# no download), so a missing data file fails the build instead of a job.
+RUN python -c "from bids_brainage import templates as t; \
+[f(r) for r in (1, 2) for f in (t.mni_t1w, t.mni_brain_mask, t.mni_tissue_priors)]; \
+t.desikan_killiany(); [t.coord_atlas(a) for a in t.COORD_ATLASES]" \
+    && bids_brainage --version
+
+# Labels last: a new commit or date changes only these metadata layers, not the cached ones.
 ARG VERSION=unknown
 ARG VCS_REF=unknown
 ARG BUILD_DATE=unknown
@@ -39,39 +90,7 @@ LABEL org.opencontainers.image.title="bids_brainage" \
       org.opencontainers.image.revision="${VCS_REF}" \
       org.opencontainers.image.created="${BUILD_DATE}" \
       org.opencontainers.image.variant="${TORCH_VARIANT}"
-
-# libgomp: OpenMP runtime for ITK/antspyx and torch; procps: ps for nipype's resource checks.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1=12.* procps=2:4.* \
-    && rm -rf /var/lib/apt/lists/*
-
-COPY --from=builder /opt/venv /opt/venv
-
-# Non-root user. Singularity runs as the calling UID, so everything stays readable (and
-# the home writable) by any UID; matplotlib/nilearn caches go to a writable home.
-RUN useradd --create-home --home-dir /home/brainage --uid 1000 --shell /bin/bash brainage \
-    && mkdir -p /work \
-    && chmod -R a+rX /opt/venv \
-    && chmod 1777 /work /home/brainage
-
-ENV PATH=/opt/venv/bin:$PATH \
-    HOME=/home/brainage \
-    MPLCONFIGDIR=/tmp/brainage_matplotlib \
-    PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
-    OMP_NUM_THREADS=1 \
-    MKL_NUM_THREADS=1 \
-    OPENBLAS_NUM_THREADS=1 \
-    ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1 \
-    BIDS_BRAINAGE_CONTAINER=docker \
-    BIDS_BRAINAGE_CONTAINER_TAG=${VERSION}
-
-# Pre-warm: load every template and atlas once at build time (from the installed wheels,
-# no download), so a missing data file fails the build instead of a job.
-RUN python -c "from bids_brainage import templates as t; \
-[f(r) for r in (1, 2) for f in (t.mni_t1w, t.mni_brain_mask, t.mni_tissue_priors)]; \
-t.desikan_killiany(); [t.coord_atlas(a) for a in t.COORD_ATLASES]" \
-    && bids_brainage --version
+ENV BIDS_BRAINAGE_CONTAINER_TAG=${VERSION}
 
 USER 1000:1000
 WORKDIR /work

@@ -1,7 +1,8 @@
 """Container recipes and HPC scripts: hadolint, the Singularity recipe parsed with spython,
 Dockerfile and singularity.def agreeing, and the docs matching the scripts.
 
-Static checks only (no Docker engine or Singularity needed); the SLURM runs are in tests/hpc.
+Static checks only (no container engine needed); the image is built and run with Podman in
+tests/container, the SLURM runs are in tests/hpc.
 """
 
 from __future__ import annotations
@@ -60,14 +61,25 @@ def test_dockerfile_shape(docker_runtime):
     text = DOCKERFILE.read_text()
     stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\w+))?", text, flags=re.M | re.I)
     assert len(stages) >= 2, "multi-stage build expected"
-    assert all("slim" in image for image, _ in stages)
+    # Every stage starts from BASE_IMAGE: the slim Python image unless a build argument says
+    # otherwise (.ci/build_container.sh passes a debootstrapped Debian bookworm).
+    assert all(image == "${BASE_IMAGE}" for image, _ in stages)
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, flags=re.M)
+    assert base and base.group(1) == "python:${PYTHON_VERSION}-slim-bookworm"
+    assert text.index("ARG BASE_IMAGE=") < text.index("FROM ")  # visible to every FROM
     assert docker_runtime.entrypoint == ["bids_brainage"]
     env = _env(docker_runtime.environ)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
     assert env["BIDS_BRAINAGE_CONTAINER"] == "docker"
     # CPU torch by default, CUDA through a build argument, from the PyTorch index.
     assert re.search(r"^ARG TORCH_VARIANT=cpu$", text, flags=re.M)
-    assert "download.pytorch.org/whl/${TORCH_VARIANT}" in text
+    assert re.search(
+        r"^ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/\$\{TORCH_VARIANT\}$", text, flags=re.M
+    )
+    assert '--index-url "${TORCH_INDEX_URL}"' in text
+    # pip can be pointed elsewhere (another index, a wheel folder, a CA bundle) by build arguments.
+    for arg in ("PIP_INDEX_URL", "PIP_FIND_LINKS", "PIP_CERT"):
+        assert re.search(rf"^ARG {arg}=", text, flags=re.M), arg
     # OCI labels with version and commit from build arguments.
     assert 'org.opencontainers.image.version="${VERSION}"' in text
     assert 'org.opencontainers.image.revision="${VCS_REF}"' in text
@@ -165,11 +177,28 @@ def test_docs_match_the_scripts():
 
 def test_readme_test_command_sets_up_slurm_and_chromium_first():
     """The README's test command (which CI runs) starts with the one set-up script, and that
-    script starts SLURM and installs Chromium: the suite needs no step only CI knows."""
+    script starts SLURM, installs Chromium and Podman with the local base image: the suite
+    needs no step only CI knows."""
     readme = (PROJECT_ROOT / "README.md").read_text()
     command = next(line for line in readme.splitlines() if "python -m pytest" in line)
     assert command.startswith("bash .ci/setup_tests.sh && ")
     setup = (PROJECT_ROOT / ".ci" / "setup_tests.sh").read_text()
     assert "setup_slurm.sh" in setup and "setup_chromium.sh" in setup
-    for script in ("setup_tests.sh", "setup_slurm.sh", "setup_chromium.sh"):
-        subprocess.run(["bash", "-n", str(PROJECT_ROOT / ".ci" / script)], check=True)
+    assert 'build_container.sh" --setup-only' in setup
+    for script in ("setup_tests.sh", "setup_slurm.sh", "setup_chromium.sh", "build_container.sh"):
+        path = PROJECT_ROOT / ".ci" / script
+        assert path.stat().st_mode & 0o111, f"{script} is not executable"
+        subprocess.run(["bash", "-n", str(path)], check=True)
+
+
+def test_build_script_passes_what_the_dockerfile_declares():
+    """Every --build-arg of .ci/build_container.sh is an ARG of the Dockerfile, and the runs
+    in tests/container use the script's Podman options."""
+    script = (PROJECT_ROOT / ".ci" / "build_container.sh").read_text()
+    declared = set(re.findall(r"^ARG (\w+)", DOCKERFILE.read_text(), flags=re.M))
+    passed = set(re.findall(r'--build-arg "?(\w+)=', script))
+    assert {"BASE_IMAGE", "PIP_FIND_LINKS", "TORCH_INDEX_URL"} <= passed
+    assert passed <= declared, passed - declared
+    assert "--runtime runc --cgroup-manager=cgroupfs" in script
+    helpers = (PROJECT_ROOT / "tests" / "container" / "container_helpers.py").read_text()
+    assert '"--runtime", "runc"' in helpers and '"--cgroup-manager=cgroupfs"' in helpers
