@@ -183,6 +183,11 @@ def test_implausible_features_refused_per_person_at_training(tmp_path, capsys):
         "003": _scale_feature(out, "003", column, 1000.0),
         "004": _scale_feature(out, "004", column, None, float("inf")),
     }
+    # Implausible functional features alone: the person is kept, from sMRI only.
+    func = out / "sub-005" / "func" / "sub-005_task-rest_desc-functional_features.tsv"
+    edges = pd.read_csv(func, sep="\t")
+    edges[edges.columns[0]] *= 1000
+    edges.to_csv(func, sep="\t", index=False)
     code = main([str(bids_dir), str(out), "group", "--skip-bids-validation", "-w", str(tmp_path / "w"),
                  "--device", "cpu", "--n-folds", "2"])  # fmt: skip
     err = capsys.readouterr().err
@@ -195,6 +200,8 @@ def test_implausible_features_refused_per_person_at_training(tmp_path, capsys):
     brainage = pd.read_csv(out / "brainage.tsv", sep="\t")
     assert len(brainage) == 12 and not set(brainage["participant_id"]) & {f"sub-{x}" for x in bad}
     assert brainage["predicted_age"].between(0, 130).all()
+    assert brainage.loc[brainage["participant_id"] == "sub-005", "modalities"].item() == "smri"
+    assert f"sub-005: {func}: fmri__" in err and "trained and predicted from sMRI only" in err
 
 
 def test_implausible_features_refused_per_person_with_model(trained, tmp_path, capsys):

@@ -115,6 +115,8 @@ def init_group_wf(config: Any, table_file: Path, train: bool) -> Any:
         node = pe.Node(TrainBrainAge(), name="train")
         node.inputs.n_folds = config.n_folds
         node.inputs.random_seed = config.random_seed
+        node.inputs.harmonize = config.harmonize
+        node.inputs.bias_correction = config.bias_correction
     else:
         node = pe.Node(PredictBrainAge(), name="predict")
         node.inputs.model_dir = str(config.model)
@@ -151,8 +153,7 @@ def _run_group(config: Any) -> int:
     """The group level, with the work dir locked."""
     table, qc = build_model_table(config)
     train = config.model is None
-    refused = _refuse_implausible(config, table) if train else []
-    table = table[~table["participant_id"].isin(refused)].reset_index(drop=True)
+    table, refused = _refuse_implausible(config, table) if train else (table, [])
     usable = table["age"].notna() & table["sex"].notna()
     # Each training fold needs a few subjects; fewer than this cannot give honest estimates.
     if train and int(usable.sum()) < max(4, config.n_folds + 1):
@@ -222,27 +223,43 @@ def _features_file(config: Any, participant_id: str, session_id: Any, reason: st
     return found[0] if found else folder / kind[0]
 
 
-def _refuse_implausible(config: Any, table: pd.DataFrame) -> list[str]:
-    """Participants left out of training for implausible features (see :mod:`bids_brainage.model.ood`).
+def _refuse_implausible(config: Any, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Screen the training rows for implausible features (see :mod:`bids_brainage.model.ood`).
 
-    Each is logged as an error naming the features file; the group level exits 1.
+    A row with an implausible structural feature is left out (an error naming the
+    features file; the group level exits 1). A row whose functional features alone are
+    implausible keeps its structural ones (a warning), as at prediction. Returns the table
+    without the refused rows and their labels.
     """
     from bids_brainage.model.ood import screen_cohort
 
-    names = [c for c in table.columns if c.startswith(("smri__", "fmri__"))]
-    usable = (table["age"].notna() & table["sex"].notna()).to_numpy()
-    reasons = [""] * len(table)
-    for index, reason in zip(np.nonzero(usable)[0], screen_cohort(table[usable], names), strict=True):
-        reasons[index] = reason
+    table = table.copy()
+    smri = [c for c in table.columns if c.startswith("smri__")]
+    fmri = [c for c in table.columns if c.startswith("fmri__")]
+    keep = np.ones(len(table), bool)
     refused = []
-    for (_, row), reason in zip(table.iterrows(), reasons, strict=True):
-        if reason:
-            path = _features_file(config, row["participant_id"], row.get("session_id"), reason)
-            LOGGER.error(
-                "FAILED %s: %s: %s; left out of the group level", row["participant_id"], path, reason
+    # Removing a row or its fMRI changes the cohort's reference: screen again until stable.
+    for _ in range(5):
+        rows = np.nonzero(keep & (table["age"].notna() & table["sex"].notna()).to_numpy())[0]
+        found = [
+            (i, why) for i, why in zip(rows, screen_cohort(table.iloc[rows], smri + fmri), strict=True) if why
+        ]
+        for i, why in found:
+            pid, sid = (
+                table["participant_id"].iloc[i],
+                table["session_id"].iloc[i] if "session_id" in table else None,
             )
-            refused.append(row["participant_id"])
-    return refused
+            path = _features_file(config, pid, sid, why)
+            if why.startswith("fmri__") and smri:
+                LOGGER.warning("%s: %s: %s; trained and predicted from sMRI only", pid, path, why)
+                table.iloc[i, [table.columns.get_loc(c) for c in fmri]] = np.nan
+            else:
+                LOGGER.error("FAILED %s: %s: %s; left out of the group level", pid, path, why)
+                keep[i] = False
+                refused.append(str(pid))
+        if not found:
+            break
+    return table[keep].reset_index(drop=True), refused
 
 
 def _drop_refused(config: Any, predictions: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
