@@ -72,6 +72,8 @@ class Config:
     derivatives: dict[str, Path] = field(default_factory=dict)
     model: Path | None = None
     n_folds: int = 5
+    harmonize: str = "none"
+    bias_correction: str = "linear"
     sex_map: dict[str, str] = field(default_factory=dict)
     command_line: str = ""
     start_time: float = field(default_factory=time.time)
@@ -186,6 +188,8 @@ def build_config(args: Any, argv: list[str] | None = None) -> Config:
         derivatives=derivs,
         model=model,
         n_folds=args.n_folds,
+        harmonize=args.harmonize,
+        bias_correction=args.bias_correction,
         sex_map=sex_map,
         command_line=" ".join(["bids_brainage", *(argv if argv is not None else sys.argv[1:])]),
     )

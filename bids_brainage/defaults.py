@@ -46,3 +46,9 @@ PLAUSIBLE_TR_SECONDS = (0.1, 10.0)
 
 #: Framewise displacement (mm, Power 2012) above which a volume is censored (``--fd-threshold``).
 DEFAULT_FD_THRESHOLD = 0.5
+
+#: Ages (years) a prediction interval may span: bounds are clipped to this range.
+PLAUSIBLE_AGE_YEARS = (0.0, 120.0)
+
+#: Choices of ``--harmonize`` (site harmonisation before training; see ``model/harmonize.py``).
+HARMONIZE_CHOICES = ("none", "combat")

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from bids_brainage.cli.parser import HelpFormatter
+from bids_brainage.defaults import HARMONIZE_CHOICES
 from bids_brainage.errors import InputError, UsageError
 
 # Plain text for --help (the module docstring is reStructuredText).
@@ -81,6 +82,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="age-bias correction of the gap (default: linear, Beheshti)",
     )
     fit.add_argument(
+        "--harmonize",
+        choices=HARMONIZE_CHOICES,
+        default="none",
+        help="site harmonisation (ComBat, age and sex protected, fitted on training folds only)",
+    )
+    fit.add_argument(
         "--max-epochs", type=int, default=None, help="override the training schedule's epoch cap"
     )
     fit.add_argument("--progress", action="store_true", help="show a progress bar with the loss terms")
@@ -149,6 +156,7 @@ def _fit(args: argparse.Namespace, table) -> int:
         random_seed=args.random_seed,
         device=args.device,
         bias_kind=args.bias_correction,
+        harmonize=args.harmonize,
         progress=args.progress or None,
         **_settings(args),
     )

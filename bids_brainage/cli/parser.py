@@ -11,7 +11,7 @@ import argparse
 from importlib import import_module
 
 from bids_brainage import __version__
-from bids_brainage.defaults import CONNECTIVITY_KINDS, DEFAULT_FD_THRESHOLD
+from bids_brainage.defaults import CONNECTIVITY_KINDS, DEFAULT_FD_THRESHOLD, HARMONIZE_CHOICES
 from bids_brainage.templates import ALL_ATLASES
 
 SUBCOMMANDS = ("demo", "simulate", "model")
@@ -212,6 +212,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", metavar="DIR", help="trained model bundle: predict instead of training")
     g.add_argument(
         "--n-folds", type=_positive_int, default=5, help="cross-validation folds at the group level"
+    )
+    g.add_argument(
+        "--harmonize",
+        choices=HARMONIZE_CHOICES,
+        default="none",
+        help="site harmonisation of the features before training: combat = ComBat (neuroHarmonize), "
+        "age and sex protected, fitted on training folds only and stored in the model",
+    )
+    g.add_argument(
+        "--bias-correction",
+        choices=("linear", "quadratic"),
+        default="linear",
+        help="age-bias correction of the brain-age gap: linear (Beheshti 2019) or quadratic (Smith 2019)",
     )
 
     g = parser.add_argument_group("Reports and logging")

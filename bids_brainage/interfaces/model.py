@@ -32,6 +32,8 @@ class _TrainInputSpec(BaseInterfaceInputSpec):
     n_folds = traits.Int(5, usedefault=True, desc="cross-validation folds")
     random_seed = traits.Int(0, usedefault=True, desc="seed of folds and training")
     device = traits.Enum("auto", "cpu", "cuda", usedefault=True, desc="where the model trains")
+    harmonize = traits.Enum("none", "combat", usedefault=True, desc="site harmonisation (ComBat)")
+    bias_correction = traits.Enum("linear", "quadratic", usedefault=True, desc="age-bias correction")
 
 
 class _TrainOutputSpec(TraitedSpec):
@@ -61,7 +63,12 @@ class TrainBrainAge(SimpleInterface):
         table = _read_table(self.inputs.table)
         folds = make_folds(table, self.inputs.n_folds, self.inputs.random_seed)
         oof, ensemble, metrics = fit_cross_validated(
-            table, folds=folds, random_seed=self.inputs.random_seed, device=self.inputs.device
+            table,
+            folds=folds,
+            random_seed=self.inputs.random_seed,
+            device=self.inputs.device,
+            harmonize=self.inputs.harmonize,
+            bias_kind=self.inputs.bias_correction,
         )
         oof.to_csv(cwd / "predictions.tsv", sep="\t", index=False, na_rep="n/a")
         metrics.to_csv(cwd / "metrics.tsv", sep="\t", index=False, na_rep="n/a")

@@ -24,9 +24,10 @@ from safetensors.torch import load_file, save_file
 
 from bids_brainage import __version__
 from bids_brainage.errors import ModelBundleError
-from bids_brainage.model.calibration import BiasCorrector, ConformalInterval
+from bids_brainage.model.calibration import BiasCorrector, interval_from_dict
 from bids_brainage.model.cv import BrainAgeEnsemble
 from bids_brainage.model.features import Preprocessor
+from bids_brainage.model.harmonize import ComBatHarmonizer
 from bids_brainage.model.ood import FeatureReference
 from bids_brainage.model.saavae import SAAVAE, SAAVAEConfig
 from bids_brainage.model.train import SAAVAERegressor, resolve_device
@@ -77,6 +78,10 @@ def save_bundle(ensemble: BrainAgeEnsemble, directory: str | Path) -> Path:
                 "scaler": {name: arrays[name].tolist() for name in _JSON_ARRAYS if name in arrays},
             }
         )
+    for modality, harmonizer in ensemble.harmonizers.items():
+        for name, array in harmonizer.arrays().items():
+            dtype = np.uint8 if array.dtype == bool else np.float32
+            tensors[f"harmonize.{modality}.{name}"] = torch.from_numpy(np.ascontiguousarray(array, dtype))
     write_with(directory / WEIGHTS, lambda tmp: save_file(tensors, str(tmp)))
     meta = {
         "format_version": FORMAT_VERSION,
@@ -93,6 +98,8 @@ def save_bundle(ensemble: BrainAgeEnsemble, directory: str | Path) -> Path:
         "folds": folds,
         "bias_correction": ensemble.bias.to_dict(),
         "interval": ensemble.interval.to_dict(),
+        # ComBat per modality (site list here, arrays in the weights file); absent: none.
+        "harmonization": {m: h.to_dict() for m, h in ensemble.harmonizers.items()},
         "training_summary": ensemble.summary,
         "metrics": ensemble.metrics,
         # Training median and scale per feature (smri then fmri): inputs far outside them
@@ -230,6 +237,15 @@ def _rebuild(
         models.append(est)
     if not models:
         raise ModelBundleError("model bundle has no fold models")
+    harmonizers = {}
+    for modality, part in meta.get("harmonization", {}).items():
+        prefix = f"harmonize.{modality}."
+        arrays = {n[len(prefix) :]: t.numpy() for n, t in tensors.items() if n.startswith(prefix)}
+        used.update(prefix + n for n in arrays)
+        try:
+            harmonizers[modality] = ComBatHarmonizer.from_parts(part, arrays)
+        except (KeyError, ValueError, AttributeError) as exc:
+            raise ModelBundleError(f"model bundle harmonisation ({modality}) is damaged: {exc}") from None
     extra = set(tensors) - used
     if extra:
         raise ModelBundleError(f"model bundle has unexpected tensors, e.g. {sorted(extra)[:2]}")
@@ -239,10 +255,11 @@ def _rebuild(
         smri_features=smri,
         fmri_features=fmri,
         bias=BiasCorrector(**meta["bias_correction"]),
-        interval=ConformalInterval(**meta["interval"]),
+        interval=interval_from_dict(meta["interval"]),
         metrics=meta.get("metrics", {}),
         summary=meta.get("training_summary", {}),
         reference=FeatureReference.from_dict(smri + fmri, reference) if reference else None,
+        harmonizers=harmonizers,
     )
 
 

@@ -1,4 +1,4 @@
-"""Age-bias correction of the brain-age gap and split-conformal prediction intervals.
+"""Age-bias correction of the brain-age gap and conformal prediction intervals.
 
 Both are fitted on training data only. In cross-validation, the correction and the
 interval width applied to fold k are estimated from the out-of-fold predictions of the
@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from bids_brainage.defaults import PLAUSIBLE_AGE_YEARS
 
 
 @dataclass
@@ -75,8 +78,119 @@ class ConformalInterval:
         return {"alpha": self.alpha, "half_width": self.half_width, "n_calibration": self.n_calibration}
 
 
+@dataclass
+class ErrorScale:
+    """A model of the expected absolute error as a function of the predicted age.
+
+    Brain-age errors grow with age and differ between cohorts, so one width for everyone is
+    too wide for a child and too narrow for an older adult. The scale is a least-squares line
+    of the absolute residuals on the predicted age, evaluated with the predicted age clipped
+    to the range it was fitted on (no extrapolation) and floored at a fifth of the median
+    absolute residual (a line may approach 0 at one end).
+    """
+
+    coef: list[float] = field(default_factory=list)  # slope, intercept (np.polyfit order)
+    pred_range: list[float] = field(default_factory=list)
+    floor: float = float("nan")
+
+    def fit(self, age: np.ndarray, pred: np.ndarray) -> ErrorScale:
+        pred = np.asarray(pred, float)
+        abs_res = np.abs(pred - np.asarray(age, float))
+        self.coef = [float(c) for c in np.polyfit(pred, abs_res, 1)]
+        self.pred_range = [float(pred.min()), float(pred.max())]
+        self.floor = max(float(np.median(abs_res)) / 5, 1e-3)
+        return self
+
+    def __call__(self, pred: np.ndarray) -> np.ndarray:
+        clipped = np.clip(np.asarray(pred, float), *self.pred_range)
+        return np.maximum(np.polyval(self.coef, clipped), self.floor)
+
+    def to_dict(self) -> dict:
+        return {"coef": list(self.coef), "pred_range": list(self.pred_range), "floor": self.floor}
+
+
+@dataclass
+class AdaptiveInterval:
+    """Normalised split-conformal interval: predicted_age ± q·σ(predicted_age).
+
+    σ is :class:`ErrorScale`; q comes from the calibration residuals divided by their σ
+    (crepes' normalised ``ConformalRegressor``), which keeps marginal coverage ≥ 1−α for
+    exchangeable subjects while the width follows the expected error. Bounds are clipped to
+    ``PLAUSIBLE_AGE_YEARS`` (no negative ages).
+    """
+
+    alpha: float = 0.1
+    scale: ErrorScale = field(default_factory=ErrorScale)
+    #: Sorted normalised calibration scores |residual| / σ (crepes' ``alphas``).
+    scores: list[float] = field(default_factory=list)
+
+    def fit(self, age: np.ndarray, pred: np.ndarray) -> AdaptiveInterval:
+        age, pred = np.asarray(age, float), np.asarray(pred, float)
+        self.scale = ErrorScale().fit(age, pred)
+        self.scores = [float(s) for s in self._regressor(age - pred, self.scale(pred)).alphas]
+        return self
+
+    @staticmethod
+    def _regressor(residuals: np.ndarray, sigmas: np.ndarray) -> Any:
+        from crepes import ConformalRegressor
+
+        return ConformalRegressor().fit(residuals=residuals, sigmas=sigmas)
+
+    @property
+    def n_calibration(self) -> int:
+        return len(self.scores)
+
+    def interval(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pred = np.asarray(pred, float)
+        lower, upper = np.full(pred.shape, np.nan), np.full(pred.shape, np.nan)
+        ok = np.isfinite(pred)
+        if ok.any() and self.scores:
+            # crepes' normalised regressor from the stored scores (residual/σ; the sign does not matter).
+            regressor = self._regressor(np.asarray(self.scores), np.ones(len(self.scores)))
+            bounds = regressor.predict_int(
+                pred[ok], sigmas=self.scale(pred[ok]), confidence=1 - self.alpha,
+                y_min=PLAUSIBLE_AGE_YEARS[0], y_max=PLAUSIBLE_AGE_YEARS[1],
+            )  # fmt: skip
+            lower[ok], upper[ok] = bounds[:, 0], bounds[:, 1]
+        return lower, upper
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "normalised",
+            "alpha": self.alpha,
+            "scale": self.scale.to_dict(),
+            "scores": list(self.scores),
+            "n_calibration": self.n_calibration,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AdaptiveInterval:
+        return cls(alpha=float(data["alpha"]), scale=ErrorScale(**data["scale"]), scores=list(data["scores"]))
+
+
+def interval_from_dict(data: dict) -> AdaptiveInterval | ConformalInterval:
+    """The interval stored in a bundle (bundles before adaptive intervals hold a constant one)."""
+    if data.get("kind") == "normalised":
+        return AdaptiveInterval.from_dict(data)
+    return ConformalInterval(**{k: v for k, v in data.items() if k != "kind"})
+
+
+def make_interval(kind: str, alpha: float) -> AdaptiveInterval | ConformalInterval:
+    """``normalised`` (default: width follows the expected error) or ``constant`` (± one q)."""
+    if kind == "normalised":
+        return AdaptiveInterval(alpha)
+    if kind == "constant":
+        return ConformalInterval(alpha)
+    raise ValueError(f"unknown interval kind {kind!r}; use normalised or constant")
+
+
 def cross_fitted(
-    age: np.ndarray, pred: np.ndarray, folds: np.ndarray, bias_kind: str = "linear", alpha: float = 0.1
+    age: np.ndarray,
+    pred: np.ndarray,
+    folds: np.ndarray,
+    bias_kind: str = "linear",
+    alpha: float = 0.1,
+    interval_kind: str = "normalised",
 ) -> dict[str, np.ndarray | float]:
     """Corrected gaps and interval bounds for out-of-fold predictions, fold by fold.
 
@@ -86,6 +200,8 @@ def cross_fitted(
         Chronological age and out-of-fold prediction for every subject.
     folds
         Fold index of every subject (the fold in which it was held out).
+    interval_kind
+        ``normalised`` (:class:`AdaptiveInterval`) or ``constant`` (:class:`ConformalInterval`).
 
     Returns
     -------
@@ -98,8 +214,37 @@ def cross_fitted(
     for k in np.unique(folds):
         test, train = folds == k, folds != k
         bc = BiasCorrector(bias_kind).fit(age[train], pred[train])
-        ci = ConformalInterval(alpha).fit(age[train], pred[train])
+        ci = make_interval(interval_kind, alpha).fit(age[train], pred[train])
         cgap[test] = bc.corrected_gap(age[test], pred[test])
         lo[test], hi[test] = ci.interval(pred[test])
     coverage = float(((age >= lo) & (age <= hi)).mean())
     return {"corrected_gap": cgap, "lower": lo, "upper": hi, "coverage": coverage}
+
+
+def coverage_by_group(
+    age: np.ndarray, lower: np.ndarray, upper: np.ndarray, groups: dict[str, np.ndarray]
+) -> list[dict[str, Any]]:
+    """Coverage and median width of intervals, overall and per level of each grouping.
+
+    ``groups`` maps a grouping name (``age tercile``, ``sex``, ``site``...) to one label
+    per person. Returns rows ``{"grouping", "level", "n", "coverage", "median_width"}``.
+    """
+    age, lower, upper = (np.asarray(a, float) for a in (age, lower, upper))
+    inside = (age >= lower) & (age <= upper)
+    width = upper - lower
+    rows = [{"grouping": "all", "level": "all", "n": len(age), "coverage": float(inside.mean()),
+             "median_width": float(np.median(width))}]  # fmt: skip
+    for name, labels in groups.items():
+        labels = np.asarray(labels).astype(str)
+        for level in sorted(set(labels)):
+            rows_ = labels == level
+            rows.append({"grouping": name, "level": level, "n": int(rows_.sum()),
+                         "coverage": float(inside[rows_].mean()), "median_width": float(np.median(width[rows_]))})  # fmt: skip
+    return rows
+
+
+def age_terciles(age: np.ndarray) -> np.ndarray:
+    """``young``/``middle``/``old`` by the cohort's age terciles (labels that sort by age)."""
+    age = np.asarray(age, float)
+    edges = np.quantile(age, [1 / 3, 2 / 3])
+    return np.array(["1 young", "2 middle", "3 old"])[np.digitize(age, edges, right=True)]

@@ -15,9 +15,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bids_brainage.defaults import HARMONIZE_CHOICES
 from bids_brainage.errors import InputError, ModelBundleError
-from bids_brainage.model.calibration import BiasCorrector, ConformalInterval, cross_fitted
+from bids_brainage.model.calibration import (
+    AdaptiveInterval,
+    BiasCorrector,
+    ConformalInterval,
+    cross_fitted,
+    make_interval,
+)
 from bids_brainage.model.features import canonicalise, feature_columns
+from bids_brainage.model.harmonize import ComBatHarmonizer
 from bids_brainage.model.metrics import metrics_table, regression_metrics
 from bids_brainage.model.ood import FeatureReference, screen_cohort, screen_rows
 from bids_brainage.model.train import SAAVAERegressor, inference_threads
@@ -52,7 +60,9 @@ def make_folds(
     n_bins = int(np.clip(len(people) // (2 * n_folds), 1, 10))
     strata = age_bins(people["age"].to_numpy(), n_bins).astype(str)
     if by_site and people["site"].nunique() > 1:
-        joint = pd.Series(np.char.add(np.char.add(strata, "|"), people["site"].astype(str).to_numpy()))
+        joint = pd.Series(
+            np.char.add(np.char.add(strata, "|"), people["site"].astype(str).to_numpy(dtype=str))
+        )
         # Age-bin x site cells smaller than the fold count cannot be spread over all folds:
         # merge them into a per-age-bin "other sites" cell, then into one remainder cell.
         counts = joint.map(joint.value_counts())
@@ -90,12 +100,15 @@ class BrainAgeEnsemble:
     smri_features: list[str]
     fmri_features: list[str]
     bias: BiasCorrector
-    interval: ConformalInterval
+    interval: AdaptiveInterval | ConformalInterval
     metrics: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     #: Training median and scale of every feature, to refuse implausible inputs (None in
     #: bundles written before it was stored: the first fold's scaler stands in).
     reference: FeatureReference | None = None
+    #: ComBat per modality (``smri``/``fmri``), fitted on all training rows; empty without
+    #: ``--harmonize combat``.
+    harmonizers: dict[str, ComBatHarmonizer] = field(default_factory=dict)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -120,6 +133,8 @@ def fit_cross_validated(
     alpha: float = 0.1,
     folds: np.ndarray | None = None,
     progress: bool | None = False,
+    harmonize: str = "none",
+    interval_kind: str = "normalised",
     **estimator_kwargs: Any,
 ) -> tuple[pd.DataFrame, BrainAgeEnsemble, pd.DataFrame]:
     """K-fold SA-AVAE with out-of-fold predictions for every row and a fold ensemble.
@@ -136,6 +151,11 @@ def fit_cross_validated(
         Miscoverage of the conformal intervals (0.1: 90 % intervals).
     folds
         Precomputed fold index per row (overrides ``n_folds``), e.g. leave-site-out.
+    harmonize
+        ``none`` or ``combat``: ComBat per modality (:mod:`.harmonize`), fitted on each fold's
+        training rows; a held-out site the fold never saw is harmonised from its own people.
+    interval_kind
+        ``normalised`` (width follows the expected error, the default) or ``constant``.
     **estimator_kwargs
         Passed to `SAAVAERegressor` (``modalities``, ``weights``, ``settings``...).
 
@@ -168,8 +188,19 @@ def fit_cross_validated(
     age, sex = table["age"].to_numpy(float), table["sex"].to_numpy(float)
     pred = np.full(len(table), np.nan)
     models = []
+    if harmonize not in HARMONIZE_CHOICES:
+        raise ValueError(f"unknown harmonisation {harmonize!r}; choose from {', '.join(HARMONIZE_CHOICES)}")
+    site = table["site"].astype(str).to_numpy()
+    if harmonize == "combat" and len(set(site) - {"n/a"}) < 2:
+        raise InputError("training table", "--harmonize combat needs a site column with at least two sites")
     for i, k in enumerate(np.unique(folds)):
         tr, te = folds != k, folds == k
+        if harmonize == "combat":
+            # Fitted on the fold's training rows only; the held-out rows are transformed.
+            fold_h = _fit_harmonizers(x_s, x_f, modalities, site[tr], age[tr], sex[tr], tr)
+            xs_fold, xf_fold, _ = _harmonised(fold_h, x_s, x_f, site, age, sex)
+        else:
+            xs_fold, xf_fold = x_s, x_f
         est = SAAVAERegressor(
             modalities=modalities,
             device=device,
@@ -177,10 +208,10 @@ def fit_cross_validated(
             progress=progress,
             **estimator_kwargs,
         )
-        est.fit(_rows(x_s, tr), _rows(x_f, tr), sex[tr], age[tr])
-        pred[te] = est.predict(_rows(x_s, te), _rows(x_f, te), sex[te])
+        est.fit(_rows(xs_fold, tr), _rows(xf_fold, tr), sex[tr], age[tr])
+        pred[te] = est.predict(_rows(xs_fold, te), _rows(xf_fold, te), sex[te])
         models.append(est)
-    cf = cross_fitted(age, pred, folds, bias_kind, alpha)
+    cf = cross_fitted(age, pred, folds, bias_kind, alpha, interval_kind)
     oof = _frame(
         table, pred, cf["lower"], cf["upper"], cf["corrected_gap"], models[0].fmri_mask(x_f, len(table))
     )
@@ -194,13 +225,50 @@ def fit_cross_validated(
         smri_features=smri if "smri" in modalities else [],
         fmri_features=fmri if "fmri" in modalities else [],
         bias=BiasCorrector(bias_kind).fit(age, pred),
-        interval=ConformalInterval(alpha).fit(age, pred),
+        interval=make_interval(interval_kind, alpha).fit(age, pred),
         metrics={"out_of_fold": overall, "n_folds": int(len(np.unique(folds)))},
         summary=training_summary(table),
     )
     used = ensemble.smri_features + ensemble.fmri_features
     ensemble.reference = FeatureReference.robust(table, used, with_sd=True)
+    if harmonize == "combat":
+        everyone = np.ones(len(table), bool)
+        ensemble.harmonizers = _fit_harmonizers(x_s, x_f, modalities, site, age, sex, everyone)
     return oof, ensemble, metrics
+
+
+def _fit_harmonizers(
+    x_s: np.ndarray | None,
+    x_f: np.ndarray | None,
+    modalities: tuple[str, ...],
+    site: np.ndarray,
+    age: np.ndarray,
+    sex: np.ndarray,
+    rows: np.ndarray,
+) -> dict[str, ComBatHarmonizer]:
+    """ComBat per modality on ``rows`` (``site``/``age``/``sex`` are those rows' values)."""
+    out = {}
+    for name, x in (("smri", x_s), ("fmri", x_f)):
+        if x is not None and name in modalities:
+            out[name] = ComBatHarmonizer().fit(x[rows], site, age, sex)
+    return out
+
+
+def _harmonised(
+    harmonizers: dict[str, ComBatHarmonizer],
+    x_s: np.ndarray | None,
+    x_f: np.ndarray | None,
+    site: np.ndarray,
+    age: np.ndarray,
+    sex: np.ndarray,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """Both modalities harmonised, and the structural status per row (see ComBatHarmonizer.transform)."""
+    status = np.full(len(site), "none", dtype=object)
+    if "smri" in harmonizers and x_s is not None:
+        x_s, status = harmonizers["smri"].transform(x_s, site, age, sex)
+    if "fmri" in harmonizers and x_f is not None:
+        x_f, _ = harmonizers["fmri"].transform(x_f, site, age, sex)
+    return x_s, x_f, status
 
 
 def training_summary(table: pd.DataFrame) -> dict[str, Any]:
@@ -267,15 +335,21 @@ def predict_table(ensemble: BrainAgeEnsemble, table: pd.DataFrame) -> pd.DataFra
         x_f = x_f.copy()  # to_numpy may return a read-only view of the table
         x_f[drop_f] = np.nan
     sex = table["sex"].to_numpy(float)
+    age = table["age"].to_numpy(float) if "age" in table else np.full(len(table), np.nan)
+    site = table["site"].astype(str).to_numpy()
+    x_s, x_f, harmonized = _harmonised(ensemble.harmonizers, x_s, x_f, site, age, sex)
     pred = np.full(len(table), np.nan)
     ok = ~refused
     if ok.any():
         pred[ok] = ensemble.predict_arrays(_rows(x_s, ok), _rows(x_f, ok), sex[ok])
     lo, hi = ensemble.interval.interval(pred)
-    age = table["age"].to_numpy(float) if "age" in table else np.full(len(table), np.nan)
     cgap = ensemble.bias.corrected_gap(age, pred)
     out = _frame(table, pred, lo, hi, cgap, ensemble.models[0].fmri_mask(x_f, len(table)))
     out.loc[refused, "modalities"] = "none"
+    trained_sites = set(map(str, ensemble.summary.get("sites", [])))
+    out["site_seen_in_training"] = [s in trained_sites for s in site] if trained_sites else True
+    if ensemble.harmonizers:
+        out["harmonization"] = harmonized
     out["refused"] = refused
     out["note"] = notes
     return out

@@ -191,6 +191,47 @@ REFERENCES: dict[str, tuple[str, str]] = {
         "Analysis},\n  volume = {88},\n  number = {2},\n  pages = {365--411},\n  year = {2004},\n"
         "  doi = {10.1016/S0047-259X(03)00096-4}\n}",
     ),
+    "smith2019": (
+        "Smith SM, Vidaurre D, Alfaro-Almagro F, Nichols TE, Miller KL. Estimation of brain age delta "
+        "from brain imaging. NeuroImage. 2019;200:528-539. doi:10.1016/j.neuroimage.2019.06.017",
+        "@article{smith2019,\n  title = {Estimation of brain age delta from brain imaging},\n  author = "
+        "{Smith, Stephen M. and Vidaurre, Diego and Alfaro-Almagro, Fidel and Nichols, Thomas E. and "
+        "Miller, Karla L.},\n  journal = {NeuroImage},\n  volume = {200},\n  pages = {528--539},\n"
+        "  year = {2019},\n  doi = {10.1016/j.neuroimage.2019.06.017}\n}",
+    ),
+    "papadopoulos2011": (
+        "Papadopoulos H, Vovk V, Gammerman A. Regression conformal prediction with nearest neighbours. "
+        "J Artif Intell Res. 2011;40:815-840. doi:10.1613/jair.3198",
+        "@article{papadopoulos2011,\n  title = {Regression conformal prediction with nearest neighbours},\n"
+        "  author = {Papadopoulos, Harris and Vovk, Vladimir and Gammerman, Alex},\n  journal = {Journal of "
+        "Artificial Intelligence Research},\n  volume = {40},\n  pages = {815--840},\n  year = {2011},\n"
+        "  doi = {10.1613/jair.3198}\n}",
+    ),
+    "bostrom2022": (
+        "Boström H. crepes: a Python package for generating conformal regressors and predictive systems. "
+        "Proc Mach Learn Res. 2022;179:24-41 (COPA 2022).",
+        "@inproceedings{bostrom2022,\n  title = {crepes: a Python Package for Generating Conformal "
+        'Regressors and Predictive Systems},\n  author = {Bostr{\\"o}m, Henrik},\n  booktitle = {Proceedings '
+        "of the Eleventh Symposium on Conformal and Probabilistic Prediction with Applications},\n"
+        "  series = {PMLR},\n  volume = {179},\n  pages = {24--41},\n  year = {2022}\n}",
+    ),
+    "johnson2007": (
+        "Johnson WE, Li C, Rabinovic A. Adjusting batch effects in microarray expression data using "
+        "empirical Bayes methods. Biostatistics. 2007;8(1):118-127. doi:10.1093/biostatistics/kxj037",
+        "@article{johnson2007,\n  title = {Adjusting batch effects in microarray expression data using "
+        "empirical {Bayes} methods},\n  author = {Johnson, W. Evan and Li, Cheng and Rabinovic, Ariel},\n"
+        "  journal = {Biostatistics},\n  volume = {8},\n  number = {1},\n  pages = {118--127},\n"
+        "  year = {2007},\n  doi = {10.1093/biostatistics/kxj037}\n}",
+    ),
+    "pomponio2020": (
+        "Pomponio R, Erus G, Habes M, et al. Harmonization of large MRI datasets for the analysis of brain "
+        "imaging patterns throughout the lifespan. NeuroImage. 2020;208:116450. "
+        "doi:10.1016/j.neuroimage.2019.116450",
+        "@article{pomponio2020,\n  title = {Harmonization of large {MRI} datasets for the analysis of brain "
+        "imaging patterns throughout the lifespan},\n  author = {Pomponio, Raymond and Erus, Guray and "
+        "Habes, Mohamad and others},\n  journal = {NeuroImage},\n  volume = {208},\n  pages = {116450},\n"
+        "  year = {2020},\n  doi = {10.1016/j.neuroimage.2019.116450}\n}",
+    ),
     "beheshti2019": (
         "Beheshti I, Nugent S, Potvin O, Duchesne S. Bias-adjustment in neuroimaging-based brain age "
         "frameworks: a robust scheme. NeuroImage Clin. 2019;24:102063. doi:10.1016/j.nicl.2019.102063",
@@ -435,16 +476,42 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
     if not atlas_refs:
         func = func.replace(" [user atlas]", "")
     func_refs = ["friston1996", "power2012", "power2014", *atlas_refs, "nilearn", *kind_refs]
+    harmonize = str(group.get("harmonize") or _get(settings, "harmonize", "none"))
+    bias_kind = str(group.get("bias_correction") or _get(settings, "bias_correction", "linear"))
+    harmonize_text, harmonize_refs = "", []
+    if harmonize == "combat":
+        harmonize_text = (
+            "Site effects on the features were removed with ComBat [johnson2007] as implemented in "
+            "neuroHarmonize [pomponio2020], with age and sex protected, fitted on the training data of "
+            "each fold only. "
+        )
+        harmonize_refs = ["johnson2007", "pomponio2020"]
+    bias_text, bias_ref = {
+        "linear": ("a linear bias correction", "beheshti2019"),
+        "quadratic": ("a quadratic bias correction", "smith2019"),
+    }.get(bias_kind, ("a linear bias correction", "beheshti2019"))
     model = (
         f"Brain age was estimated with a sex-aware adversarial variational autoencoder (SA-AVAE) "
         f"[saavae] implemented in PyTorch [pytorch], which encodes the structural and functional "
         f"features into shared and modality-specific latent codes and regresses age from them and sex. "
+        f"{harmonize_text}"
         f"Training used {folds}-fold cross-validation so that every training participant receives an "
         f"out-of-fold prediction, on {_device({**_as_dict(settings), **group})}. The age dependence of the brain-age gap was "
-        f"removed with a linear bias correction fitted on training data only [beheshti2019], and "
-        f"prediction intervals were obtained by split conformal prediction [vovk2005; lei2018]."
+        f"removed with {bias_text} fitted on training data only [{bias_ref}]. Prediction intervals were "
+        f"obtained by normalised split-conformal prediction [vovk2005; lei2018; papadopoulos2011] with "
+        f"crepes [bostrom2022]: the interval width follows a linear model of the expected absolute error "
+        f"as a function of the predicted age, and bounds are clipped to plausible ages."
     )
-    model_refs = ["saavae", "pytorch", "beheshti2019", "vovk2005", "lei2018"]
+    model_refs = [
+        "saavae",
+        "pytorch",
+        *harmonize_refs,
+        bias_ref,
+        "vovk2005",
+        "lei2018",
+        "papadopoulos2011",
+        "bostrom2022",
+    ]
     software = (
         f"Processing was performed with bids_brainage {__version__}, built on nipype [nipype] and "
         f"pybids [pybids]."

@@ -50,7 +50,9 @@ BRAINAGE_COLUMNS = {
     },
     "modalities": "Modalities used for this prediction: smri+fmri, or smri when the BOLD run was missing or excluded.",
     "fold": "Cross-validation fold in which the subject was held out (n/a for new subjects).",
-    "split": "oof: out-of-fold prediction of a training subject; predict: prediction by a trained model.",
+    "split": "oof: out-of-fold prediction of a training subject; predict: prediction by a trained model; "
+    "excluded: the segmentation failed the structural QC (reason in group/qc.tsv), so the person was "
+    "neither trained on nor predicted.",
 }
 
 
@@ -203,7 +205,7 @@ def _run_group(config: Any) -> int:
         predictions["split"] = "predict"
         atomic.write_tsv(group_dir / "qc.tsv", qc)
     predictions, not_predicted = _drop_refused(config, predictions)
-    brainage = _brainage_table(predictions, table)
+    brainage = _with_qc_excluded(config, _brainage_table(predictions, table), qc)
     atomic.write_tsv(config.output_dir / "brainage.tsv", brainage)
     atomic.write_json(
         config.output_dir / "brainage.json", {**BRAINAGE_COLUMNS, "Device": _device_used(config)}
@@ -332,6 +334,28 @@ def _brainage_table(predictions: pd.DataFrame, table: pd.DataFrame) -> pd.DataFr
     if "fold" not in out:
         out["fold"] = np.nan
     return out[list(BRAINAGE_COLUMNS)]
+
+
+def _with_qc_excluded(config: Any, brainage: pd.DataFrame, qc: pd.DataFrame) -> pd.DataFrame:
+    """``brainage`` plus one row per person whose segmentation failed the structural QC.
+
+    Their volumes are wrong, so they were neither trained on nor predicted: the row says so
+    (``split`` = ``excluded``, no prediction) instead of leaving them out silently.
+    """
+    if qc.empty or not {"run", "excluded"} <= set(qc.columns):
+        return brainage
+    failed = qc[
+        qc["excluded"].astype(bool) & qc["run"].astype(str).str.endswith("_desc-structural_features.tsv")
+    ]
+    if failed.empty:
+        return brainage
+    ids = failed[["participant_id", "session_id"]].reset_index(drop=True)
+    rows = join_demographics(ids, bids.demographics(config.bids_dir, config.sex_map))
+    rows["session_id"] = rows["session_id"].fillna("n/a")
+    rows["site"] = rows["site"].fillna("n/a")
+    rows["split"], rows["modalities"] = "excluded", "n/a"
+    rows = rows.reindex(columns=brainage.columns)
+    return pd.concat([brainage, rows], ignore_index=True) if len(brainage) else rows
 
 
 def _device_used(config: Any) -> str:

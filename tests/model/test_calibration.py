@@ -50,3 +50,46 @@ def test_metrics():
         "sex F/0",
         "sex M/1",
     ]
+
+
+def _heteroscedastic(n=3000, seed=0):
+    """Errors that grow with age, as in real brain-age data."""
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(5, 90, n)
+    pred = age + rng.normal(0, 1 + 0.1 * age)
+    return age, pred
+
+
+def test_adaptive_interval_covers_every_age_tercile():
+    """Normalised conformal: ~90 % in each age tercile, narrower where errors are small; the
+    constant interval over-covers the young and under-covers the old."""
+    from bids_brainage.model.calibration import age_terciles, coverage_by_group
+
+    age, pred = _heteroscedastic()
+    folds = np.arange(len(age)) % 5
+    by = {}
+    for kind in ("constant", "normalised"):
+        out = cross_fitted(age, pred, folds, alpha=0.1, interval_kind=kind)
+        rows = coverage_by_group(age, out["lower"], out["upper"], {"tercile": age_terciles(age)})
+        by[kind] = {r["level"]: r for r in rows}
+    for level in ("1 young", "2 middle", "3 old"):
+        assert 0.87 <= by["normalised"][level]["coverage"] <= 0.93, (level, by["normalised"][level])
+    assert by["constant"]["3 old"]["coverage"] < 0.85 and by["constant"]["1 young"]["coverage"] > 0.97
+    assert by["normalised"]["all"]["median_width"] < by["constant"]["all"]["median_width"]
+    assert by["normalised"]["1 young"]["median_width"] < 0.6 * by["normalised"]["3 old"]["median_width"]
+
+
+def test_interval_bounds_never_below_zero_and_round_trip():
+    from bids_brainage.model.calibration import AdaptiveInterval, interval_from_dict
+
+    rng = np.random.default_rng(1)
+    age = rng.uniform(2, 12, 400)
+    pred = age + rng.normal(0, 4, 400)  # wide errors for children: unclipped bounds go below 0
+    interval = AdaptiveInterval(0.1).fit(age, pred)
+    lower, upper = interval.interval(np.array([0.5, 3.0, 11.0, np.nan]))
+    assert np.all(lower[:3] >= 0) and np.all(upper[:3] > lower[:3]) and np.isnan(lower[3])
+    again = interval_from_dict(interval.to_dict())
+    np.testing.assert_allclose(again.interval(pred)[0], interval.interval(pred)[0])
+    # Bundles written before adaptive intervals hold a constant one; they still load.
+    old = interval_from_dict({"alpha": 0.1, "half_width": 5.0, "n_calibration": 10})
+    assert isinstance(old, ConformalInterval) and old.interval(np.array([30.0]))[0][0] == 25.0

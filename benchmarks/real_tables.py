@@ -1,0 +1,55 @@
+"""Canonical model tables of the real cohorts in ``../shared/data/real`` (for the benchmarks).
+
+- FCON1000 (1 078 people, 23 sites): the PCNtoolkit demo's FreeSurfer features, sMRI only.
+- ABIDE I (749 people, 12 sites, 6.5-56 y): FreeSurfer 6 tables. Structural features are
+  Desikan cortical thickness, surface area and grey-matter volume per region and hemisphere,
+  and the aseg volumes as fractions of eTIV (eTIV kept), so head size enters once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bids_brainage.model.features import canonicalise
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+FCON = REAL / "fcon1000" / "fcon1000.csv"
+ABIDE = REAL / "abide"
+
+
+def fcon_table() -> pd.DataFrame:
+    """FCON1000 FreeSurfer features (every column after the demographics), sMRI only."""
+    raw = pd.read_csv(FCON)
+    return canonicalise(raw, {"participant_id": "sub_id", "site": "site", "smri": "*"}, source=str(FCON))
+
+
+def _aparc(measure: str) -> pd.DataFrame:
+    parts = []
+    for hemi in ("lh", "rh"):
+        table = pd.read_csv(ABIDE / "freesurfer" / f"{hemi}.aparc_table_{measure}.tsv", sep="\t")
+        table = table.rename(columns={table.columns[0]: "source_id"}).set_index("source_id")
+        # Per-hemisphere summaries (mean thickness, white surface area) are not regions.
+        keep = [c for c in table.columns if c.startswith(f"{hemi}_") and c.endswith(f"_{measure}")]
+        parts.append(table[keep])
+    return pd.concat(parts, axis=1)
+
+
+def abide_structural() -> pd.DataFrame:
+    """ABIDE participants with ``smri__`` features from the FreeSurfer tables (one row each)."""
+    people = pd.read_csv(ABIDE / "participants.tsv", sep="\t")
+    aseg = pd.read_csv(ABIDE / "freesurfer" / "aseg_table.tsv", sep="\t")
+    aseg = aseg.rename(columns={aseg.columns[0]: "source_id"}).set_index("source_id")
+    # asegstats2table calls eTIV "IntraCranialVol" (FreeSurfer 6).
+    etiv = aseg["IntraCranialVol"]
+    volumes = aseg.drop(columns=["IntraCranialVol"])
+    volumes = volumes.select_dtypes("number").div(etiv, axis=0).add_suffix("_per_eTIV")
+    features = pd.concat([_aparc("thickness"), _aparc("area"), _aparc("volume"), volumes], axis=1)
+    features["eTIV"] = etiv
+    features.columns = [f"smri__{c}" for c in features.columns]
+    merged = people.merge(features, left_on="source_id", right_index=True, how="inner")
+    merged = merged.drop(columns=["source_id", "func_mean_fd", "n_volumes"])
+    table = canonicalise(merged.drop(columns=["group"]), source=str(ABIDE))
+    table["group"] = merged["group"].to_numpy()
+    return table
