@@ -59,3 +59,41 @@ def metrics_table(
         {"group": g, **regression_metrics(age[m], pred[m], None if cg is None else cg[m])} for g, m in groups
     ]
     return pd.DataFrame(rows, columns=["group", *METRIC_COLUMNS])
+
+
+def metrics_by_group(frame: pd.DataFrame) -> pd.DataFrame:
+    """MAE, mean corrected gap, interval coverage and median interval width by site, sex and
+    age tercile (and diagnosis when the frame has a ``diagnosis`` column).
+
+    ``frame`` has ``age``, ``predicted_age``, ``lower``, ``upper``, ``corrected_gap``, ``sex``
+    (0/1) and ``site``; rows without age are ignored.
+    """
+    from bids_brainage.model.calibration import age_terciles
+
+    frame = frame[frame["age"].notna() & frame["predicted_age"].notna()]
+    if frame.empty:
+        return pd.DataFrame(
+            columns=["grouping", "level", "n", "mae", "mean_corrected_gap", "coverage", "median_width"]
+        )
+    age, pred = frame["age"].to_numpy(float), frame["predicted_age"].to_numpy(float)
+    lower, upper = frame["lower"].to_numpy(float), frame["upper"].to_numpy(float)
+    gap = frame["corrected_gap"].to_numpy(float)
+    groupings = {
+        "site": frame["site"].astype(str).to_numpy(),
+        "sex": np.where(frame["sex"].to_numpy(float) == 1, "M", "F"),
+        "age tercile": age_terciles(age),
+    }
+    if "diagnosis" in frame:
+        groupings["diagnosis"] = frame["diagnosis"].astype(str).to_numpy()
+    rows = []
+    for grouping, labels in groupings.items():
+        for level in sorted(set(labels)):
+            sel = labels == level
+            rows.append({
+                "grouping": grouping, "level": level, "n": int(sel.sum()),
+                "mae": float(np.mean(np.abs(pred[sel] - age[sel]))),
+                "mean_corrected_gap": float(np.nanmean(gap[sel])),
+                "coverage": float(np.mean((age[sel] >= lower[sel]) & (age[sel] <= upper[sel]))),
+                "median_width": float(np.median(upper[sel] - lower[sel])),
+            })  # fmt: skip
+    return pd.DataFrame(rows)

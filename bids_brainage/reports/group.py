@@ -175,6 +175,9 @@ def generate_group_report(output_dir: str | os.PathLike, config: Any = None) -> 
     context["by_sex"] = _metric_rows(metrics.get("by_sex"))
     context["coverage"] = metrics.get("coverage") if isinstance(metrics.get("coverage"), dict) else {}
 
+    by_group = html.read_tsv(group / "metrics_by_group.tsv")
+    context["by_group"] = _records(by_group)
+
     baselines = html.read_tsv(group / "baselines.tsv")
     context["baselines"] = _records(baselines)
     context["baseline_columns"] = list(baselines.columns) if baselines is not None else []

@@ -408,6 +408,10 @@ def _write_group_files(node_dir: Path, group_dir: Path, qc: pd.DataFrame) -> Non
     atomic.write_json(
         group_dir / "metrics.json", _strict_json(json.loads(json.dumps(payload, default=_json_float)))
     )
+    from bids_brainage.model.metrics import metrics_by_group
+
+    oof_rows = pd.read_csv(node_dir / "predictions.tsv", sep="\t", keep_default_na=False, na_values=["n/a"])
+    atomic.write_tsv(group_dir / "metrics_by_group.tsv", metrics_by_group(oof_rows).round(4))
     for name in ("baselines.tsv", "learning_curves.tsv", "latent.tsv"):
         atomic.write_with(group_dir / name, lambda tmp, name=name: shutil.copyfile(node_dir / name, tmp))
     baselines = pd.read_csv(group_dir / "baselines.tsv", sep="\t")

@@ -100,3 +100,34 @@ def test_bundle_round_trip_with_combat(small_table, tiny, tmp_path):
     assert list(pred["site_seen_in_training"][:6]) == [False] * 5 + [True]
     assert set(pred["harmonization"][:5]) == {"unseen"} and pred["harmonization"][5] == "known"
     assert np.isfinite(pred["predicted_age"]).all() and (pred["lower"] >= 0).all()
+
+
+def test_model_fit_harmonize_through_the_console_script(small_table, tmp_path):
+    from console import run_app
+
+    table = tmp_path / "features.tsv"
+    small_table.to_csv(table, sep="\t", index=False)
+    fit = run_app("model", "fit", table, "--out", tmp_path / "m", "--harmonize", "combat", "--n-folds", "3",
+                  "--max-epochs", "3", "--device", "cpu")  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    meta = (tmp_path / "m" / "model.json").read_text()
+    assert '"harmonization"' in meta and '"combat"' in meta
+    pred = run_app("model", "predict", tmp_path / "m", table, "--out", tmp_path / "p.tsv")
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    out = pd.read_csv(tmp_path / "p.tsv", sep="\t")
+    assert set(out["harmonization"]) == {"known"} and out["site_seen_in_training"].all()
+
+
+def test_metrics_by_group_has_site_sex_and_tercile_rows():
+    from bids_brainage.model.metrics import metrics_by_group
+
+    rng = np.random.default_rng(0)
+    n = 90
+    age = rng.uniform(20, 80, n)
+    frame = pd.DataFrame({"age": age, "predicted_age": age + rng.normal(0, 3, n), "sex": rng.integers(0, 2, n),
+                          "site": np.repeat(["a", "b", "c"], n // 3), "corrected_gap": rng.normal(0, 3, n)})  # fmt: skip
+    frame["lower"], frame["upper"] = frame["predicted_age"] - 5, frame["predicted_age"] + 5
+    rows = metrics_by_group(frame)
+    assert set(rows["grouping"]) == {"site", "sex", "age tercile"}
+    assert rows.groupby("grouping")["n"].sum().eq(n).all()
+    assert rows["median_width"].eq(10).all() and rows["coverage"].between(0, 1).all()
