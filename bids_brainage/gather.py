@@ -111,6 +111,23 @@ def _functional_usable(features_tsv: Path) -> tuple[bool, str]:
     return True, ""
 
 
+def structural_qc(features_tsv: Path) -> tuple[bool, str]:
+    """Whether a structural features table passed the segmentation QC (its sidecar's ``QC``).
+
+    The anatomical workflow writes ``QC.excluded`` and ``QC.exclusion_reason``
+    (:func:`bids_brainage.interfaces.anat_ops.segmentation_qc`); tables written before the
+    QC existed have none and pass.
+    """
+    sidecar = features_tsv.with_name(features_tsv.name.removesuffix(".tsv") + ".json")
+    try:
+        qc = json.loads(sidecar.read_text()).get("QC") or {}
+    except (OSError, ValueError):
+        return True, ""
+    if qc.get("excluded"):
+        return False, "structural QC failed: " + str(qc.get("exclusion_reason") or "see the features sidecar")
+    return True, ""
+
+
 def features_of(output_dir: str | os.PathLike, subject: str, session: str | None) -> pd.DataFrame:
     """One subject/session's features (one row, as in :func:`gather_features`)."""
     row, _ = _subject_row(Path(output_dir), subject, session)
@@ -135,6 +152,20 @@ def _subject_row(
     qc_rows: list[dict[str, Any]] = []
     structural = sorted((folder / "anat").glob("*_desc-structural_features.tsv"))
     if not structural:
+        return None, qc_rows
+    passed, reason = structural_qc(structural[0])
+    if not passed:
+        # A failed segmentation gives wrong volumes: the person is kept out of the model
+        # and listed in the QC table (and in brainage.tsv as excluded by the group level).
+        qc_rows.append(
+            {
+                "participant_id": row["participant_id"],
+                "session_id": row["session_id"],
+                "run": structural[0].name,
+                "excluded": True,
+                "reason": reason,
+            }
+        )
         return None, qc_rows
     row.update(per_tiv(_read_wide(structural[0], "smri"), structural[0]))
     used = False
@@ -215,10 +246,12 @@ def gather_features(
         (``ses-Y`` or None), then ``smri__*`` and ``fmri__*`` columns (NaN where a modality
         is missing or excluded).
     qc : DataFrame
-        One row per BOLD run: ``participant_id, session_id, run, excluded, reason``.
+        One row per BOLD run, and one per structural run that failed the segmentation QC
+        (then the subject has no row in ``features``): ``participant_id, session_id, run,
+        excluded, reason``.
     """
     output_dir = Path(output_dir)
-    rows, qc_rows, skipped = [], [], []
+    rows, qc_rows, skipped, qc_failed = [], [], [], []
     for status_file in sorted((output_dir / STATUS_DIR).glob("sub-*.json")):
         status = read_status(status_file)
         subject, session = status["subject"], status.get("session")
@@ -238,7 +271,11 @@ def gather_features(
         row, qc = _subject_row(output_dir, subject, session, bold_outcomes)
         qc_rows += qc
         if row is None:
-            LOGGER.warning("sub-%s: no structural features; left out of the group level", subject)
+            failed_qc = [r["reason"] for r in qc if str(r["run"]).endswith("_desc-structural_features.tsv")]
+            if failed_qc:
+                qc_failed.append(f"{label} ({failed_qc[0]})")
+            else:
+                LOGGER.warning("sub-%s: no structural features; left out of the group level", subject)
             continue
         rows.append(row)
     if skipped:
@@ -246,6 +283,13 @@ def gather_features(
             "%d subject(s) left out of the group level (rerun the participant level for them): %s",
             len(skipped),
             "; ".join(skipped),
+        )
+    if qc_failed:
+        LOGGER.warning(
+            "%d subject(s) left out of the model: their segmentation failed the structural QC "
+            "(see their report and group/qc.tsv): %s",
+            len(qc_failed),
+            "; ".join(qc_failed),
         )
     features = pd.DataFrame(rows)
     if features.empty:

@@ -7,6 +7,7 @@ directory and a rerun with the same inputs does nothing. Interfaces that call IT
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -220,6 +221,10 @@ class _FeaturesInputSpec(_ThreadsInputSpec):
     in_modulated = File(exists=True, mandatory=True, desc="modulated GM in template space")
     in_dseg = File(exists=True, mandatory=True)
     std2anat_xfm = InputMultiObject(File(exists=True), mandatory=True)
+    in_t1w = File(exists=True, mandatory=True, desc="bias-corrected T1w (for the segmentation QC)")
+    in_priors = InputMultiObject(
+        File(exists=True), mandatory=True, desc="GM, WM, CSF template priors in T1w space (for the QC)"
+    )
     subject = traits.Str(mandatory=True)
     session = traits.Either(None, traits.Str, default=None, usedefault=True)
     atlas = traits.Either(None, traits.Dict, default=None, usedefault=True, desc="user atlas")
@@ -232,7 +237,8 @@ class _FeaturesOutputSpec(TraitedSpec):
 
 
 class StructuralFeatures(SimpleInterface):
-    """Global volumes and regional GM (and thickness) (see :mod:`.anat_features`)."""
+    """Global volumes and regional GM (and thickness) (see :mod:`.anat_features`), and the
+    segmentation QC (:func:`.anat_ops.segmentation_qc`) in the sidecar's ``QC``."""
 
     input_spec = _FeaturesInputSpec
     output_spec = _FeaturesOutputSpec
@@ -254,10 +260,31 @@ class StructuralFeatures(SimpleInterface):
             sloppy=self.inputs.sloppy,
             work_dir=runtime.cwd,
         )
+        qc = anat_ops.segmentation_qc(
+            self.inputs.in_t1w,
+            self.inputs.in_mask,
+            self.inputs.in_dseg,
+            list(self.inputs.in_tpms),
+            list(self.inputs.in_priors),
+        )
+        meta["QC"] = {
+            "excluded": qc["failed"],
+            "exclusion_reason": "; ".join(qc["reasons"]),
+            **{k: _finite(v) for k, v in qc.items() if k not in ("failed", "reasons")},
+            "Description": "automatic segmentation QC (docs/anatomical.md); a run with excluded = true "
+            "is kept out of the model by the group level",
+        }
         out = Path(runtime.cwd) / "structural_features.tsv"
         table.to_csv(out, sep="\t", index=False, na_rep="n/a")
         self._results.update(out_tsv=str(out), out_metadata=meta)
         return runtime
+
+
+def _finite(value):
+    """QC numbers for a JSON sidecar: NaN (an empty class) becomes null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 class _ReportletsInputSpec(BaseInterfaceInputSpec):

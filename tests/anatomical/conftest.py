@@ -37,3 +37,14 @@ def ixi_default_run(tmp_path_factory) -> AnatRun:
     """IXI012 in the default (1 mm) mode, which users run: the accuracy checks apply to it too."""
     base = tmp_path_factory.mktemp("anat_ixi_default")
     return run_anat(_real("ixi10"), "IXI012", base / "out", base / "work", sloppy=False)
+
+
+@pytest.fixture(scope="session")
+def nichart_run(tmp_path_factory) -> AnatRun:
+    """sub-S3 of nichart12 (82 years, 2 mm): an atrophied brain with a DLMUSE reference.
+
+    Before the brain-to-brain affine its template fit slid backwards (brain mask Dice with the
+    DLMUSE intracranial mask 0.77) and its GM/WM classes swapped.
+    """
+    base = tmp_path_factory.mktemp("anat_nichart")
+    return run_anat(_real("nichart12"), "S3", base / "out", base / "work")
