@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -230,37 +229,45 @@ def _console_script() -> str:
     return found
 
 
-def test_second_group_run_on_one_work_dir_refused(tmp_path):
-    """Two group runs sharing -w: the second says who holds it, the first finishes."""
-    bids_dir, out = _layout(tmp_path, n=12)
+HOLDER = """
+import sys, time
+from pathlib import Path
+from bids_brainage.utils.locks import work_dir_lock
+with work_dir_lock(Path(sys.argv[1]), "group", "group run"):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_second_group_run_on_one_work_dir_refused(trained, tmp_path):
+    """A group run on a work dir another group run holds is refused, naming the holder.
+
+    The holder is a process that takes the lock as a group run does (deterministic, unlike
+    racing two real runs); the kernel releases the lock when it dies, even by SIGKILL.
+    """
+    bids_dir, out, common, _ = trained
     work = tmp_path / "work"
-    cmd = [_console_script(), str(bids_dir), str(out), "group", "--skip-bids-validation", "-w", str(work),
-           "--device", "cpu", "--n-folds", "2"]  # fmt: skip
-    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(work)], stdout=subprocess.PIPE, text=True)
     try:
-        lock = work / ".locks" / "group.lock"
-        deadline = time.monotonic() + 120
-        while (
-            not (lock.exists() and lock.read_text()) and first.poll() is None and time.monotonic() < deadline
-        ):
-            time.sleep(0.1)
-        assert first.poll() is None, "the first run ended before the second started"
+        assert holder.stdout.readline().strip() == "locked"
+        target = tmp_path / "out"
+        shutil.copytree(out, target, ignore=shutil.ignore_patterns("brainage.*", "group"))
+        cmd = [_console_script(), str(bids_dir), str(target), "group", *common, "-w", str(work),
+               "--model", str(out / "model")]  # fmt: skip
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert first.poll() is None, "the first run ended while the second ran: nothing was tested"
         assert second.returncode == 2 and "Traceback" not in second.stderr
         message = second.stderr.strip().splitlines()[-1]
         assert message.startswith(
             f"bids_brainage: error: {work}: work directory is in use by another group run"
         )
-        assert f"pid {first.pid} on " in message and "use another --work-dir" in message
-        assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
+        assert f"(pid {holder.pid} on " in message and "use another --work-dir" in message
+        assert not (target / "brainage.tsv").exists() and not (work / "group_inputs").exists()
     finally:
-        first.kill()
-    assert len(pd.read_csv(out / "brainage.tsv", sep="\t")) == 12
-    # The lock dies with its holder: a later run on the same work dir may take it.
+        holder.kill()
+        holder.wait()
     from bids_brainage.utils.locks import work_dir_lock
 
-    with work_dir_lock(work, "group", "group run"):
+    with work_dir_lock(work, "group", "group run"):  # released by the holder's death
         pass
 
 
