@@ -18,7 +18,7 @@ against published values for their ages. Results go to ``docs/benchmarks.md`` be
 Usage::
 
     python benchmarks/anat_accuracy.py [--modes sloppy default] [--datasets nichart12 ixi10 ds002748_4]
-        [--cache DIR] [--save-summary FILE] [--before FILE] [--no-write]
+        [--cache DIR] [--save-summary FILE] [--before FILE] [--cached-only] [--no-write]
 
 ``--cache DIR`` keeps each run's outputs and result (``DIR/<mode>/<dataset>_<subject>``), so an
 interrupted benchmark resumes; ``--save-summary`` writes the numbers as JSON, which a later
@@ -101,11 +101,16 @@ def run_subject(t1w: Path, work: Path, sloppy: bool, seed: int = 0) -> dict:
     }
 
 
-def _cached_run(t1w: Path, cache: Path, sloppy: bool) -> dict:
-    """Run one subject in a fresh child process (its memory is freed) unless already cached."""
+def _cached_run(t1w: Path, cache: Path, sloppy: bool, cached_only: bool = False) -> dict | None:
+    """Run one subject in a fresh child process (its memory is freed) unless already cached.
+
+    With ``cached_only``, a subject not in the cache is skipped (None).
+    """
     result = cache / "result.json"
     if result.is_file():
         return json.loads(result.read_text())
+    if cached_only:
+        return None
     code = (
         "import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[4]);"
         "from anat_accuracy import run_subject;"
@@ -152,7 +157,7 @@ def _participants(dataset: str) -> pd.DataFrame:
     return table
 
 
-def evaluate(mode: str, datasets: list[str], cache_root: Path) -> pd.DataFrame:
+def evaluate(mode: str, datasets: list[str], cache_root: Path, cached_only: bool = False) -> pd.DataFrame:
     """One row per subject: our volumes, QC, DLMUSE volumes and Dice (nichart12)."""
     rows = []
     for dataset in datasets:
@@ -164,7 +169,9 @@ def evaluate(mode: str, datasets: list[str], cache_root: Path) -> pd.DataFrame:
         for _, person in table.iterrows():
             subject = person["subject"]
             t1w = REAL / dataset / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz"
-            res = _cached_run(t1w, cache_root / mode / f"{dataset}_{subject}", mode == "sloppy")
+            res = _cached_run(t1w, cache_root / mode / f"{dataset}_{subject}", mode == "sloppy", cached_only)
+            if res is None:
+                continue
             row = {
                 "dataset": dataset,
                 "subject": subject,
@@ -304,11 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-summary", type=Path, default=None)
     parser.add_argument("--before", type=Path, default=None, help="a --save-summary JSON to show as 'before'")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--cached-only", action="store_true", help="report only the subjects already in --cache (run nothing)"
+    )
     args = parser.parse_args(argv)
     machine, when = _machine(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or Path(tmp)
-        frames = {mode: evaluate(mode, args.datasets, cache) for mode in args.modes}
+        frames = {mode: evaluate(mode, args.datasets, cache, args.cached_only) for mode in args.modes}
     summaries = {mode: summarise(frame) for mode, frame in frames.items()}
     for frame in frames.values():
         print(frame.to_string())
