@@ -237,7 +237,19 @@ def gather_features(
     A subject whose latest run failed on its anatomy is left out (the features on disk
     may be from an earlier run) and named in one warning; of a subject whose anatomy
     succeeded, only the BOLD runs that succeeded contribute (the others are marked
-    excluded in the QC table). ``labels`` (``sub-X``) limits the subjects read.
+    excluded in the QC table).
+
+    Parameters
+    ----------
+    output_dir : path
+        OUTPUT_DIR of the participant level.
+    labels : set of str, optional
+        Participants to read (``sub-X``); all when None.
+
+    Raises
+    ------
+    InputError
+        A status file that is empty, not JSON or lacks ``subject`` (see `read_status`).
 
     Returns
     -------
