@@ -94,3 +94,14 @@ def pipeline_run(tmp_path_factory) -> PipelineRun:
         participant_seconds=participant_seconds,
         group_seconds=group_seconds,
     )
+
+
+@pytest.fixture
+def app_log(caplog):
+    """caplog for the app's loggers, which stop propagating once the CLI set up logging."""
+    import logging
+
+    logger = logging.getLogger("bids_brainage")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)

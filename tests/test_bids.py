@@ -218,7 +218,7 @@ def test_row_with_an_extra_field_is_named(tmp_path):
     assert str(err.value).startswith(str(root / "participants.tsv"))
 
 
-def test_subject_folders_with_invalid_labels_are_named(tmp_path, caplog):
+def test_subject_folders_with_invalid_labels_are_named(tmp_path, app_log):
     root = _dataset(tmp_path / "ds", "participant_id\tage\nsub-ü01\t30\n")
     (root / "sub-ü01" / "anat").mkdir(parents=True)
     with pytest.raises(
@@ -228,4 +228,4 @@ def test_subject_folders_with_invalid_labels_are_named(tmp_path, caplog):
     (root / "sub-02" / "anat").mkdir(parents=True)
     (root / "sub-02" / "anat" / "sub-02_T1w.nii.gz").write_bytes(b"")
     assert bids.select_subjects(bids.load_layout(root), []) == ["02"]
-    assert "folders with invalid labels are ignored: sub-ü01" in caplog.text
+    assert "folders with invalid labels are ignored: sub-ü01" in app_log.text

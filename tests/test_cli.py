@@ -222,3 +222,24 @@ def test_participant_run_of_a_subject_in_use_refused(real_data, tmp_path, capsys
     err = capsys.readouterr().err
     assert f"{work}: work directory is in use by another participant run of sub-001 (pid " in err
     assert "Traceback" not in err and not (tmp_path / "out" / "sub-001").exists()
+
+
+def test_work_dir_without_flock_runs_with_a_warning(tmp_path, monkeypatch, app_log):
+    """A file system without flock (ENOLCK) must not stop the run: it warns instead."""
+    import errno
+    import fcntl
+
+    from bids_brainage.utils import locks
+
+    def no_flock(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    ran = []
+    with locks.work_dir_lock(tmp_path, "group", "group run"):
+        ran.append(True)
+    assert ran == [True]
+    assert (
+        "cannot lock the work directory (No locks available): a concurrent group run would not be detected"
+        in app_log.text
+    )

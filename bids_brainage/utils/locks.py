@@ -8,6 +8,7 @@ however it ends (SIGKILL included), so a crashed run never leaves a stale lock b
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from bids_brainage.errors import UsageError
 
 LOCK_DIR = ".locks"
+LOGGER = logging.getLogger("bids_brainage")
 
 
 @contextmanager
@@ -42,6 +44,7 @@ def work_dir_lock(work_dir: Path, name: str, what: str) -> Iterator[Path]:
     path = work_dir / LOCK_DIR / f"{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    locked = True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -51,6 +54,20 @@ def work_dir_lock(work_dir: Path, name: str, what: str) -> Iterator[Path]:
             f"{work_dir}: work directory is in use by another {what} ({holder}); "
             "wait for it to finish or use another --work-dir"
         ) from None
+    except OSError as err:
+        # Some file systems (Lustre without a flock mount option, old NFS) have no flock:
+        # the run goes on, unprotected, rather than not at all.
+        os.close(fd)
+        LOGGER.warning(
+            "%s: cannot lock the work directory (%s): a concurrent %s would not be detected",
+            work_dir,
+            err.strerror or err,
+            what,
+        )
+        locked = False
+    if not locked:
+        yield path
+        return
     try:
         # Who holds it, for the message of a run refused meanwhile (not needed for locking).
         os.ftruncate(fd, 0)
