@@ -70,11 +70,13 @@ def init_anat_wf(
     """Build the anatomical workflow of one subject/session.
 
     Steps: validation of the T1w (one-line error for unusable files) → N4 bias-field
-    correction → template-based brain extraction (affine fit of the MNI brain, then the
-    MNI brain mask warped back through the SyN registration and refined with Atropos) →
+    correction → template-based brain extraction (affine fit of the MNI brain to the head,
+    refitted to the T1w's own brain with the scalp removed, then the MNI brain mask warped
+    back through the SyN registration and refined with Atropos) →
     registration to ``MNI152NLin2009aSym`` (SyN from the first-pass affine on the 2 mm
     template brain; outputs on the 1 mm grid, 2 mm when ``sloppy``) → Atropos GM/WM/CSF with warped template priors → Jacobian-modulated GM in
-    template space → structural features → reportlets and derivatives.
+    template space → structural features and the segmentation QC (in the features sidecar)
+    → reportlets and derivatives.
 
     Parameters
     ----------
