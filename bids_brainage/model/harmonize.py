@@ -1,22 +1,30 @@
 """ComBat site harmonisation (neuroHarmonize), fitted on training rows only.
 
-Age and sex are protected covariates: ComBat removes each site's additive and multiplicative
-effect on every feature after modelling the feature's dependence on age and sex, so the age
-signal the model learns is kept. The fitted model is applied unchanged to known sites. A site
-the model has never seen is learned from that site's own people when it has at least
-:data:`MIN_NEW_SITE_SIZE` people with age and sex (the training fit stays fixed: grand mean,
-pooled variance and the age and sex effects; only the new site's location and scale are
-estimated, without the empirical-Bayes shrinkage); otherwise its people are left
-unharmonised and flagged. This step is written here because neuroHarmonize 2.5.2's own
-route for it (``harmonizationLearn(..., orig_model=...)``) fails with a shape error when it
-is given the new site's rows alone, and its ``harmonizationApply`` raises an IndexError unless
-every training site is among the rows (so one person could not be harmonised); both were
-measured on FCON1000 with one site held out. The adjustment applied to a known site is
-ComBat's, with neuroHarmonize's fitted empirical-Bayes parameters, and reproduces
+Age and sex are protected covariates when ComBat is fitted: it removes each site's additive
+and multiplicative effect on every feature after modelling the feature's dependence on age
+and sex, so the age signal the model learns is kept.
+
+Applying ComBat to a person the usual way needs that person's age, and leaks it: the
+harmonised value is x/δ + (1 − 1/δ)(mean + age effect) − ..., so a site whose scale δ is not
+1 gets a share of the person's *true* age effect written into the features the model then
+reads (docs/benchmarks.md measures how much this flatters a leave-site-out MAE). Here the
+person's own age is never used when features are harmonised: a known site gets the affine
+map of its fitted location and scale with the age effect at the mean age of that site's
+training people (the person's sex is used; it is an input of the model anyway). A site the
+model has never seen is learned from its own people when it has at least
+:data:`MIN_NEW_SITE_SIZE` of them with age and sex: its location and scale are estimated with
+the training fit held fixed (no empirical-Bayes shrinkage) around the age effect at that
+site's *mean* age, so only the site's mean age, not any person's, enters. Smaller unseen sites
+are left unharmonised and flagged.
+
+Two steps are written here rather than called from neuroHarmonize 2.5.2, for measured
+reasons (FCON1000 with one site held out): its ``harmonizationApply`` raises an IndexError
+unless every training site is among the rows (so one person could not be harmonised), and
+its ``orig_model`` route for new sites fails with a shape error when given the new site's
+rows alone. With each person's own age, the known-site adjustment here reproduces
 ``harmonizationLearn``'s own output on the training rows (``tests/model/test_harmonize.py``).
 Only the arrays this needs are kept (the training design matrix would make a bundle
-megabytes larger). Harmonising needs each person's age (a protected
-covariate): people without one are left unharmonised and flagged too.
+megabytes larger).
 """
 
 from __future__ import annotations
@@ -72,9 +80,19 @@ class ComBatHarmonizer:
     covariate_effect_: np.ndarray | None = field(default=None, repr=False)
     gamma_: np.ndarray | None = field(default=None, repr=False)
     delta_: np.ndarray | None = field(default=None, repr=False)
+    #: Mean age of each training site's people (the age at which a site's map is anchored).
+    site_mean_age_: np.ndarray | None = field(default=None, repr=False)
 
     #: Arrays stored in a model bundle's weights file.
-    ARRAYS = ("varying_", "grand_mean_", "pooled_sd_", "covariate_effect_", "gamma_", "delta_")
+    ARRAYS = (
+        "varying_",
+        "grand_mean_",
+        "pooled_sd_",
+        "covariate_effect_",
+        "gamma_",
+        "delta_",
+        "site_mean_age_",
+    )
 
     def fit(self, x: np.ndarray, site: np.ndarray, age: np.ndarray, sex: np.ndarray) -> ComBatHarmonizer:
         """Learn site effects from complete training rows (rows with missing values are skipped)."""
@@ -100,44 +118,55 @@ class ComBatHarmonizer:
         self.covariate_effect_ = model["B_hat"][n_sites:, :].astype(np.float32)
         self.gamma_ = np.asarray(model["gamma_star"], np.float32)
         self.delta_ = np.asarray(model["delta_star"], np.float32)
+        self.site_mean_age_ = np.array([age[site == s].mean() for s in self.sites_], np.float32)
         return self
 
     def transform(
-        self, x: np.ndarray, site: np.ndarray, age: np.ndarray, sex: np.ndarray
+        self,
+        x: np.ndarray,
+        site: np.ndarray,
+        age: np.ndarray,
+        sex: np.ndarray,
+        individual_age: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Harmonise rows; returns the features and a status per row.
 
         Status: ``known`` (a training site), ``new`` (an unseen site learned from its own
-        rows), ``unseen`` (an unseen site with too few people: left as is), ``missing`` (age,
-        sex or a feature missing: left as is).
+        people), ``unseen`` (an unseen site with too few people with age: left as is),
+        ``missing`` (sex or a feature missing: left as is). ``age`` is used only to find an
+        unseen site's mean age, unless ``individual_age`` (ComBat's textbook application,
+        which leaks each person's age into their features: for checks against the library).
         """
         x = np.array(x, float)
         site = np.asarray(site).astype(str)
         age, sex = np.asarray(age, float), np.asarray(sex, float)
         status = np.full(len(x), "known", dtype=object)
-        usable = np.isfinite(age) & np.isfinite(sex) & np.isfinite(x).all(axis=1)
+        usable = np.isfinite(sex) & np.isfinite(x).all(axis=1)
         status[~usable] = "missing"
         known = usable & np.isin(site, self.sites_)
         cols = self.varying_
         for index, name in enumerate(self.sites_):
             rows = known & (site == name)
             if rows.any():
-                standardised, mean = self._standardise(x[np.ix_(rows, cols)], age[rows], sex[rows])
+                anchor = age[rows] if individual_age else np.full(rows.sum(), self.site_mean_age_[index])
+                standardised, mean = self._standardise(x[np.ix_(rows, cols)], anchor, sex[rows])
                 adjusted = (standardised - self.gamma_[index]) / np.sqrt(self.delta_[index])
                 x[np.ix_(rows, cols)] = adjusted * self._sd + mean
         for new_site in sorted(set(site[usable & ~known])):
             rows = usable & (site == new_site)
-            if rows.sum() < self.min_new_site_size:
+            with_age = rows & np.isfinite(age)
+            if with_age.sum() < self.min_new_site_size:
                 status[rows] = "unseen"
                 LOGGER.warning(
-                    "site %s: %d people, fewer than %d: not harmonised (a site the model never saw)",
+                    "site %s: %d people with age, fewer than %d: not harmonised (a site the model never saw)",
                     new_site,
-                    rows.sum(),
+                    with_age.sum(),
                     self.min_new_site_size,
                 )
                 continue
-            # The site's own location and scale, the training fit held fixed (no EB shrinkage).
-            standardised, mean = self._standardise(x[np.ix_(rows, cols)], age[rows], sex[rows])
+            # The site's own location and scale around the age effect at its mean age.
+            anchor = np.full(rows.sum(), age[with_age].mean())
+            standardised, mean = self._standardise(x[np.ix_(rows, cols)], anchor, sex[rows])
             location = standardised.mean(axis=0)
             scale = np.sqrt(np.maximum(standardised.var(axis=0, ddof=1), 1e-12))
             x[np.ix_(rows, cols)] = (standardised - location) / scale * self._sd + mean
@@ -170,7 +199,7 @@ class ComBatHarmonizer:
         out.varying_ = out.varying_.astype(bool)
         n_sites, n_varying = len(out.sites_), int(out.varying_.sum())
         expected = {"gamma_": (n_sites, n_varying), "delta_": (n_sites, n_varying), "covariate_effect_": (2, n_varying),
-                    "grand_mean_": (n_varying,), "pooled_sd_": (n_varying,)}  # fmt: skip
+                    "grand_mean_": (n_varying,), "pooled_sd_": (n_varying,), "site_mean_age_": (n_sites,)}  # fmt: skip
         for name, shape in expected.items():
             if getattr(out, name).shape != shape:
                 raise ValueError(

@@ -28,9 +28,10 @@ def test_matches_neuroharmonize_on_training_rows():
 
     x, site, age, sex = _sites()
     harmonizer = ComBatHarmonizer().fit(x, site, age, sex)
-    mine, status = harmonizer.transform(x, site, age, sex)
+    textbook, _ = harmonizer.transform(x, site, age, sex, individual_age=True)
     _, reference = harmonizationLearn(x[:, :-1], _covars(site, age, sex))
-    np.testing.assert_allclose(mine[:, :-1], reference, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(textbook[:, :-1], reference, rtol=1e-4, atol=1e-4)
+    mine, status = harmonizer.transform(x, site, age, sex)
     np.testing.assert_array_equal(mine[:, -1], x[:, -1])  # constant feature passed through
     assert set(status) == {"known"}
     # Site means differ before, and hardly after (the age effect is kept).
@@ -67,10 +68,31 @@ def test_unseen_site_flagged_or_learned_from_its_own_people():
     assert set(status) == {"new"}
     reference = pd.Series(harmonizer.transform(x[seen], site[seen], age[seen], sex[seen])[0][:, 0]).mean()
     assert abs(out[:, 0].mean() - reference) < 1.5  # the +5 shift of site D is gone
-    missing_age = age[many].copy()
-    missing_age[0] = np.nan
-    _, status = harmonizer.transform(x[many], site[many], missing_age, sex[many])
+    missing_sex = sex[many].copy()
+    missing_sex[0] = np.nan
+    _, status = harmonizer.transform(x[many], site[many], age[many], missing_sex)
     assert status[0] == "missing" and set(status[1:]) == {"new"}
+
+
+def test_a_persons_own_age_never_reaches_their_features():
+    """Harmonised features do not change when a person's age changes (known or new site):
+    ComBat's textbook application would write a share of the true age into them."""
+    x, site, age, sex = _sites()
+    seen = site != "D"
+    harmonizer = ComBatHarmonizer().fit(x[seen], site[seen], age[seen], sex[seen])
+    other_age = age.copy()
+    other_age[::7] += 30.0  # change some people's ages, keep each site's mean age for new sites
+    other_age[~seen] = age[~seen] - age[~seen].mean() + age[~seen].mean()
+    a, _ = harmonizer.transform(x, site, age, sex)
+    b, _ = harmonizer.transform(x, site, other_age, sex)
+    np.testing.assert_allclose(a[seen], b[seen])
+    textbook_a, _ = harmonizer.transform(x[seen], site[seen], age[seen], sex[seen], individual_age=True)
+    textbook_b, _ = harmonizer.transform(x[seen], site[seen], other_age[seen], sex[seen], individual_age=True)
+    assert np.abs(textbook_a - textbook_b).max() > 0.1  # the leak this avoids
+    # People without an age are harmonised at a known site.
+    no_age = np.full(len(x), np.nan)
+    c, status = harmonizer.transform(x[seen], site[seen], no_age[seen], sex[seen])
+    assert set(status) == {"known"} and np.allclose(c, a[seen])
 
 
 def test_needs_two_sites():
