@@ -28,17 +28,18 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # torch first, from the PyTorch index of the chosen variant; then the app's dependencies from
-# PyPI (a layer that stays cached while only the code changes), then the app itself.
+# PyPI (through a stub package: this layer, and the venv copied into the runtime stage, stay
+# cached while only the code changes); then the app itself as a wheel.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 WORKDIR /src
 COPY setup.cfg pyproject.toml README.md ./
 COPY bids_brainage/__init__.py ./bids_brainage/
-RUN pip install "torch==${TORCH_VERSION}" .
-COPY bids_brainage ./bids_brainage
 # pip byte-compiles what it installs. Any UID must be able to run the venv: a+rX, applied
 # only where missing (a chmod of every file would copy the whole venv into a new layer).
-RUN pip install --no-deps . \
+RUN pip install "torch==${TORCH_VERSION}" . \
     && find /opt/venv \( ! -perm -a+r -o \( -perm -u+x ! -perm -a+x \) \) -exec chmod a+rX {} +
+COPY bids_brainage ./bids_brainage
+RUN pip wheel --no-deps --wheel-dir /src/dist .
 
 # ---- runtime stage: slim Python, the venv, a non-root user ---------------------------------
 FROM ${BASE_IMAGE} AS runtime
@@ -55,8 +56,14 @@ RUN useradd --create-home --home-dir /home/brainage --uid 1000 --shell /bin/bash
     && mkdir -p /work \
     && chmod 1777 /work /home/brainage
 
-# The venv, readable by any UID (made so in the build stage).
+# The venv with every dependency, readable by any UID (made so in the build stage); then the
+# app's wheel over the stub, a layer of a few hundred kB.
 COPY --from=builder /opt/venv /opt/venv
+# (COPY, not RUN --mount: Podman's layer cache does not see a changed mounted file.)
+COPY --from=builder /src/dist /tmp/dist
+RUN /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --force-reinstall \
+        /tmp/dist/bids_brainage-*.whl \
+    && rm -rf /tmp/dist
 
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/brainage \
