@@ -54,6 +54,9 @@ FIGURES = ROOT / "docs" / "figures"
 START, END = "<!-- uncertainty:start -->", "<!-- uncertainty:end -->"
 LOADERS = {"abide": real_tables.abide_structural, "fcon1000": real_tables.fcon_table}
 ALPHA = 0.1
+#: none; combat (the held-out site harmonised from its own people around their mean age);
+#: combat_train_sites (the held-out site left as it is: no label of it used at all).
+HARMONIZE_VARIANTS = ("none", "combat", "combat_train_sites")
 
 
 def loso_folds(table: pd.DataFrame) -> np.ndarray:
@@ -62,6 +65,7 @@ def loso_folds(table: pd.DataFrame) -> np.ndarray:
 
 def oof_predictions(dataset: str, harmonize: str, seed: int) -> pd.DataFrame:
     """Leave-site-out SA-AVAE predictions (cached)."""
+    from bids_brainage.model import harmonize as harmonize_module
     from bids_brainage.model.cv import fit_cross_validated
 
     path = CACHE / f"uncertainty_{dataset}_{harmonize}_seed{seed}.tsv"
@@ -69,9 +73,18 @@ def oof_predictions(dataset: str, harmonize: str, seed: int) -> pd.DataFrame:
         return pd.read_csv(path, sep="\t")
     table = LOADERS[dataset]()
     start = time.monotonic()
-    oof, _, _ = fit_cross_validated(
-        table, folds=loso_folds(table), random_seed=seed, device="cpu", harmonize=harmonize
-    )
+    # "combat_train_sites": ComBat on the training sites only; the held-out site is never
+    # harmonised (its people's ages are not used at all), as if it had fewer than the minimum.
+    default_minimum = harmonize_module.MIN_NEW_SITE_SIZE
+    if harmonize == "combat_train_sites":
+        harmonize_module.MIN_NEW_SITE_SIZE = 10**9
+    try:
+        oof, _, _ = fit_cross_validated(
+            table, folds=loso_folds(table), random_seed=seed, device="cpu",
+            harmonize="combat" if harmonize.startswith("combat") else harmonize,
+        )  # fmt: skip
+    finally:
+        harmonize_module.MIN_NEW_SITE_SIZE = default_minimum
     keep = ["participant_id", "age", "sex", "site", "fold", "predicted_age"]
     frame = oof[keep].copy()
     if "group" in table:
@@ -154,7 +167,7 @@ def bias_rows(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def harmonisation_rows(dataset: str) -> pd.DataFrame:
     rows = []
-    for harmonize in ("none", "combat"):
+    for harmonize in HARMONIZE_VARIANTS:
         frames = cached(dataset, harmonize)
         if not frames:
             continue
@@ -275,7 +288,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", default=list(LOADERS), choices=list(LOADERS))
-    parser.add_argument("--harmonize", nargs="+", default=["none", "combat"], choices=["none", "combat"])
+    parser.add_argument(
+        "--harmonize", nargs="+", default=list(HARMONIZE_VARIANTS), choices=HARMONIZE_VARIANTS
+    )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     if not args.report_only:

@@ -56,7 +56,8 @@ class ComBatHarmonizer:
     Parameters
     ----------
     min_new_site_size
-        People an unseen site needs to be harmonised from its own data.
+        People with age an unseen site needs to be harmonised from its own data (default:
+        :data:`MIN_NEW_SITE_SIZE`, read when transforming).
 
     Attributes
     ----------
@@ -72,7 +73,7 @@ class ComBatHarmonizer:
         and scale (sites x features).
     """
 
-    min_new_site_size: int = MIN_NEW_SITE_SIZE
+    min_new_site_size: int | None = None
     sites_: list[str] = field(default_factory=list)
     varying_: np.ndarray | None = field(default=None, repr=False)
     grand_mean_: np.ndarray | None = field(default=None, repr=False)
@@ -155,13 +156,14 @@ class ComBatHarmonizer:
         for new_site in sorted(set(site[usable & ~known])):
             rows = usable & (site == new_site)
             with_age = rows & np.isfinite(age)
-            if with_age.sum() < self.min_new_site_size:
+            minimum = self.min_new_site_size or MIN_NEW_SITE_SIZE
+            if with_age.sum() < minimum:
                 status[rows] = "unseen"
                 LOGGER.warning(
                     "site %s: %d people with age, fewer than %d: not harmonised (a site the model never saw)",
                     new_site,
                     with_age.sum(),
-                    self.min_new_site_size,
+                    minimum,
                 )
                 continue
             # The site's own location and scale around the age effect at its mean age.
@@ -188,7 +190,8 @@ class ComBatHarmonizer:
 
     def to_dict(self) -> dict[str, Any]:
         """The small, JSON part (for ``model.json``)."""
-        return {"kind": "combat", "min_new_site_size": self.min_new_site_size, "sites": list(self.sites_)}
+        return {"kind": "combat", "min_new_site_size": self.min_new_site_size or MIN_NEW_SITE_SIZE,
+                "sites": list(self.sites_)}  # fmt: skip
 
     @classmethod
     def from_parts(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> ComBatHarmonizer:
