@@ -97,7 +97,9 @@ def test_simulate_images(tmp_path):
     _ok(proc)
     subjects = sorted(p.name for p in out.glob("sub-*") if p.is_dir())
     assert len(subjects) == 20
-    assert (out / "truth.tsv").is_file() and (out / "participants.tsv").is_file()
+    assert (out / "participants.tsv").is_file()
+    truth = pd.read_csv(out / "derivatives" / "simulation" / "truth.tsv", sep="\t")  # the ground truth
+    assert len(truth) == 20 and {"age", "brain_age_gap"} <= set(truth.columns)
     assert list((out / subjects[0] / "func").glob("*_bold.nii.gz"))
 
 
