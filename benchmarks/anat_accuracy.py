@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -132,8 +133,9 @@ def _cached_run(t1w: Path, cache: Path, sloppy: bool, cached_only: bool = False)
 # --------------------------------------------------------------------------- references
 
 
-def dlmuse_masks(subject: str) -> tuple[np.ndarray, np.ndarray]:
-    """DLMUSE GM (601) and WM (604) masks of ``sub-<subject>``, on the RAS grid our outputs use."""
+def dlmuse_masks(subject: str, icv: bool = False) -> Any:
+    """DLMUSE GM (601) and WM (604) masks of ``sub-<subject>``, on the RAS grid our outputs use
+    (with ``icv``, the intracranial mask: every label)."""
     root = REAL / "nichart12" / "derivatives" / "dlmuse"
     mapping = {}
     for line in (root / "muse_derived_mapping.csv").read_text().splitlines():
@@ -142,6 +144,8 @@ def dlmuse_masks(subject: str) -> tuple[np.ndarray, np.ndarray]:
             mapping[int(parts[0])] = [int(p) for p in parts[2:]]
     seg_file = next((root / f"sub-{subject}" / "anat").glob("*_seg-DLMUSE_dseg.nii.gz"))
     labels = np.asarray(nib.as_closest_canonical(nib.load(seg_file)).dataobj).astype(int)
+    if icv:
+        return labels > 0
     return np.isin(labels, mapping[601]), np.isin(labels, mapping[604])
 
 
@@ -195,6 +199,8 @@ def evaluate(mode: str, datasets: list[str], cache_root: Path, cached_only: bool
                 gm, wm = dlmuse_masks(subject)
                 row["dice_GM"] = dice(dseg == 1, gm)
                 row["dice_WM"] = dice(dseg == 2, wm)
+                # Every DLMUSE label lies inside its ICV (702): labels > 0 are the ICV mask.
+                row["dice_mask"] = dice(dseg > 0, dlmuse_masks(subject, icv=True))
             print(
                 f"{mode} {dataset} {subject}: "
                 + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
@@ -218,6 +224,12 @@ def summarise(frame: pd.DataFrame) -> dict:
             out[f"ratio_{ours}"] = float((nic[ours] / nic[ref]).mean())
         out["dice_GM"] = float(nic["dice_GM"].mean())
         out["dice_WM"] = float(nic["dice_WM"].mean())
+        out["dice_mask"] = float(nic["dice_mask"].mean())
+        passed = nic[~nic["qc_failed"]]
+        if len(passed) >= 3:
+            for ours, ref in (("GM", "ref_GM"), ("WM", "ref_WM"), ("TIV", "ref_ICV")):
+                out[f"r_{ours}_qc_passed"] = float(np.corrcoef(passed[ours], passed[ref])[0, 1])
+            out["n_qc_passed"] = len(passed)
         out["slope_ours"] = _slope(nic["age"].to_numpy(), (nic["GM"] / nic["TIV"]).to_numpy())
         out["slope_ref"] = _slope(nic["age"].to_numpy(), (nic["ref_GM"] / nic["ref_ICV"]).to_numpy())
         out["slope_rel_err"] = abs(out["slope_ours"] - out["slope_ref"]) / abs(out["slope_ref"])
@@ -403,6 +415,11 @@ def _write(frames, summaries, before, machine, when, figures) -> None:  # noqa: 
     for key, label in (
         ("slope_ours", "GM/TIV slope, ours (per year)"),
         ("slope_ref", "GM/ICV slope, DLMUSE (per year)"),
+        ("dice_mask", "mean brain-mask Dice with DLMUSE's ICV mask"),
+        ("n_qc_passed", "people passing the QC"),
+        ("r_GM_qc_passed", "r(GM, DLMUSE) over people passing the QC"),
+        ("r_WM_qc_passed", "r(WM, DLMUSE) over people passing the QC"),
+        ("r_TIV_qc_passed", "r(TIV, ICV) over people passing the QC"),
         ("r_gmfrac_age", "r(GM/TIV, age), ours"),
         ("r_gmfrac_age_ref", "r(GM/ICV, age), DLMUSE"),
         ("flagged", "runs flagged by the QC (all datasets)"),
