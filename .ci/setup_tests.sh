@@ -4,8 +4,8 @@
 #   - a single-node SLURM cluster on localhost (tests/hpc): Debian's slurm-wlm and munge
 #   - headless Chromium (tests/reports): Debian's chromium
 #   - Podman and a local Debian bookworm base image (tests/container, which builds the app's
-#     image from it): Debian's podman, runc and debootstrap; about 1 minute once
-# Needs root or sudo (apt-get, daemons) and the Debian package archive; about 1-2 minutes on
+#     image from it): Debian's podman, runc and debootstrap; 1-2 minutes once
+# Needs root or sudo (apt-get, daemons) and the Debian package archive; about 2-4 minutes on
 # a fresh machine, a few seconds when everything is already there.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
