@@ -235,6 +235,11 @@ def summarise(frame: pd.DataFrame) -> dict:
         out["slope_rel_err"] = abs(out["slope_ours"] - out["slope_ref"]) / abs(out["slope_ref"])
         out["r_gmfrac_age"] = float(np.corrcoef(nic["age"], nic["GM"] / nic["TIV"])[0, 1])
         out["r_gmfrac_age_ref"] = float(np.corrcoef(nic["age"], nic["ref_GM"] / nic["ref_ICV"])[0, 1])
+    young = frame[frame["dataset"].isin(DATASETS[1:]) & ~frame["qc_failed"]]
+    if len(young) >= 5:
+        out["n_young"] = len(young)
+        for t in ("GM", "CSF"):
+            out[f"young_r_{t}frac_age"] = float(np.corrcoef(young["age"], young[t] / young["TIV"])[0, 1])
     out["swapped"] = int(frame["swapped"].sum())
     out["flagged"] = int(frame["qc_failed"].sum())
     out["swapped_unflagged"] = int((frame["swapped"] & ~frame["qc_failed"]).sum())
@@ -424,6 +429,9 @@ def _write(frames, summaries, before, machine, when, figures) -> None:  # noqa: 
         ("r_TIV_qc_passed", "r(TIV, ICV) over people passing the QC"),
         ("r_gmfrac_age", "r(GM/TIV, age), ours"),
         ("r_gmfrac_age_ref", "r(GM/ICV, age), DLMUSE"),
+        ("n_young", "young adults (ixi10 + ds002748_4) passing the QC"),
+        ("young_r_GMfrac_age", "young adults: r(GM/TIV, age) (expected < 0)"),
+        ("young_r_CSFfrac_age", "young adults: r(CSF/TIV, age) (expected > 0)"),
         ("flagged", "runs flagged by the QC (all datasets)"),
         ("seconds_median", "median seconds per subject"),
     ):
