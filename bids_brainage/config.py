@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bids_brainage.defaults import DEFAULT_FD_THRESHOLD
+from bids_brainage.defaults import DEFAULT_BIAS_CORRECTION, DEFAULT_FD_THRESHOLD
 from bids_brainage.errors import UsageError
 
 _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
@@ -73,7 +73,7 @@ class Config:
     model: Path | None = None
     n_folds: int = 5
     harmonize: str = "none"
-    bias_correction: str = "linear"
+    bias_correction: str = DEFAULT_BIAS_CORRECTION
     sex_map: dict[str, str] = field(default_factory=dict)
     command_line: str = ""
     start_time: float = field(default_factory=time.time)

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from bids_brainage.cli.parser import HelpFormatter
-from bids_brainage.defaults import HARMONIZE_CHOICES
+from bids_brainage.defaults import BIAS_CORRECTIONS, DEFAULT_BIAS_CORRECTION, HARMONIZE_CHOICES
 from bids_brainage.errors import InputError, UsageError
 
 # Plain text for --help (the module docstring is reStructuredText).
@@ -77,9 +77,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     fit.add_argument(
         "--bias-correction",
-        choices=("linear", "quadratic"),
-        default="linear",
-        help="age-bias correction of the gap (default: linear, Beheshti)",
+        choices=BIAS_CORRECTIONS,
+        default=DEFAULT_BIAS_CORRECTION,
+        help="age-bias correction of the gap: linear (Beheshti 2019) or quadratic (Smith 2019)",
     )
     fit.add_argument(
         "--harmonize",

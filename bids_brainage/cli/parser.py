@@ -11,7 +11,13 @@ import argparse
 from importlib import import_module
 
 from bids_brainage import __version__
-from bids_brainage.defaults import CONNECTIVITY_KINDS, DEFAULT_FD_THRESHOLD, HARMONIZE_CHOICES
+from bids_brainage.defaults import (
+    BIAS_CORRECTIONS,
+    CONNECTIVITY_KINDS,
+    DEFAULT_BIAS_CORRECTION,
+    DEFAULT_FD_THRESHOLD,
+    HARMONIZE_CHOICES,
+)
 from bids_brainage.templates import ALL_ATLASES
 
 SUBCOMMANDS = ("demo", "simulate", "model")
@@ -222,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--bias-correction",
-        choices=("linear", "quadratic"),
-        default="linear",
+        choices=BIAS_CORRECTIONS,
+        default=DEFAULT_BIAS_CORRECTION,
         help="age-bias correction of the brain-age gap: linear (Beheshti 2019) or quadratic (Smith 2019)",
     )
 

@@ -20,6 +20,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from bids_brainage.defaults import BIAS_CORRECTIONS, DEFAULT_BIAS_CORRECTION
+
 #: Fast scikit-learn baselines run on the same folds as SA-AVAE at the group level
 #: (the full set with ablations is ``bids_brainage model evaluate``).
 GROUP_BASELINES = ("ridge", "svr", "rf")
@@ -33,7 +35,12 @@ class _TrainInputSpec(BaseInterfaceInputSpec):
     random_seed = traits.Int(0, usedefault=True, desc="seed of folds and training")
     device = traits.Enum("auto", "cpu", "cuda", usedefault=True, desc="where the model trains")
     harmonize = traits.Enum("none", "combat", usedefault=True, desc="site harmonisation (ComBat)")
-    bias_correction = traits.Enum("linear", "quadratic", usedefault=True, desc="age-bias correction")
+    bias_correction = traits.Enum(
+        DEFAULT_BIAS_CORRECTION,
+        *(k for k in BIAS_CORRECTIONS if k != DEFAULT_BIAS_CORRECTION),
+        usedefault=True,
+        desc="age-bias correction",
+    )
 
 
 class _TrainOutputSpec(TraitedSpec):

@@ -7,6 +7,7 @@ interval width applied to fold k are estimated from the out-of-fold predictions 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,11 @@ from typing import Any
 import numpy as np
 
 from bids_brainage.defaults import PLAUSIBLE_AGE_YEARS
+
+LOGGER = logging.getLogger("bids_brainage.model")
+
+#: People below which a quadratic age-bias correction is replaced by a line.
+MIN_QUADRATIC_N = 30
 
 
 @dataclass
@@ -23,6 +29,9 @@ class BiasCorrector:
     ``linear`` (Beheshti et al. 2019): fit gap = a·age + b on training data; the corrected
     gap is gap − (a·age + b). ``quadratic`` (Smith et al. 2019): gap = a·age + c·age² + b.
     The correction needs the true age, so it applies to gaps, not to age-free predictions.
+    A quadratic fitted to fewer than :data:`MIN_QUADRATIC_N` people bends wildly at the
+    ends of the age range, so with fewer the line is fitted instead; ``coef`` (two values
+    for a line) and a warning say so.
     """
 
     kind: str = "linear"
@@ -35,6 +44,13 @@ class BiasCorrector:
     def fit(self, age: np.ndarray, pred: np.ndarray) -> BiasCorrector:
         age, gap = np.asarray(age, float), np.asarray(pred, float) - np.asarray(age, float)
         deg = {"none": 0, "linear": 1, "quadratic": 2}[self.kind]
+        if deg == 2 and len(age) < MIN_QUADRATIC_N:
+            LOGGER.warning(
+                "quadratic bias correction needs %d people, %d given: a linear one is fitted",
+                MIN_QUADRATIC_N,
+                len(age),
+            )
+            deg = 1
         self.coef = [0.0] if deg == 0 else [float(c) for c in np.polyfit(age, gap, deg)]
         return self
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bids_brainage.defaults import HARMONIZE_CHOICES
+from bids_brainage.defaults import DEFAULT_BIAS_CORRECTION, HARMONIZE_CHOICES
 from bids_brainage.errors import InputError, ModelBundleError
 from bids_brainage.model.calibration import (
     AdaptiveInterval,
@@ -129,7 +129,7 @@ def fit_cross_validated(
     n_folds: int = 5,
     random_seed: int = 0,
     device: str = "auto",
-    bias_kind: str = "linear",
+    bias_kind: str = DEFAULT_BIAS_CORRECTION,
     alpha: float = 0.1,
     folds: np.ndarray | None = None,
     progress: bool | None = False,
@@ -146,7 +146,7 @@ def fit_cross_validated(
     n_folds, random_seed, device
         Folds (stratified by age and site, grouped by participant), seed, ``auto``/``cpu``/``cuda``.
     bias_kind
-        ``linear`` (Beheshti) or ``quadratic`` (Smith) age-bias correction.
+        ``linear`` (Beheshti) or ``quadratic`` (Smith, the default) age-bias correction.
     alpha
         Miscoverage of the conformal intervals (0.1: 90 % intervals).
     folds

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from bids_brainage import __version__
-from bids_brainage.defaults import DEFAULT_FD_THRESHOLD, DUMMY_KEYS, SPHERE_RADIUS_VOXELS
+from bids_brainage.defaults import (
+    BIAS_CORRECTIONS,
+    DEFAULT_BIAS_CORRECTION,
+    DEFAULT_FD_THRESHOLD,
+    DUMMY_KEYS,
+    SPHERE_RADIUS_VOXELS,
+)
 from bids_brainage.templates import PUBLISHED_RADIUS_MM
 from bids_brainage.utils import atomic
 
@@ -477,7 +483,9 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
         func = func.replace(" [user atlas]", "")
     func_refs = ["friston1996", "power2012", "power2014", *atlas_refs, "nilearn", *kind_refs]
     harmonize = str(group.get("harmonize") or _get(settings, "harmonize", "none"))
-    bias_kind = str(group.get("bias_correction") or _get(settings, "bias_correction", "linear"))
+    bias_kind = str(
+        group.get("bias_correction") or _get(settings, "bias_correction", DEFAULT_BIAS_CORRECTION)
+    )
     harmonize_text, harmonize_refs = "", []
     if harmonize == "combat":
         harmonize_text = (
@@ -489,7 +497,7 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
     bias_text, bias_ref = {
         "linear": ("a linear bias correction", "beheshti2019"),
         "quadratic": ("a quadratic bias correction", "smith2019"),
-    }.get(bias_kind, ("a linear bias correction", "beheshti2019"))
+    }[bias_kind if bias_kind in BIAS_CORRECTIONS else DEFAULT_BIAS_CORRECTION]
     model = (
         f"Brain age was estimated with a sex-aware adversarial variational autoencoder (SA-AVAE) "
         f"[saavae] implemented in PyTorch [pytorch], which encodes the structural and functional "

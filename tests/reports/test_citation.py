@@ -37,6 +37,7 @@ def test_every_cited_key_has_a_reference_and_bibtex(tmp_path: Path):
         "atlas": "DK83",
         "connectivity": "ledoit-wolf",
         "thickness": True,
+        "bias_correction": "linear",
     }
     md, bib = citation.write_citation(settings)
     assert md == tmp_path / "logs" / "CITATION.md" and bib.name == "CITATION.bib"
@@ -101,3 +102,10 @@ def test_sphere_radius_and_dummy_scans_say_what_the_code_did(tmp_path: Path):
     assert "7.5 mm in this dataset" in text and "(3 per run in this dataset)" in text
     given = citation.methods_markdown({"output_dir": str(tmp_path), "dummy_scans": 2})
     assert "the first 2 volumes were discarded" in given
+
+
+def test_bias_correction_text_follows_the_setting():
+    assert "a quadratic bias correction" in _text() and "[smith2019]" in _text()
+    linear = _text(bias_correction="linear")
+    assert "a linear bias correction" in linear and "[beheshti2019]" in linear
+    assert "ComBat" not in _text() and "ComBat [johnson2007]" in _text(harmonize="combat")
