@@ -269,6 +269,12 @@ def harmonisation_verdict(dataset: str, harm: pd.DataFrame) -> str:
             f". The textbook application with each person's own age gave {textbook:.2f} y (seed 0): "
             "part of that was the label leaking into the features"
         )
+    text += (
+        ". `--harmonize` stays `none` by default all the same: the gain needs each new site's own mean age, "
+        "and anchoring a site at its own mean age pulls that site's mean gap towards 0, which would hide "
+        "exactly the group effect a study of a patient-only site looks for; a single-site dataset cannot "
+        "be harmonised at all"
+    )
     return text + "."
 
 
