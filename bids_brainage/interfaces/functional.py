@@ -19,7 +19,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from bids_brainage.bids import repetition_time
+from bids_brainage.bids import data_path, repetition_time
 from bids_brainage.defaults import DEFAULT_FD_THRESHOLD, DUMMY_KEYS
 from bids_brainage.errors import InputError
 from bids_brainage.interfaces.ants_registration import seeded_registration
@@ -200,7 +200,8 @@ def find_fmriprep_run(
     raw = Path(bold_file)
     stem = raw.name.split("_bold.nii")[0]
     try:
-        rel = raw.resolve().parent.relative_to(Path(bids_root).resolve())
+        # The link's own folder, not the annex object's (DataLad datasets symlink their files).
+        rel = data_path(raw).parent.relative_to(Path(bids_root).resolve())
     except ValueError:
         return None
     func_dir = Path(fmriprep_dir) / rel

@@ -250,3 +250,25 @@ def test_random_seed_reaches_every_registration(tmp_path):
     func = _build(root, path, tmp_path, random_seed=7)
     assert func.get_node("coreg").inputs.random_seed == 7
     assert registration_seed(0) == 1 and registration_seed(7) == 8
+
+
+def test_fmriprep_outputs_found_for_a_symlinked_datalad_bold(tmp_path):
+    """--derivatives fmriprep on a DataLad dataset: the BOLD is a symlink into the annex, and
+    the fMRIPrep outputs are looked up by the link's BIDS location, not the annex object's."""
+    from bids_brainage.interfaces.functional import find_fmriprep_run
+
+    root, prep = tmp_path / "bids", tmp_path / "fmriprep"
+    annexed = root / ".git" / "annex" / "objects" / "Xy" / "SHA256E-s1--abc.nii.gz"
+    annexed.parent.mkdir(parents=True)
+    annexed.write_bytes(b"x")
+    func = root / "sub-01" / "func"
+    func.mkdir(parents=True)
+    bold = func / "sub-01_task-rest_bold.nii.gz"
+    bold.symlink_to(os.path.relpath(annexed, func))
+    out = prep / "sub-01" / "func"
+    out.mkdir(parents=True)
+    for name in ("space-T1w_desc-preproc_bold.nii.gz", "desc-confounds_timeseries.tsv",
+                 "from-boldref_to-T1w_mode-image_desc-coreg_xfm.txt"):  # fmt: skip
+        (out / f"sub-01_task-rest_{name}").write_text("x")
+    found = find_fmriprep_run(prep, str(bold), root)
+    assert found is not None and found["bold"].endswith("sub-01_task-rest_space-T1w_desc-preproc_bold.nii.gz")
