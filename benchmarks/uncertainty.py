@@ -177,7 +177,7 @@ def harmonisation_rows(dataset: str) -> pd.DataFrame:
             f.assign(e=(f.predicted_age - f.age).abs()).groupby("site")["e"].mean().mean() for f in frames
         ]
         rows.append({"harmonize": harmonize, "seeds": len(frames), "mae": np.mean(maes), "mae_sd": np.std(maes, ddof=1) if len(maes) > 1 else np.nan,
-                     "r": np.mean(rs), "mean_site_mae": np.mean(site_mae), "minutes_per_fit": np.mean([f.seconds.iloc[0] for f in frames]) / 60})  # fmt: skip
+                     "r": np.mean(rs), "mean_site_mae": np.mean(site_mae), "minutes_all_folds": np.mean([f.seconds.iloc[0] for f in frames]) / 60})  # fmt: skip
     return pd.DataFrame(rows)
 
 

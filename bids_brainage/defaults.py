@@ -56,6 +56,6 @@ HARMONIZE_CHOICES = ("none", "combat")
 #: Age-bias corrections of the brain-age gap, and the default. Quadratic (Smith 2019) is the
 #: default because leave-site-out on ABIDE and FCON1000 it left the corrected gap nearly
 #: uncorrelated with age within every age tercile, where linear (Beheshti 2019) left
-#: |r| up to 0.37 in the oldest tercile (docs/benchmarks.md, uncertainty section).
+#: |r| up to 0.36 in the oldest tercile (docs/benchmarks.md, uncertainty section).
 BIAS_CORRECTIONS = ("linear", "quadratic")
 DEFAULT_BIAS_CORRECTION = "quadratic"
