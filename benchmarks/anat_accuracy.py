@@ -173,9 +173,18 @@ def evaluate(mode: str, datasets: list[str], cache_root: Path, cached_only: bool
         for _, person in table.iterrows():
             subject = person["subject"]
             t1w = REAL / dataset / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz"
-            res = _cached_run(t1w, cache_root / mode / f"{dataset}_{subject}", mode == "sloppy", cached_only)
+            work = cache_root / mode / f"{dataset}_{subject}"
+            res = _cached_run(t1w, work, mode == "sloppy", cached_only)
             if res is None:
                 continue
+            from bids_brainage.interfaces import anat_ops
+
+            if hasattr(anat_ops, "segmentation_qc"):
+                # The QC of the code checked out now, on the stored outputs (cheap; no rerun).
+                priors = [str(work / "reg" / f"prior_{t}.nii.gz") for t in ("GM", "WM", "CSF")]
+                res["qc"] = anat_ops.segmentation_qc(
+                    res["t1w"], res["mask"], res["dseg"], res["tpms"], priors
+                )
             row = {
                 "dataset": dataset,
                 "subject": subject,
@@ -230,6 +239,9 @@ def summarise(frame: pd.DataFrame) -> dict:
             for ours, ref in (("GM", "ref_GM"), ("WM", "ref_WM"), ("TIV", "ref_ICV")):
                 out[f"r_{ours}_qc_passed"] = float(np.corrcoef(passed[ours], passed[ref])[0, 1])
             out["n_qc_passed"] = len(passed)
+            ours = _slope(passed["age"].to_numpy(), (passed["GM"] / passed["TIV"]).to_numpy())
+            ref = _slope(passed["age"].to_numpy(), (passed["ref_GM"] / passed["ref_ICV"]).to_numpy())
+            out["slope_rel_err_qc_passed"] = abs(ours - ref) / abs(ref)
         out["slope_ours"] = _slope(nic["age"].to_numpy(), (nic["GM"] / nic["TIV"]).to_numpy())
         out["slope_ref"] = _slope(nic["age"].to_numpy(), (nic["ref_GM"] / nic["ref_ICV"]).to_numpy())
         out["slope_rel_err"] = abs(out["slope_ours"] - out["slope_ref"]) / abs(out["slope_ref"])
@@ -403,7 +415,9 @@ def _write(frames, summaries, before, machine, when, figures) -> None:  # noqa: 
         "(GM) and 604 (WM) (`muse_derived_mapping.csv`). 'Before' is commit `eee4708`'s code on the",
         "same inputs (sloppy mode; default mode before was measured on S1 only, GM 502 / WM 707 mL",
         "against DLMUSE 624 / 542, and by issue 22 on all 23 NiChart demo people: r = 0.19 (GM),",
-        "0.28 (WM), 0.47 (TIV vs ICV), GM 20 % too large).",
+        "0.28 (WM), 0.47 (TIV vs ICV), GM 20 % too large). The QC rows of 'before' are what today's",
+        "QC (`anat_ops.segmentation_qc`, run on the stored outputs) flags on the old outputs; the",
+        "old code had no QC and flagged nothing.",
         "",
         "### Targets (nichart12)",
         "",
@@ -415,7 +429,7 @@ def _write(frames, summaries, before, machine, when, figures) -> None:  # noqa: 
         "|---|" + "---|" * (len([m for m in modes if m in before_s]) + len(modes) + 1),
     ]
     for key, label, test in TARGETS:
-        cells = [_fmt(before_s[m][key], key) for m in modes if m in before_s and key in before_s[m]]
+        cells = [_fmt(before_s[m][key], key) if key in before_s[m] else "n/a" for m in modes if m in before_s]
         cells += [_fmt(summaries[m][key], key) if key in summaries[m] else "n/a" for m in modes]
         met = all(key in summaries[m] and test(summaries[m][key]) for m in modes)
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {'yes' if met else '**no**'} |")
@@ -427,6 +441,10 @@ def _write(frames, summaries, before, machine, when, figures) -> None:  # noqa: 
         ("r_GM_qc_passed", "r(GM, DLMUSE) over people passing the QC"),
         ("r_WM_qc_passed", "r(WM, DLMUSE) over people passing the QC"),
         ("r_TIV_qc_passed", "r(TIV, ICV) over people passing the QC"),
+        (
+            "slope_rel_err_qc_passed",
+            "GM/TIV-vs-age slope error over people passing the QC (vs DLMUSE's on them)",
+        ),
         ("r_gmfrac_age", "r(GM/TIV, age), ours"),
         ("r_gmfrac_age_ref", "r(GM/ICV, age), DLMUSE"),
         ("n_young", "young adults (ixi10 + ds002748_4) passing the QC"),
@@ -435,7 +453,7 @@ def _write(frames, summaries, before, machine, when, figures) -> None:  # noqa: 
         ("flagged", "runs flagged by the QC (all datasets)"),
         ("seconds_median", "median seconds per subject"),
     ):
-        cells = [f"{before_s[m][key]:.4g}" for m in modes if m in before_s and key in before_s[m]]
+        cells = [f"{before_s[m][key]:.4g}" if key in before_s[m] else "n/a" for m in modes if m in before_s]
         cells += [f"{summaries[m][key]:.4g}" if key in summaries[m] else "n/a" for m in modes]
         lines.append(f"| {label} | " + " | ".join(cells) + " | |")
     lines += ["", "### Per person (nichart12, after)", ""]

@@ -608,6 +608,10 @@ QC_TIV_ML = (900.0, 2300.0)
 #: Minimum GM/WM contrast, (WM - GM) / WM of the class medians. Correct segmentations of
 #: real T1w images gave 0.29-0.39; classes that swallowed CSF or swapped gave -0.43-0.23.
 QC_MIN_CONTRAST = 0.2
+#: Minimum WM volume of the partial-volume fractions as a share of the WM label's volume.
+#: The fractions move boundary voxels between tissues (0.97-1.22 on correct runs); a fit in
+#: which another tissue swallowed WM gave 0.42-0.70 (nichart12 S7; S15 in default mode).
+QC_MIN_PV_WM_RATIO = 0.8
 #: Minimum agreement of the image with the warped template priors: the contrast between the
 #: image under the template's WM core (prior > 0.9) and its GM (prior > 0.6), (WM - GM) / WM,
 #: as a share of the segmentation's own GM/WM contrast (images differ in contrast: IXI's is
@@ -628,6 +632,7 @@ def segmentation_qc(t1w: str, mask: str, dseg: str, tpms: list[str], priors: lis
     * the image agrees with the warped template priors: voxels under the template's WM core
       are brighter than under its GM, by at least :data:`QC_MIN_PRIOR_AGREEMENT` of the
       segmentation's GM/WM contrast;
+    * the partial-volume WM is at least :data:`QC_MIN_PV_WM_RATIO` of the WM label's volume;
     * GM, WM and CSF shares of TIV and TIV itself lie in :data:`QC_FRACTIONS` and
       :data:`QC_TIV_ML`.
 
@@ -682,6 +687,13 @@ def segmentation_qc(t1w: str, mask: str, dseg: str, tpms: list[str], priors: lis
             f"{prior_contrast:.2f} = {agreement:.2f} of the segmentation's, below {QC_MIN_PRIOR_AGREEMENT}): "
             "registration or brain mask failed"
         )
+    labelled_wm = float(np.count_nonzero(labels == 2) * vox)
+    pv_wm_ratio = volumes["WM"] / labelled_wm if labelled_wm > 0 else float("nan")
+    if not pv_wm_ratio >= QC_MIN_PV_WM_RATIO:
+        reasons.append(
+            f"partial-volume WM is {pv_wm_ratio:.2f} of the WM label's volume (below {QC_MIN_PV_WM_RATIO}): "
+            "the tissue-fraction fit disagrees with the segmentation"
+        )
     fractions = {name: volumes[name] / tiv if tiv > 0 else float("nan") for name in TISSUES}
     for name, (low, high) in QC_FRACTIONS.items():
         if not low <= fractions[name] <= high:
@@ -695,6 +707,7 @@ def segmentation_qc(t1w: str, mask: str, dseg: str, tpms: list[str], priors: lis
         "gm_wm_contrast": float(contrast),
         "prior_contrast": float(prior_contrast),
         "prior_agreement": float(agreement),
+        "pv_wm_ratio": float(pv_wm_ratio),
         "fractions": fractions,
         "TIV": tiv,
     }
