@@ -168,7 +168,7 @@ def test_multiproc_plugin_and_reports_only(pipeline_run, tmp_path):
     common = ["-w", pipeline_run.work_dir, "--sloppy", "--omp-nthreads", "1", "--random-seed", "1",
               "--min-volumes", "20", "--skip-bids-validation"]  # fmt: skip
     plugin = PROJECT_ROOT / "workflows" / "multiproc.yml"
-    label = TRAIN[0]
+    label = TRAIN[1]  # test_reliability adds broken BOLD runs to sub-001 of this shared dataset
     proc = run_app(
         pipeline_run.bids_dir,
         out,

@@ -599,10 +599,14 @@ def segment(t1w: str, prior_mask: str, priors: list[str], sloppy: bool, out_dir:
 
 # --------------------------------------------------------------------------- QC
 
-#: Plausible share of TIV per tissue for adults of any age (18-100). Healthy young adults
-#: have GM/TIV about 0.45-0.50 and the oldest about 0.35 (DLMUSE on nichart12, ages 69-96:
-#: GM/ICV 0.37-0.44; WM/ICV 0.30-0.37); CSF/TIV grows from about 0.10 to 0.30.
-QC_FRACTIONS = {"GM": (0.28, 0.60), "WM": (0.20, 0.50), "CSF": (0.04, 0.45)}
+#: Plausible share of TIV per tissue over the lifespan. Healthy young adults have GM/TIV
+#: about 0.45-0.50 and the oldest about 0.35 (DLMUSE on nichart12, ages 69-96: GM/ICV
+#: 0.37-0.44; WM/ICV 0.30-0.37); CSF/TIV grows from about 0.10 to 0.30. Children's GM share
+#: is higher (grey matter peaks at 6-10 years), and partial volume at coarse resolution adds
+#: to it: the demo's simulated young adults at 4 mm gave 0.58-0.62, so the GM limit is 0.66
+#: (0.60 left them out of training). A class swap still lands far outside (nichart12 S7: GM
+#: 0.65 with WM 0.12, caught by the WM limit and the other checks).
+QC_FRACTIONS = {"GM": (0.28, 0.66), "WM": (0.20, 0.50), "CSF": (0.04, 0.45)}
 #: Plausible TIV (mL): adult intracranial volumes lie in 1000-2000 mL.
 QC_TIV_ML = (900.0, 2300.0)
 #: Minimum GM/WM contrast, (WM - GM) / WM of the class medians. Correct segmentations of
