@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from console import console_script
 
 from bids_brainage.cli.run import main, setup_logging
 from bids_brainage.errors import InputError
@@ -221,14 +222,6 @@ def test_implausible_features_refused_per_person_with_model(trained, tmp_path, c
     assert brainage["predicted_age"].between(0, 130).all()
 
 
-def _console_script() -> str:
-    """The installed ``bids_brainage`` command (of this virtual environment, else on PATH)."""
-    local = Path(sys.executable).with_name("bids_brainage")
-    found = str(local) if local.exists() else shutil.which("bids_brainage")
-    assert found, "the bids_brainage console script is not installed"
-    return found
-
-
 HOLDER = """
 import sys, time
 from pathlib import Path
@@ -252,7 +245,7 @@ def test_second_group_run_on_one_work_dir_refused(trained, tmp_path):
         assert holder.stdout.readline().strip() == "locked"
         target = tmp_path / "out"
         shutil.copytree(out, target, ignore=shutil.ignore_patterns("brainage.*", "group"))
-        cmd = [_console_script(), str(bids_dir), str(target), "group", *common, "-w", str(work),
+        cmd = [console_script(), str(bids_dir), str(target), "group", *common, "-w", str(work),
                "--model", str(out / "model")]  # fmt: skip
         second = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert second.returncode == 2 and "Traceback" not in second.stderr

@@ -52,6 +52,12 @@ def _seed(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _subparser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name, help=_DESCRIPTION[name], description=_DESCRIPTION[name], formatter_class=HelpFormatter
+    )
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``model`` sub-command (with ``fit``, ``predict``, ``evaluate``) to ``subparsers``."""
     model = subparsers.add_parser(
@@ -63,9 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     model.set_defaults(func=run)
     sub = model.add_subparsers(dest="model_command", metavar="{fit,predict,evaluate}", required=True)
 
-    fit = sub.add_parser(
-        "fit", help=_DESCRIPTION["fit"], description=_DESCRIPTION["fit"], formatter_class=HelpFormatter
-    )
+    fit = _subparser(sub, "fit")
     fit.add_argument(
         "features", type=Path, metavar="FEATURES", help="training table (TSV/CSV) with age and sex"
     )
@@ -94,23 +98,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _common(fit)
     _seed(fit)
 
-    pred = sub.add_parser(
-        "predict",
-        help=_DESCRIPTION["predict"],
-        description=_DESCRIPTION["predict"],
-        formatter_class=HelpFormatter,
-    )
+    pred = _subparser(sub, "predict")
     pred.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="bundle written by 'model fit'")
     pred.add_argument("features", type=Path, metavar="FEATURES", help="table (TSV/CSV); age is optional")
     pred.add_argument("--out", type=Path, required=True, metavar="PRED.tsv", help="predictions TSV")
     _common(pred)
 
-    ev = sub.add_parser(
-        "evaluate",
-        help=_DESCRIPTION["evaluate"],
-        description=_DESCRIPTION["evaluate"],
-        formatter_class=HelpFormatter,
-    )
+    ev = _subparser(sub, "evaluate")
     ev.add_argument("features", type=Path, metavar="FEATURES", help="table (TSV/CSV) with age and sex")
     ev.add_argument(
         "--out", type=Path, required=True, metavar="REPORT_DIR", help="directory for the comparison tables"

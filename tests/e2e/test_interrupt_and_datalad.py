@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,20 +16,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from annex_layout import make_annexed_copy
+from console import console_script
+from pipeline_cohort import FAST_OPTIONS as COMMON
 from pipeline_cohort import TRAIN
 
 from bids_brainage.utils.interrupt import descendants
 
 LABEL = TRAIN[2]
-COMMON = ["--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--random-seed", "1", "--min-volumes", "20",
-          "--skip-bids-validation"]  # fmt: skip
-
-
-def _console_script() -> str:
-    local = Path(sys.executable).with_name("bids_brainage")
-    found = str(local) if local.exists() else shutil.which("bids_brainage")
-    assert found, "the bids_brainage console script is not installed"
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +35,7 @@ def annexed(pipeline_run, tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _command(bids_dir: Path, out: Path, work: Path) -> list[str]:
-    return [_console_script(), str(bids_dir), str(out), "participant", "--participant-label", LABEL,
+    return [console_script(), str(bids_dir), str(out), "participant", "--participant-label", LABEL,
             "-w", str(work), *COMMON]  # fmt: skip
 
 

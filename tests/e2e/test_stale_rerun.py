@@ -6,24 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from console import console_script
+from pipeline_cohort import FAST_OPTIONS as COMMON
 from pipeline_cohort import TRAIN
 
 STALE = TRAIN[1]
-COMMON = ["--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--random-seed", "1", "--min-volumes", "20",
-          "--skip-bids-validation"]  # fmt: skip
-
-
-def _console_script() -> str:
-    local = Path(sys.executable).with_name("bids_brainage")
-    found = str(local) if local.exists() else shutil.which("bids_brainage")
-    assert found, "the bids_brainage console script is not installed"
-    return found
 
 
 def test_failed_rerun_leaves_the_subject_out_of_the_group_level(pipeline_run, tmp_path):
@@ -33,7 +24,7 @@ def test_failed_rerun_leaves_the_subject_out_of_the_group_level(pipeline_run, tm
     t1w = bids_dir / f"sub-{STALE}" / "anat" / f"sub-{STALE}_T1w.nii.gz"
     img = nib.load(t1w)
     nib.save(nib.Nifti1Image(np.zeros(img.shape, np.float32), img.affine), t1w)
-    script = _console_script()
+    script = console_script()
     rerun = subprocess.run([script, str(bids_dir), str(out), "participant", "--participant-label", STALE,
                             "-w", str(work), *COMMON], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert rerun.returncode == 1 and f"sub-{STALE}_T1w.nii.gz: is empty" in rerun.stderr
