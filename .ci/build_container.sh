@@ -64,10 +64,10 @@ fi
 # 3. The image
 build_args=(--build-arg "BASE_IMAGE=$BASE" --build-arg "TORCH_VERSION=$TORCH_VERSION")
 wheel_dir="${TORCH_WHEEL_DIR:-}"
+# A setting of pip's here, from every place pip reads them (its config files and PIP_* variables).
+pip_setting() { python3 -m pip config list 2>/dev/null | sed -n "s/^[^=]*\.$1='\(.*\)'\$/\1/p" | head -n1; }
 if [ -z "$wheel_dir" ]; then  # a find-links folder of pip's with the CPU wheel of torch
-    conf_dirs=$(sed -n 's/^ *find-links *= *//p' /etc/pip.conf /etc/xdg/pip/pip.conf \
-        "$HOME/.config/pip/pip.conf" "$HOME/.pip/pip.conf" 2>/dev/null || true)
-    for dir in ${PIP_FIND_LINKS:-} $conf_dirs; do
+    for dir in $(pip_setting find-links); do
         if compgen -G "$dir/torch-${TORCH_VERSION}+cpu-*.whl" >/dev/null; then wheel_dir="$dir"; break; fi
     done
 fi
@@ -78,8 +78,7 @@ if [ -n "$wheel_dir" ]; then
     build_args+=(--build-arg PIP_FIND_LINKS=/wheels --build-arg TORCH_INDEX_URL=https://pypi.org/simple)
 fi
 # A TLS-intercepting proxy between the build and PyPI: pip inside trusts what pip here trusts.
-cert="${PIP_CERT:-$(sed -n 's/^ *cert *= *//p' /etc/pip.conf /etc/xdg/pip/pip.conf \
-    "$HOME/.config/pip/pip.conf" "$HOME/.pip/pip.conf" 2>/dev/null | head -n1 || true)}"
+cert="${PIP_CERT:-$(pip_setting cert)}"
 if [ -n "$cert" ] && [ -f "$cert" ]; then
     volumes+=(--volume "$cert:/etc/ssl/pip-ca.crt:ro")
     build_args+=(--build-arg PIP_CERT=/etc/ssl/pip-ca.crt)

@@ -24,9 +24,14 @@ RELMAT_STAT: dict[str, str] = {
 }
 
 
+def connectivity_spelling(value: str) -> str:
+    """``partial correlation`` and ``partial_correlation`` mean ``partial-correlation``."""
+    return value.strip().lower().replace(" ", "-").replace("_", "-")
+
+
 def connectivity_kind(value: str) -> str:
     """Canonical name of a connectivity measure; ``partial correlation`` (old spelling) is accepted."""
-    name = value.strip().lower().replace(" ", "-").replace("_", "-")
+    name = connectivity_spelling(value)
     if name not in CONNECTIVITY_KINDS:
         raise ValueError(f"unknown connectivity {value!r}; choose from {', '.join(CONNECTIVITY_KINDS)}")
     return name

@@ -198,7 +198,9 @@ def test_validator_runs_when_the_app_is_called_by_its_full_path(tmp_path, real_d
 
     from console import run_app
 
-    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    venv_bin = Path(sys.executable).parent
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p and Path(p) != venv_bin)
+    env = {**os.environ, "PATH": path}
     proc = run_app(real_data / "pumi", tmp_path / "out", "participant", "-w", tmp_path / "w", env=env)
     assert proc.returncode == 2
     assert "BIDS validation found" in proc.stderr and "skipping" not in proc.stderr

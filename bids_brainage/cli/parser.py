@@ -17,6 +17,7 @@ from bids_brainage.defaults import (
     DEFAULT_BIAS_CORRECTION,
     DEFAULT_FD_THRESHOLD,
     HARMONIZE_CHOICES,
+    connectivity_spelling,
 )
 from bids_brainage.templates import ALL_ATLASES
 
@@ -57,11 +58,6 @@ def _non_negative_float(value: str) -> float:
     if number < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return number
-
-
-def _spelling(value: str) -> str:
-    """``partial correlation`` and ``partial_correlation`` mean ``partial-correlation``."""
-    return value.strip().lower().replace(" ", "-").replace("_", "-")
 
 
 def _fraction(value: str) -> float:
@@ -185,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--connectivity",
-        type=_spelling,
+        type=connectivity_spelling,
         choices=tuple(CONNECTIVITY_KINDS),
         default="correlation",
         help="connectivity measure of each BOLD run, Fisher z-transformed (nilearn's tangent space "

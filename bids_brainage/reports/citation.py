@@ -307,23 +307,26 @@ def _functional_sidecars(output_dir: str | Path | None, limit: int = 50) -> list
     return sidecars
 
 
-def band_pass_from_outputs(output_dir: str | Path | None) -> tuple[float, float] | None:
+def band_pass_from_outputs(
+    output_dir: str | Path | None, sidecars: list[dict[str, Any]] | None = None
+) -> tuple[float, float] | None:
     """Band-pass edges (Hz) recorded in a functional sidecar under ``output_dir``, if any.
 
     Looks for ``HighPass``/``LowPass`` (at any depth, e.g. ``Denoising.HighPass``) or a
-    two-element ``BandPass`` list in the functional features sidecars.
+    two-element ``BandPass`` list in the functional features sidecars (``sidecars``, when
+    already read).
     """
-    for meta in _functional_sidecars(output_dir, limit=5):
+    for meta in (_functional_sidecars(output_dir) if sidecars is None else sidecars)[:5]:
         found = _find_band(meta)
         if found:
             return found
     return None
 
 
-def recorded_values(output_dir: str | Path | None, getter: Any) -> list[Any]:
-    """Distinct values of ``getter(sidecar)`` over the functional sidecars (None skipped), sorted."""
+def recorded_values(sidecars: list[dict[str, Any]], getter: Any) -> list[Any]:
+    """Distinct values of ``getter(sidecar)`` over functional sidecars (None skipped), sorted."""
     values = set()
-    for meta in _functional_sidecars(output_dir):
+    for meta in sidecars:
         try:
             value = getter(meta)
         except (KeyError, TypeError, AttributeError):
@@ -421,7 +424,9 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
     folds = int(group.get("n_folds") or _get(settings, "n_folds", 5))
     gsr = bool(_get(settings, "global_signal", False))
     thickness = bool(_get(settings, "thickness", False))
-    band = band_pass_from_outputs(_get(settings, "output_dir")) or DEFAULT_BAND_PASS
+    output_dir = _get(settings, "output_dir")
+    sidecars = _functional_sidecars(output_dir)  # read once: band-pass, dummy scans, sphere radius
+    band = band_pass_from_outputs(output_dir, sidecars) or DEFAULT_BAND_PASS
     resolution = (
         "at reduced resolution and with shortened optimisation schedules (--sloppy: for testing only, "
         "not for analysis)"
@@ -444,11 +449,10 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
         anat_refs.append("kellykapowski")
     atlas_text, atlas_refs = ATLAS_TEXT.get(atlas, (f"the {atlas} atlas", []))
     kind_text, kind_refs = CONNECTIVITY_TEXT.get(kind, (kind, []))
-    output_dir = _get(settings, "output_dir")
     if dummy not in (None, "", "None"):
         dummy_text = f"the first {int(dummy)} volumes were discarded as non-steady-state (dummy) scans."
     else:
-        counts = recorded_values(output_dir, lambda m: int(m["QC"]["n_dummy_scans"]))
+        counts = recorded_values(sidecars, lambda m: int(m["QC"]["n_dummy_scans"]))
         dummy_text = (
             "the initial volumes that the run's JSON sidecar marks as non-steady-state "
             f"({', '.join(f'`{k}`' for k in DUMMY_KEYS)}) were discarded"
@@ -459,7 +463,7 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
             )
         )
     if atlas in PUBLISHED_RADIUS_MM:
-        radii = recorded_values(output_dir, lambda m: float(m["SphereRadius"]))
+        radii = recorded_values(sidecars, lambda m: float(m["SphereRadius"]))
         atlas_text += (
             f", as spheres of radius max({PUBLISHED_RADIUS_MM[atlas]:g} mm as published, "
             f"{SPHERE_RADIUS_VOXELS:g} x the BOLD voxel size)"

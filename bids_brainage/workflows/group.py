@@ -199,7 +199,7 @@ def _run_group(config: Any) -> int:
             more = predict_table(load_bundle(model_dir, device=config.device), extra.reset_index(drop=True))
             more["split"] = "predict"
             predictions = pd.concat([predictions, more], ignore_index=True)
-        _write_group_files(node_dir, group_dir, qc)
+        _write_group_files(node_dir, group_dir, qc, predictions)
         _write_model_card(model_dir, config)
     else:
         predictions["split"] = "predict"
@@ -382,7 +382,7 @@ def _publish_bundle(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _write_group_files(node_dir: Path, group_dir: Path, qc: pd.DataFrame) -> None:
+def _write_group_files(node_dir: Path, group_dir: Path, qc: pd.DataFrame, predictions: pd.DataFrame) -> None:
     metrics = pd.read_csv(node_dir / "metrics.tsv", sep="\t", keep_default_na=False, na_values=["n/a"])
     summary = json.loads((node_dir / "summary.json").read_text())
     oof = summary.get("out_of_fold", {})
@@ -410,7 +410,7 @@ def _write_group_files(node_dir: Path, group_dir: Path, qc: pd.DataFrame) -> Non
     )
     from bids_brainage.model.metrics import metrics_by_group
 
-    oof_rows = pd.read_csv(node_dir / "predictions.tsv", sep="\t", keep_default_na=False, na_values=["n/a"])
+    oof_rows = predictions[predictions["split"] == "oof"]
     atomic.write_tsv(group_dir / "metrics_by_group.tsv", metrics_by_group(oof_rows).round(4))
     for name in ("baselines.tsv", "learning_curves.tsv", "latent.tsv"):
         atomic.write_with(group_dir / name, lambda tmp, name=name: shutil.copyfile(node_dir / name, tmp))
