@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bids_brainage.model.features import canonicalise
@@ -53,3 +54,29 @@ def abide_structural() -> pd.DataFrame:
     table = canonicalise(merged.drop(columns=["group"]), source=str(ABIDE))
     table["group"] = merged["group"].to_numpy()
     return table
+
+
+def abide_timeseries(participants: list[str]) -> list[np.ndarray]:
+    """CC200 ROI time series (time points x 200) of the given participants, as float64."""
+    with np.load(ABIDE / "timeseries_cc200.npz") as store:
+        return [store[pid].astype(np.float64) for pid in participants]
+
+
+def connectivity_features(series: list[np.ndarray], kind: str, train: np.ndarray | None = None) -> np.ndarray:
+    """Vectorised connectivity (upper triangle, no diagonal) with nilearn, float32 (n, 19 900).
+
+    ``correlation`` is computed per person (nothing is fitted across people). ``tangent``
+    projects each covariance onto the tangent space at the geometric mean of the *training*
+    rows' covariances (``train``: boolean mask), so a held-out site never shapes its reference.
+    Covariances use nilearn's default Ledoit-Wolf shrinkage, which also keeps them positive
+    definite where a ROI has no signal (all-zero columns in a few ABIDE series).
+    """
+    from nilearn.connectome import ConnectivityMeasure
+
+    measure = ConnectivityMeasure(kind=kind, vectorize=True, discard_diagonal=True)
+    if kind == "tangent":
+        if train is None:
+            raise ValueError("tangent-space features need the training rows")
+        measure.fit([s for s, keep in zip(series, train, strict=True) if keep])
+        return measure.transform(series).astype(np.float32)
+    return measure.fit_transform(series).astype(np.float32)

@@ -16,11 +16,30 @@ import pandas as pd
 from bids_brainage.model.calibration import cross_fitted
 from bids_brainage.model.cv import arrays_from_table
 from bids_brainage.model.features import Preprocessor, feature_columns
-from bids_brainage.model.losses import TERMS, LossWeights
+from bids_brainage.model.losses import LossWeights
 from bids_brainage.model.metrics import regression_metrics
 from bids_brainage.model.train import SAAVAERegressor
 
-BASELINES = ("ridge", "svr", "gpr", "rf", "concat_mlp")
+BASELINES = ("ridge", "stacked_ridge", "svr", "gpr", "rf", "concat_mlp", "plain_vae")
+
+#: SA-AVAE ablations: name -> estimator arguments that remove one component of the paper's
+#: model (loss terms, sex, the shared/specific split) or the ridge skip head.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "no_adv": {"weights": LossWeights(adv=0.0)},
+    "no_kl": {"weights": LossWeights(kl=0.0)},
+    "no_cross": {"weights": LossWeights(cross=0.0)},
+    "no_ratio": {"weights": LossWeights(ratio=0.0)},
+    "no_sex": {"sex_aware": False},
+    # The same 32 code dimensions per modality, all shared or all specific; the terms that
+    # compare shared with specific codes (ratio), or need shared codes, cannot apply.
+    "all_shared": {"latent_shared": 32, "latent_specific": 0, "weights": LossWeights(ratio=0.0)},
+    "all_specific": {
+        "latent_shared": 0,
+        "latent_specific": 32,
+        "weights": LossWeights(adv=0.0, cross=0.0, ratio=0.0),
+    },
+    "no_skip_head": {"skip_head": False},
+}
 
 
 def make_baseline(name: str, random_seed: int = 0) -> Any:
@@ -55,6 +74,10 @@ def make_baseline(name: str, random_seed: int = 0) -> Any:
             max_iter=400,
             random_state=random_seed,
         )
+    if name == "plain_vae":
+        return PlainVAERegressor(random_seed=random_seed)
+    if name == "stacked_ridge":
+        return StackedRidge()
     raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
 
 
@@ -82,6 +105,82 @@ class SubsampledGPR:
         return self.model_.predict(x)
 
 
+class PlainVAERegressor:
+    """A plain VAE regressor on the concatenated inputs: one encoder, one code, no sex prior.
+
+    The SA-AVAE's own code path with everything the paper adds removed: a single modality
+    (the design matrix of the other baselines: sMRI, fMRI PCA scores, sex, fMRI mask), all 32
+    code dimensions in one Gaussian code with a N(0, I) prior (reconstruction + KL + age
+    loss), no adversarial, cross-reconstruction or distance-ratio terms, no sex-aware
+    encoder/prior/heads (sex is an input column like any other) and no ridge skip head.
+    """
+
+    def __init__(self, random_seed: int = 0) -> None:
+        self.random_seed = random_seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> PlainVAERegressor:
+        self.model_ = SAAVAERegressor(
+            modalities=("smri",),
+            latent_shared=0,
+            latent_specific=32,
+            weights=LossWeights(adv=0.0, cross=0.0, ratio=0.0),
+            sex_aware=False,
+            skip_head=False,
+            n_pca=None,
+            device="cpu",
+            random_seed=self.random_seed,
+        ).fit(x, None, np.zeros(len(x)), y)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model_.predict(x, None, np.zeros(len(x)))
+
+
+class StackedRidge:
+    """Per-modality ridge regressions stacked on their leave-one-out predictions.
+
+    The linear late fusion the SA-AVAE's skip head starts from (`train._ridge_init`), alone:
+    a ridge per modality on [x_m, sex] (penalty by exact leave-one-out error), combined by a
+    non-negative least-squares fit on the leave-one-out predictions of the people with fMRI;
+    people without fMRI get the sMRI ridge. Reads the baselines' design matrix
+    ``[x_s, x_f, sex, fMRI mask]``; ``d_s`` is set by `baseline_oof`.
+    """
+
+    def __init__(self, d_s: int = 0) -> None:
+        self.d_s = d_s
+
+    def _blocks(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        d_f = x.shape[1] - self.d_s - 2
+        if d_f <= 0:  # one modality: the design is [x, sex]
+            return x[:, :-1], x[:, :0], x[:, -1], np.zeros(len(x))
+        return x[:, : self.d_s], x[:, self.d_s : self.d_s + d_f], x[:, -2], x[:, -1]
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> StackedRidge:
+        from scipy.optimize import nnls
+
+        from bids_brainage.model.train import RIDGE_ALPHAS, _ridge_loo
+
+        xs, xf, sex, mask = self._blocks(x)
+        has_f = mask > 0
+        self.s_ = _ridge_loo(np.c_[xs, sex], y, RIDGE_ALPHAS)
+        self.f_, self.gamma_ = None, None
+        if xf.shape[1] and has_f.sum() >= 10:
+            self.f_ = _ridge_loo(np.c_[xf[has_f], sex[has_f]], y[has_f], RIDGE_ALPHAS)
+            p = np.c_[self.s_[2][has_f], self.f_[2]]
+            c, _ = nnls(p - p.mean(axis=0), y[has_f] - y[has_f].mean())
+            self.gamma_ = (c, y[has_f].mean() - p.mean(axis=0) @ c)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        xs, xf, sex, mask = self._blocks(x)
+        pred = np.c_[xs, sex] @ self.s_[0] + self.s_[1]
+        if self.f_ is not None:
+            r_f = np.c_[xf, sex] @ self.f_[0] + self.f_[1]
+            fused = self.gamma_[0][0] * pred + self.gamma_[0][1] * r_f + self.gamma_[1]
+            pred = np.where(mask > 0, fused, pred)
+        return pred
+
+
 def _design(pre: Preprocessor, x_s: np.ndarray | None, x_f: np.ndarray | None, sex: np.ndarray) -> np.ndarray:
     zs, zf, mask = pre.transform(x_s, x_f)
     cols = [zs, zf, np.asarray(sex, float)[:, None]]
@@ -97,14 +196,18 @@ def baseline_oof(
     modalities: Sequence[str] = ("smri",),
     n_pca: int | None = 96,
     random_seed: int = 0,
+    predict_folds: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Out-of-fold predictions of one baseline on the given folds."""
+    """Out-of-fold predictions of one baseline on the given folds.
+
+    ``predict_folds`` limits the work to those folds (the other rows stay NaN).
+    """
     x_s, x_f = arrays_from_table(table)
     x_s = x_s if "smri" in modalities else None
     x_f = x_f if "fmri" in modalities else None
     age, sex = table["age"].to_numpy(float), table["sex"].to_numpy(float)
     pred = np.full(len(table), np.nan)
-    for k in np.unique(folds):
+    for k in np.unique(folds) if predict_folds is None else predict_folds:
         tr, te = folds != k, folds == k
         pre = Preprocessor(n_pca=n_pca).fit(
             None if x_s is None else x_s[tr], None if x_f is None else x_f[tr]
@@ -113,6 +216,8 @@ def baseline_oof(
         xte = _design(pre, None if x_s is None else x_s[te], None if x_f is None else x_f[te], sex[te])
         mu, sd = age[tr].mean(), age[tr].std()
         model = make_baseline(name, random_seed)
+        if isinstance(model, StackedRidge):
+            model.d_s = pre.d_s
         model.fit(xtr, (age[tr] - mu) / sd)
         pred[te] = model.predict(xte) * sd + mu
     return pred
@@ -152,13 +257,10 @@ def default_variants(
         out["saavae_smri_only"] = sa(modalities=("smri",))
         out["saavae_fmri_only"] = sa(modalities=("fmri",))
     if ablations:
-        for term in TERMS:
-            if term == "age":
-                continue  # without the age term there is no brain-age model
-            if term in ("cross", "ratio") and len(mods) < 2:
+        for name, kwargs in ABLATIONS.items():
+            if name in ("no_cross", "no_ratio") and len(mods) < 2:
                 continue  # these terms need two modalities
-            out[f"saavae_no_{term}"] = sa(modalities=mods, weights=LossWeights().without(term))
-        out["saavae_no_skip_head"] = sa(modalities=mods, skip_head=False)
+            out[f"saavae_{name}"] = sa(modalities=mods, **kwargs)
     for name in BASELINES:
         out[name] = lambda folds, name=name: baseline_oof(
             name, table, folds, mods, random_seed=common.get("random_seed", 0)

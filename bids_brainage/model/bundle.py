@@ -33,7 +33,8 @@ from bids_brainage.model.saavae import SAAVAE, SAAVAEConfig
 from bids_brainage.model.train import SAAVAERegressor, resolve_device
 from bids_brainage.utils.atomic import write_json, write_with
 
-FORMAT_VERSION = 1
+# 2: sex-aware encoders, prior and regressor heads; no per-fit head choice.
+FORMAT_VERSION = 2
 WEIGHTS, META, CHECKSUMS = "model.safetensors", "model.json", "SHA256SUMS"
 _JSON_ARRAYS = ("s_mean", "s_scale", "f_mean", "f_scale")  # scalers: readable in the JSON
 _TENSOR_ARRAYS = ("pca_components", "pca_scale")  # large: stored with the weights
@@ -73,7 +74,6 @@ def save_bundle(ensemble: BrainAgeEnsemble, directory: str | Path) -> Path:
                 "age_mean": est.age_mean_,
                 "age_std": est.age_std_,
                 "best_epoch": int(est.best_epoch_),
-                "head_choice": getattr(est, "head_choice_", {}),
                 "random_seed": est.random_seed,
                 "scaler": {name: arrays[name].tolist() for name in _JSON_ARRAYS if name in arrays},
             }
@@ -91,6 +91,7 @@ def save_bundle(ensemble: BrainAgeEnsemble, directory: str | Path) -> Path:
         "weights_file": WEIGHTS,
         "weights_sha256": _sha256(directory / WEIGHTS),
         "modalities": list(ensemble.modalities),
+        "network": ensemble.models[0].network,
         "features": {"smri": list(ensemble.smri_features), "fmri": list(ensemble.fmri_features)},
         "hyperparameters": {
             k: v for k, v in ensemble.models[0].get_params().items() if k not in ("random_seed", "device")
@@ -233,7 +234,6 @@ def _rebuild(
         est.device_ = device
         est.age_mean_, est.age_std_ = float(fold["age_mean"]), float(fold["age_std"])
         est.best_epoch_ = int(fold["best_epoch"])
-        est.head_choice_ = dict(fold.get("head_choice", {}))
         models.append(est)
     if not models:
         raise ModelBundleError("model bundle has no fold models")

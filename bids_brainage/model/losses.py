@@ -20,7 +20,7 @@ class LossWeights:
 
     rec: float = 1.0  # self-reconstruction
     cross: float = 0.5  # cross-reconstruction (needs both modalities)
-    kl: float = 1e-3  # KL(q(p_m | x_m) || N(0, I)) on specific codes
+    kl: float = 1e-3  # KL(q(p_m | x_m, sex) || N(μ_sex, I)) on specific codes
     adv: float = 1e-2  # encoders fooling the prior discriminator on shared codes
     ratio: float = 0.1  # shared-distinct distance ratio
     age: float = 1.0  # |age - R| on standardised age
@@ -58,12 +58,17 @@ def cross_reconstruction_loss(out: dict, x: dict[str, torch.Tensor]) -> torch.Te
 
 
 def kl_loss(out: dict) -> torch.Tensor:
-    """KL divergence of the specific-code posteriors from N(0, I), per subject, summed over dims."""
+    """KL divergence of the specific-code posteriors from their sex-conditioned prior N(μ_sex, I).
+
+    Per subject, summed over dimensions; μ_sex is learned (``SAAVAE.prior_mu``), so the codes
+    of women and men may sit apart when that helps to explain the data.
+    """
     total = out["age"].new_zeros(()).float()
     for m in ("s", "f"):
         if f"mu_p_{m}" not in out:
             continue
-        mu, lv = out[f"mu_p_{m}"].float(), out[f"lv_p_{m}"].float()
+        mu = out[f"mu_p_{m}"].float() - out[f"prior_p_{m}"].float()
+        lv = out[f"lv_p_{m}"].float()
         kl = 0.5 * (mu.pow(2) + lv.exp() - 1.0 - lv).sum(dim=1)
         mask = out[f"mask_{m}"]
         total = total + (kl * mask).sum() / mask.sum().clamp_min(1.0)
@@ -123,7 +128,7 @@ def compute_losses(
     x: dict[str, torch.Tensor],
     age: torch.Tensor,
     weights: LossWeights,
-    discriminator: torch.nn.Module,
+    discriminator: torch.nn.Module | None,
 ) -> dict[str, torch.Tensor]:
     """All active terms (unweighted) plus ``total`` (weighted sum) for the encoder/decoder/regressor step."""
     terms: dict[str, torch.Tensor] = {}
@@ -133,7 +138,7 @@ def compute_losses(
         terms["cross"] = cross_reconstruction_loss(out, x)
     if weights.kl:
         terms["kl"] = kl_loss(out)
-    if weights.adv:
+    if weights.adv and discriminator is not None:
         terms["adv"] = generator_loss(out, discriminator)
     if weights.ratio:
         terms["ratio"] = ratio_loss(out)

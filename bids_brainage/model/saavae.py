@@ -1,13 +1,19 @@
 """The sex-aware adversarial variational autoencoder (SA-AVAE) as a PyTorch module.
 
-Per modality m in {s (structural), f (functional)} an encoder E_m gives Gaussian
-posteriors for a *shared* code c_m and a *specific* code p_m. Decoders D_m rebuild x_m from
-[c, p_m, sex] with either the modality's own shared code (self) or the other one's (cross).
-A discriminator tells prior samples from shared codes (adversarial prior matching). The
-age regressor reads [mean shared code, p_s, p_f, sex] and, by default, adds a linear skip
-head on the standardised inputs (per-modality ridge heads, fused late): a ridge path that
-the latent path only has to correct, which is what makes the model competitive on small
-tabular cohorts.
+Per modality m in {s (structural), f (functional)} an encoder E_m reads [x_m, sex] and gives
+Gaussian posteriors for a *shared* code c_m and a *specific* code p_m. Decoders D_m rebuild
+x_m from [c, p_m, sex] with either the modality's own shared code (self) or the other one's
+(cross). A discriminator tells prior samples from shared codes (adversarial prior matching).
+
+Sex enters the learned codes three ways (``sex_aware``, default on): the encoders are
+conditioned on it, the specific codes have a sex-conditioned prior N(μ_sex, I) with learned
+means, and the age regressor has one output head per sex on a shared body, so the mapping
+from codes to age (the ageing trajectory) can differ between women and men. With
+``sex_aware=False`` sex is replaced by 0 everywhere (the "no sex" ablation).
+
+The age regressor reads [mean shared code, p_s, p_f, sex]; by default a linear skip head on
+the standardised inputs (per-modality ridge heads, fused late) is added to its output. The
+latent path is always trained and always part of the prediction.
 """
 
 from __future__ import annotations
@@ -30,10 +36,13 @@ class SAAVAEConfig:
     regressor_hidden: int = 64
     dropout: float = 0.1
     skip_head: bool = True
+    sex_aware: bool = True
 
     def __post_init__(self) -> None:
         if self.d_s <= 0 and self.d_f <= 0:
             raise ValueError("the model needs at least one modality")
+        if self.latent_shared + self.latent_specific <= 0:
+            raise ValueError("the model needs at least one latent dimension")
         if self.hidden <= 0:
             self.hidden = default_hidden(max(self.d_s, self.d_f))
 
@@ -66,15 +75,16 @@ def _mlp(d_in: int, hidden: int, d_out: int, dropout: float) -> nn.Sequential:
 
 
 class Encoder(nn.Module):
-    """x_m -> (mu, logvar) of the shared code and of the specific code."""
+    """[x_m, sex] -> (mu, logvar) of the shared code and of the specific code."""
 
     def __init__(self, d_in: int, cfg: SAAVAEConfig) -> None:
         super().__init__()
         self.ls, self.lp = cfg.latent_shared, cfg.latent_specific
-        self.net = _mlp(d_in, cfg.hidden, 2 * (self.ls + self.lp), cfg.dropout)
+        self.net = _mlp(d_in + 1, cfg.hidden, 2 * (self.ls + self.lp), cfg.dropout)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        mu_c, lv_c, mu_p, lv_p = self.net(x).split([self.ls, self.ls, self.lp, self.lp], dim=1)
+    def forward(self, x: torch.Tensor, sex: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h = self.net(torch.cat([x, sex[:, None].to(x.dtype)], dim=1))
+        mu_c, lv_c, mu_p, lv_p = h.split([self.ls, self.ls, self.lp, self.lp], dim=1)
         # Bounded log-variances keep exp() finite under mixed precision.
         return mu_c, lv_c.clamp(-8, 8), mu_p, lv_p.clamp(-8, 8)
 
@@ -105,6 +115,26 @@ class Discriminator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).squeeze(1)
+
+
+class SexAwareRegressor(nn.Module):
+    """Codes -> standardised age, with one linear output head per sex on a shared body.
+
+    ``age = head_F(h)`` for women (sex 0) and ``head_M(h)`` for men (sex 1), ``h = body([codes,
+    sex])``: the body learns ageing common to both, the heads let the slope of age on every
+    hidden unit differ by sex (a sex x latent interaction, which a concatenated sex scalar
+    cannot express in a network this shallow).
+    """
+
+    def __init__(self, d_in: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.heads = nn.Linear(hidden, 2)
+
+    def forward(self, codes: torch.Tensor, sex: torch.Tensor) -> torch.Tensor:
+        both = self.heads(self.body(codes))
+        s = sex.to(both.dtype)
+        return both[:, 0] * (1 - s) + both[:, 1] * s
 
 
 class SkipHead(nn.Module):
@@ -155,15 +185,15 @@ class SAAVAE(nn.Module):
             self.enc["s"], self.dec["s"] = Encoder(cfg.d_s, cfg), Decoder(cfg.d_s, cfg)
         if self.has_f:
             self.enc["f"], self.dec["f"] = Encoder(cfg.d_f, cfg), Decoder(cfg.d_f, cfg)
-        d_reg = cfg.latent_shared + cfg.latent_specific * (int(self.has_s) + int(self.has_f)) + 1
-        self.regressor = nn.Sequential(
-            nn.Linear(d_reg, cfg.regressor_hidden),
-            nn.GELU(),
-            nn.Dropout(cfg.dropout),
-            nn.Linear(cfg.regressor_hidden, 1),
+        # Sex-conditioned prior of the specific codes: N(prior_mu[m][sex], I), means learned.
+        self.prior_mu = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(2, cfg.latent_specific)) for m in self.enc}
         )
+        d_reg = cfg.latent_shared + cfg.latent_specific * (int(self.has_s) + int(self.has_f)) + 1
+        self.regressor = SexAwareRegressor(d_reg, cfg.regressor_hidden, cfg.dropout)
         self.skip = SkipHead(cfg.d_s, cfg.d_f) if cfg.skip_head else None
-        self.discriminator = Discriminator(cfg.latent_shared)
+        # Without shared dimensions there is nothing to match to the prior.
+        self.discriminator = Discriminator(cfg.latent_shared) if cfg.latent_shared > 0 else None
 
     def forward(
         self,
@@ -182,7 +212,7 @@ class SAAVAE(nn.Module):
             Standardised inputs, shape (n, d_s) and (n, d_f); a column count of 0 for an
             absent modality.
         sex
-            0/1 per subject, shape (n,).
+            0/1 per subject, shape (n,); replaced by 0 when the config is not ``sex_aware``.
         mask_f
             1 where the subject's fMRI is available (and not dropped), else 0. Where it is
             0, p_f is the prior mean (0) and the mean shared code is c_s alone.
@@ -198,17 +228,20 @@ class SAAVAE(nn.Module):
             and ``age`` (standardised prediction, shape (n,)).
         """
         out: dict[str, torch.Tensor] = {}
+        if not self.cfg.sex_aware:
+            sex = torch.zeros_like(sex)
         masks = {"s": torch.ones_like(mask_f), "f": mask_f}
         for m, x in (("s", x_s), ("f", x_f)):
             if m not in self.enc:
                 continue
-            mu_c, lv_c, mu_p, lv_p = self.enc[m](x)
+            mu_c, lv_c, mu_p, lv_p = self.enc[m](x, sex)
             out.update({f"mu_c_{m}": mu_c, f"lv_c_{m}": lv_c, f"mu_p_{m}": mu_p, f"lv_p_{m}": lv_p})
             out[f"c_{m}"] = _sample(mu_c, lv_c) if sample else mu_c
             out[f"p_{m}"] = _sample(mu_p, lv_p) if sample else mu_p
+            out[f"prior_p_{m}"] = self.prior_mu[m][sex.long()]
         for m in self.enc if decode else ():
             out[f"rec_{m}"] = self.dec[m](out[f"c_{m}"], out[f"p_{m}"], sex)
-        if decode and self.has_s and self.has_f:
+        if decode and self.has_s and self.has_f and self.cfg.latent_shared > 0:
             out["cross_s"] = self.dec["s"](out["c_f"], out["p_s"], sex)
             out["cross_f"] = self.dec["f"](out["c_s"], out["p_f"], sex)
         # Mean shared code over the modalities a subject has.
@@ -220,7 +253,8 @@ class SAAVAE(nn.Module):
             # Absent modality: p_m takes the prior mean, 0.
             parts.append(out[f"p_{m}"] * masks[m][:, None])
         parts.append(sex[:, None])
-        age = self.regressor(torch.cat(parts, dim=1)).squeeze(1)
+        out["latent_age"] = self.regressor(torch.cat(parts, dim=1), sex)
+        age = out["latent_age"]
         if self.skip is not None:
             age = age + self.skip(x_s, x_f, sex, mask_f)
         out["age"] = age

@@ -6,7 +6,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -96,10 +96,6 @@ class TrainSettings:
     disc_lr: float = 1e-3
     skip_lr: float = 0.0
     min_epochs: int = 10
-    gate_latent: bool = True
-    gate_margin: float = 1.0
-    choose_head: bool = True
-    choice_margin: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,8 +113,10 @@ class SAAVAERegressor:
         Loss-term weights; ``LossWeights()`` by default.
     n_pca
         fMRI PCA components (``None``: no PCA).
-    latent_shared, latent_specific, hidden, dropout, skip_head
-        Architecture (see `SAAVAEConfig`).
+    latent_shared, latent_specific, hidden, dropout, skip_head, sex_aware
+        Architecture (see `SAAVAEConfig`). ``latent_specific=0`` puts every code dimension in
+        the shared code and ``latent_shared=0`` every one in the specific codes (ablations);
+        the loss terms that need the missing part must then be switched off in ``weights``.
     settings
         Optimisation schedule (`TrainSettings`).
     device
@@ -137,6 +135,7 @@ class SAAVAERegressor:
     hidden: int = 0
     dropout: float = 0.1
     skip_head: bool = True
+    sex_aware: bool = True
     settings: TrainSettings = field(default_factory=TrainSettings)
     device: str = "auto"
     random_seed: int = 0
@@ -149,9 +148,31 @@ class SAAVAERegressor:
             raise ValueError(
                 f"modalities must be a non-empty subset of ('smri', 'fmri'), got {self.modalities}"
             )
+        self._check_terms()
         self.preprocessor_: Preprocessor | None = None
         self.model_: SAAVAE | None = None
         self.history_: list[dict[str, float]] = []
+
+    def _check_terms(self) -> None:
+        """Refuse loss terms the architecture cannot compute (no silent switch-off)."""
+        w = self.weights
+        if self.latent_shared == 0 and (w.adv or w.cross or w.ratio):
+            raise ValueError("without shared codes (latent_shared=0) set adv, cross and ratio to 0")
+        if w.ratio and self.latent_shared != self.latent_specific:
+            raise ValueError(
+                "the distance ratio compares shared and specific codes: it needs latent_shared == latent_specific"
+            )
+
+    @property
+    def network(self) -> str:
+        """What predicts, in words (stored in the bundle and the sidecar of ``brainage.tsv``)."""
+        mods = " + ".join({"smri": "sMRI", "fmri": "fMRI"}[m] for m in self.modalities)
+        parts = [f"SA-AVAE ({mods}): sex-aware latent regressor"]
+        if self.skip_head:
+            parts.append("+ ridge skip head (stacked per-modality ridge, frozen)")
+        if not self.sex_aware:
+            parts.append("(sex not used)")
+        return " ".join(parts)
 
     # ----------------------------------------------------------------- parameters
     def get_params(self) -> dict[str, Any]:
@@ -165,6 +186,7 @@ class SAAVAERegressor:
             "hidden": self.hidden,
             "dropout": self.dropout,
             "skip_head": self.skip_head,
+            "sex_aware": self.sex_aware,
             "settings": self.settings.to_dict(),
             "device": self.device,
             "random_seed": self.random_seed,
@@ -175,7 +197,9 @@ class SAAVAERegressor:
         """Inverse of `get_params`."""
         p = dict(params)
         p["weights"] = LossWeights(**p["weights"])
-        p["settings"] = TrainSettings(**p["settings"])
+        # Settings of older bundles (the removed per-fit head choice and latent gate) are dropped.
+        known = set(TrainSettings.__dataclass_fields__)
+        p["settings"] = TrainSettings(**{k: v for k, v in p["settings"].items() if k in known})
         p.update(overrides)
         return cls(**p)
 
@@ -222,9 +246,11 @@ class SAAVAERegressor:
             hidden=self.hidden,
             dropout=self.dropout,
             skip_head=self.skip_head,
+            sex_aware=self.sex_aware,
         )
         y = ((age - self.age_mean_) / self.age_std_).astype(np.float32)
-        sex = np.asarray(sex, np.float32)
+        # The "no sex" ablation: sex is 0 for everyone, in the ridge head too.
+        sex = np.asarray(sex, np.float32) if self.sex_aware else np.zeros(len(y), np.float32)
         st = self.settings
         rng = np.random.default_rng(self.random_seed)
         val_idx = (
@@ -236,71 +262,8 @@ class SAAVAERegressor:
         with reproducible(self.random_seed, self.device_, self.n_threads):
             self.model_ = SAAVAE(cfg).to(self.device_)
             self._train(zs, zf, sex, y, mask, val_idx)
-            self.head_choice_ = {"chosen": "skip" if self.skip_head else "latent", "rule": "fixed"}
-            self.histories_ = {self.head_choice_["chosen"]: self.history_}
-            if self.skip_head and st.choose_head and len(val_idx) >= 10:
-                self._choose_head(cfg, zs, zf, sex, y, mask, val_idx)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
-
-    def _choose_head(
-        self,
-        cfg: SAAVAEConfig,
-        zs: np.ndarray,
-        zf: np.ndarray,
-        sex: np.ndarray,
-        y: np.ndarray,
-        mask: np.ndarray,
-        val_idx: np.ndarray,
-    ) -> None:
-        """Keep "ridge skip head + residual latent path" or a "latent only" network, per fit.
-
-        Called after the skip-head network is trained. A second network without the skip head
-        is trained on the same training/validation split with the same schedule, and it
-        replaces the first only when both hold:
-
-        1. the skip-head network's latent gate kept its latent path (κ > 0): the validation
-           split shows non-linear signal that the ridge head misses. With κ = 0 the cohort
-           looks linear and the ridge head is kept: it was not selected on the validation
-           split, while the latent-only network's validation MAE is optimistically biased by
-           early stopping over tens of epochs (on the simulated cohort with pure-noise fMRI,
-           fused and sMRI-only, it "won" on validation in 8 of 10 folds and was worse on the
-           test fold in 6 of those 8). The latent-only network is then not trained at all;
-        2. its validation MAE is lower by more than ``choice_margin`` standard errors of the
-           paired per-subject difference of absolute errors (default 0: simply lower).
-
-        The validation errors of both candidates and the decision are kept in ``head_choice_``,
-        the epoch histories of both in ``histories_``.
-        """
-        v = val_idx
-        margin = self.settings.choice_margin
-        rule = f"latent only if the skip model's gate kappa > 0 and its validation MAE gain > {margin:g} x paired SE"
-        err_skip = np.abs(self._predict_z(zs[v], zf[v], sex[v], mask[v]) - y[v])
-        self.head_choice_ = {
-            "chosen": "skip",
-            "rule": rule,
-            "val_mae_skip_years": float(err_skip.mean()) * self.age_std_,
-            "latent_gate_skip": float(self.latent_gate_),
-            "best_epoch_skip": int(self.best_epoch_),
-        }
-        if self.latent_gate_ <= 0:
-            return
-        kept = (self.model_, self.history_, self.latent_gate_, self.best_epoch_, self.fusion_)
-        self.model_ = SAAVAE(replace(cfg, skip_head=False)).to(self.device_)
-        self._train(zs, zf, sex, y, mask, val_idx)
-        err_latent = np.abs(self._predict_z(zs[v], zf[v], sex[v], mask[v]) - y[v])
-        gain = err_skip - err_latent
-        se = float(gain.std(ddof=1) / np.sqrt(len(gain)))
-        latent = float(gain.mean()) > margin * se
-        self.head_choice_.update(
-            chosen="latent" if latent else "skip",
-            val_mae_latent_years=float(err_latent.mean()) * self.age_std_,
-            paired_se_years=se * self.age_std_,
-            best_epoch_latent=int(self.best_epoch_),
-        )
-        self.histories_ = {"skip": kept[1], "latent": self.history_}
-        if not latent:
-            self.model_, self.history_, self.latent_gate_, self.best_epoch_, self.fusion_ = kept
 
     def _train(
         self,
@@ -348,7 +311,10 @@ class SAAVAERegressor:
         for p in frozen:
             p.requires_grad_(False)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=st.max_epochs, eta_min=st.lr * 0.05)
-        dopt = torch.optim.Adam(model.discriminator.parameters(), lr=st.disc_lr, betas=(0.5, 0.9))
+        disc = model.discriminator
+        dopt = (
+            torch.optim.Adam(disc.parameters(), lr=st.disc_lr, betas=(0.5, 0.9)) if disc is not None else None
+        )
         use_amp = dev.type == "cuda"
         amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -395,7 +361,7 @@ class SAAVAERegressor:
                     )
                 scaler.step(opt)
                 scaler.update()
-                if w.adv:
+                if w.adv and disc is not None:
                     # Alternating update: the discriminator sees the codes of the step just taken (detached).
                     with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
                         dloss = discriminator_loss(out, model.discriminator)
@@ -428,40 +394,8 @@ class SAAVAERegressor:
             p.requires_grad_(True)
         if best[2] is not None:
             model.load_state_dict(best[2])
-        self.latent_gate_ = 1.0
-        if st.gate_latent and model.skip is not None and len(val_idx):
-            self.latent_gate_ = self._gate(zs[val_idx], zf[val_idx], sex[val_idx], mask[val_idx], y[val_idx])
         self.best_epoch_ = best[1] if best[2] is not None else len(self.history_) - 1
         model.eval()
-
-    @torch.no_grad()
-    def _gate(
-        self, zs: np.ndarray, zf: np.ndarray, sex: np.ndarray, mask: np.ndarray, y: np.ndarray
-    ) -> float:
-        """Scale the latent path's output by the κ ∈ [0, 1] with the least validation MAE.
-
-        The latent path's output is linear in the regressor's last layer, so scaling that layer
-        by κ gives ŷ = skip + κ·latent exactly. κ = 0 is the ridge head alone: a latent path
-        that only fits noise (a nearly linear cohort) is switched off instead of costing accuracy.
-        """
-        model = self.model_
-        model.eval()
-        full = self._predict_z(zs, zf, sex, mask)
-        t = [torch.as_tensor(np.asarray(a, np.float32), device=self.device_) for a in (zs, zf, sex, mask)]
-        skip = model.skip(t[0], t[1] * t[3][:, None], t[2], t[3]).float().cpu().numpy()
-        latent = full - skip
-        kappas = np.linspace(0.0, 1.0, 21)
-        errors = np.abs((y - skip)[None, :] - kappas[:, None] * latent[None, :])
-        best = int(np.argmin(errors.mean(axis=1)))
-        # Paired gain over κ = 0 on the same subjects; keep the latent path only when the gain
-        # exceeds `gate_margin` standard errors (a small validation set makes noise look like gain).
-        gain = errors[0] - errors[best]
-        se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
-        kappa = float(kappas[best]) if gain.mean() > self.settings.gate_margin * se else 0.0
-        last = model.regressor[-1]
-        last.weight.mul_(kappa)
-        last.bias.mul_(kappa)
-        return kappa
 
     # ----------------------------------------------------------------- predict
     @torch.no_grad()
@@ -579,9 +513,9 @@ def _ridge_init(
             head.mix.copy_(torch.as_tensor(gamma, dtype=torch.float32))
         info = {"fusion_smri": float(gamma[0] + 1), "fusion_fmri": float(gamma[1])}
     with torch.no_grad():
-        last = model.regressor[-1]
-        last.weight.zero_()
-        last.bias.zero_()
+        # The latent path starts at 0 and learns what the ridge head misses.
+        model.regressor.heads.weight.zero_()
+        model.regressor.heads.bias.zero_()
     return info
 
 

@@ -207,8 +207,10 @@ def _run_group(config: Any) -> int:
     predictions, not_predicted = _drop_refused(config, predictions)
     brainage = _with_qc_excluded(config, _brainage_table(predictions, table), qc)
     atomic.write_tsv(config.output_dir / "brainage.tsv", brainage)
+    model_dir = config.output_dir / "model" if train else Path(config.model)
     atomic.write_json(
-        config.output_dir / "brainage.json", {**BRAINAGE_COLUMNS, "Device": _device_used(config)}
+        config.output_dir / "brainage.json",
+        {**BRAINAGE_COLUMNS, "Device": _device_used(config), "Model": _network(model_dir)},
     )
     LOGGER.info("wrote %s (%d rows)", config.output_dir / "brainage.tsv", len(brainage))
     _reports(config, len(brainage))
@@ -356,6 +358,14 @@ def _with_qc_excluded(config: Any, brainage: pd.DataFrame, qc: pd.DataFrame) -> 
     rows["split"], rows["modalities"] = "excluded", "n/a"
     rows = rows.reindex(columns=brainage.columns)
     return pd.concat([brainage, rows], ignore_index=True) if len(brainage) else rows
+
+
+def _network(model_dir: Path) -> str:
+    """What predicted, as the bundle records it (``network`` in its model.json)."""
+    from bids_brainage.model.bundle import META
+
+    meta = json.loads((model_dir / META).read_text(encoding="utf-8"))
+    return str(meta.get("network", "SA-AVAE"))
 
 
 def _device_used(config: Any) -> str:

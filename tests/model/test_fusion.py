@@ -37,10 +37,9 @@ def test_skip_head_without_fmri_is_the_smri_head():
 
 
 def _fit(table, **settings):
-    """A skip-head model (the choice of a latent-only network is tested in test_head_choice)."""
+    """The default model: ridge skip head plus the latent path."""
     x_s, x_f = arrays_from_table(table)
     sex, age = table["sex"].to_numpy(float), table["age"].to_numpy(float)
-    settings = {"choose_head": False, **settings}
     est = SAAVAERegressor(device="cpu", settings=TrainSettings(max_epochs=12, **settings))
     return est.fit(x_s, x_f, sex, age)
 
@@ -51,7 +50,6 @@ def test_stacking_weights_follow_the_evidence():
     for noise in (False, True):
         table = simulate_feature_table(n=240, d_s=20, d_f=80, seed=4, fmri_noise_only=noise)
         est = _fit(table)
-        assert 0.0 <= est.latent_gate_ <= 1.0
         x_s, x_f = arrays_from_table(table)
         sex, age = table["sex"].to_numpy(float), table["age"].to_numpy(float)
         fused = est.predict(x_s, x_f, sex)
@@ -61,16 +59,6 @@ def test_stacking_weights_follow_the_evidence():
             assert est.fusion_["fusion_fmri"] > 0.2, est.fusion_
             assert np.abs(fused - age).mean() < 0.8 * np.abs(alone - age).mean()
     assert shift[True] < 0.3 * shift[False], shift
-
-
-def test_gate_zero_means_ridge_head_alone():
-    table = simulate_feature_table(n=160, d_s=12, d_f=40, seed=5)
-    est = _fit(table, gate_margin=1e9)  # no gain can pass: the latent path is switched off
-    assert est.latent_gate_ == 0.0
-    last = est.model_.regressor[-1]
-    assert not last.weight.any() and not last.bias.any()
-    kept = _fit(table, gate_latent=False)
-    assert kept.latent_gate_ == 1.0 and kept.model_.regressor[-1].weight.any()
 
 
 def test_ridge_penalty_keeps_half_the_degrees_of_freedom():
