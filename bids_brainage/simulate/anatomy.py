@@ -15,7 +15,12 @@ from scipy import ndimage
 
 from bids_brainage.simulate.cohort import Subject, Visit, subject_rng
 from bids_brainage.simulate.config import SimulationConfig
-from bids_brainage.simulate.lifespan import grey_matter_factor, intracranial_factor, ventricle_factor
+from bids_brainage.simulate.lifespan import (
+    grey_matter_factor,
+    intracranial_factor,
+    ventricle_factor,
+    white_matter_factor,
+)
 from bids_brainage.simulate.rigid import centred_affine, grid_points
 from bids_brainage.simulate.sites import Site
 from bids_brainage.simulate.space import Reference, ventricle_flow
@@ -27,6 +32,10 @@ BASE_SCALE = (1350.0 / 1895.0) ** (1 / 3)
 MALE_TIV_RATIO = 1.10
 TIV_LOG_SD = 0.08
 REGION_LOG_SD = 0.05
+#: Grey-matter volume change per SD of the latent ``reserve`` trait (log scale; an assumption
+#: of the simulator: 4 %, half the between-person SD of head size, about 9 years of adult
+#: decline). The same trait raises within-network connectivity (``connectivity.py``).
+RESERVE_GM = 0.04
 CHUNK = 1_500_000
 
 
@@ -68,7 +77,7 @@ def visit_warp(
     pose = np.concatenate([rng.normal(0.0, 4.0, 3), np.deg2rad(rng.normal(0.0, 4.0, 3))])
     size = traits.tiv_factor * float(intracranial_factor(visit.biological_age))
     scale = BASE_SCALE * size ** (1 / 3) * traits.anisotropy
-    alpha = ventricle_alpha(float(ventricle_factor(visit.biological_age)))
+    alpha = ventricle_alpha(float(ventricle_factor(visit.biological_age, subject.sex, subject.pace)))
     disp, box = ventricle_flow(ref, alpha) if alpha else (None, None)
     return SubjectWarp(
         pose=pose, scale=scale, field=traits.field, alpha=alpha, vent_disp=disp, vent_affine=box
@@ -87,6 +96,18 @@ def ventricle_alpha(ratio: float) -> float:
     return float(np.interp(ratio, _RATIO_TABLE, _ALPHA_TABLE))
 
 
+def regional_gm_factor(
+    subject: Subject, visit: Visit, traits: SubjectTraits, region_rate: np.ndarray
+) -> np.ndarray:
+    """Grey-matter volume factor per Desikan-Killiany label (index 0 = unlabelled) at ``visit``.
+
+    The lifespan curve (age, sex, regional rate, pace) times the subject's regional factors
+    and its latent reserve; image and feature modes both use this.
+    """
+    curve = grey_matter_factor(visit.biological_age, subject.sex, region_rate, subject.pace)
+    return curve * traits.region_factor * np.exp(RESERVE_GM * subject.reserve)
+
+
 def aged_tissues(
     ref: Reference, subject: Subject, visit: Visit, traits: SubjectTraits
 ) -> dict[str, np.ndarray]:
@@ -99,19 +120,30 @@ def aged_tissues(
     turns the white matter of the voxels richest in grey matter into grey matter, so the
     grey/white boundary moves inwards. Whole voxels convert in that order until the
     region's change is reached (the last one partly), so the regional volumes are exactly
-    those of the lifespan curves (as in feature-level mode).
+    those of the lifespan curves (as in feature-level mode). The late-life white-matter
+    loss (:func:`~bids_brainage.simulate.lifespan.white_matter_factor`) turns the white
+    matter nearest CSF, that is around the ventricles, into CSF.
     """
-    factor = grey_matter_factor(visit.biological_age, subject.sex, ref.region_rate) * traits.region_factor
+    factor = regional_gm_factor(subject, visit, traits, ref.region_rate)
     n_labels = len(ref.region_rate)
     gm, wm, csf = (a.reshape(-1) for a in (ref.gm, ref.wm, ref.csf))
     flat_dk = ref.dk.reshape(-1)
     change = np.bincount(flat_dk, weights=gm, minlength=n_labels) * (factor - 1.0)
     loss = _converted(gm, flat_dk, ref.loss_order, np.clip(-change, 0, None))
     gain = _converted(wm, flat_dk, ref.gain_order, np.clip(change, 0, None))
+    wm_left = wm - gain
+    wm_target = float(wm_left.sum(dtype=np.float64)) * (
+        1.0 - float(white_matter_factor(visit.biological_age, subject.sex, subject.pace))
+    )
+    wm_loss = (
+        _converted(wm_left, np.zeros(wm.size, np.int8), ref.wm_loss_order, np.array([wm_target]))
+        if wm_target > 0
+        else 0.0
+    )
     shape = ref.gm.shape
     gm_new = (gm + gain - loss).reshape(shape)
-    wm_new = (wm - gain).reshape(shape)
-    csf_new = (csf + loss).reshape(shape)
+    wm_new = (wm_left - wm_loss).reshape(shape)
+    csf_new = (csf + loss + wm_loss).reshape(shape)
     return {"GM": gm_new, "WM": wm_new, "CSF": csf_new, "ventricles": csf_new * ref.ventricles}
 
 

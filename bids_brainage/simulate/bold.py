@@ -240,7 +240,7 @@ def simulate_bold(
     coarse_brain = coarse["GM"] + coarse["WM"] + coarse["CSF"]
     coarse_base = _decimate(base, over)
     support = np.flatnonzero(coarse_brain.reshape(-1) > 0.01)
-    conn = subject_connectivity(visit.biological_age, subject.sex, rng)
+    conn = subject_connectivity(visit.biological_age, subject.sex, rng, subject.reserve, subject.pace)
     signals = roi_signals(conn, n_t, cfg.tr, rng)
     phys = band_limited(n_t, 3, cfg.tr, rng, band=(0.005, 0.2)).astype(np.float32)  # global, WM, CSF
     parcel = got["parcels"][::over, ::over, ::over].reshape(-1)[support].astype(np.int64)

@@ -1,4 +1,4 @@
-"""Participants: chronological age, sex, site, hidden brain-age gap, sessions.
+"""Participants: chronological age, sex, site, hidden brain-age gap, latent traits, sessions.
 
 Every subject has its own random stream derived from ``(seed, subject index)``, so a
 subject's data do not depend on how many others are simulated or in which process.
@@ -32,6 +32,12 @@ class Subject:
     site: str
     gap: float
     visits: tuple[Visit, ...]
+    #: Latent traits shared by both modalities (standard normal, constant over sessions):
+    #: ``reserve`` raises grey-matter volume and within-network connectivity, ``pace``
+    #: scales every ageing rate after 25 years (structural and functional). See
+    #: ``lifespan.py`` and ``connectivity.py``.
+    reserve: float = 0.0
+    pace: float = 0.0
 
     @property
     def age(self) -> float:
@@ -53,7 +59,8 @@ def make_cohort(cfg: SimulationConfig) -> list[Subject]:
     """Draw the participants of ``cfg``.
 
     Sex alternates F/M after a seeded shuffle so the cohort is balanced; sites are assigned
-    round-robin after another shuffle so every site has subjects of all ages.
+    round-robin after another shuffle so every site has subjects of all ages. The latent
+    traits come from their own stream (2), so adding them left every other draw unchanged.
     """
     rng = np.random.default_rng(np.random.SeedSequence([int(cfg.seed), 7]))
     n = cfg.n_subjects
@@ -75,6 +82,7 @@ def make_cohort(cfg: SimulationConfig) -> list[Subject]:
             if k:
                 age += float(cfg.session_interval * srng.uniform(0.8, 1.2))
             visits.append(Visit(ses, round(age, 2), round(max(age + gap, 0.5), 2)))
+        reserve, pace = subject_rng(cfg.seed, i, 2).standard_normal(2)
         subjects.append(
             Subject(
                 index=i,
@@ -83,6 +91,8 @@ def make_cohort(cfg: SimulationConfig) -> list[Subject]:
                 site=f"site{sites[i] + 1}",
                 gap=round(gap, 3),
                 visits=tuple(visits),
+                reserve=round(float(reserve), 3),
+                pace=round(float(pace), 3),
             )
         )
     return subjects

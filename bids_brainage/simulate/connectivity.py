@@ -3,13 +3,32 @@
 ROI ``j`` of network ``n`` carries ``s_j = sqrt(w_n) z_n + sqrt(1 - w_n) e_j``: ``z`` are
 band-limited (0.01-0.1 Hz) network signals with correlation ``C``, ``e_j`` private
 band-limited noise, so within-network correlation is ``w_n`` and between-network
-correlation is ``sqrt(w_m w_n) C_mn``. Ageing lowers ``w`` of the default-mode and
-control networks (Andrews-Hanna et al. 2007; Damoiseaux et al. 2008) and mixes a common
-component into ``C`` so between-network coupling rises (dedifferentiation, Chan et al.
-2014; Geerligs et al. 2015). Women have slightly stronger default-mode coupling
-(Biswal et al. 2010; Allen et al. 2011). Each subject also gets individual deviations of
-``w`` larger than the age effect over a decade, so the fMRI age signal is weaker and
-noisier than the structural one.
+correlation is ``sqrt(w_m w_n) C_mn``.
+
+Age effects are non-linear over the lifespan:
+
+* development (8-20 years): within-network correlation strengthens and between-network
+  coupling weakens as networks segregate, "local to distributed" (Fair et al. 2009, PLoS
+  Comput Biol 5:e1000381): ``w`` is ``DEV_WITHIN_DEFICIT`` lower at 8 years and the common
+  component of ``C`` ``DEV_MIX_EXCESS`` higher, both closing quadratically (zero slope) at 20;
+* ageing (after 20): ``w`` of the default-mode and control networks declines
+  (Andrews-Hanna et al. 2007; Damoiseaux et al. 2008) and a common component mixes into ``C``
+  so between-network coupling rises (dedifferentiation, Chan et al. 2014; Geerligs et al.
+  2015; Betzel et al. 2014; Varangis et al. 2019); both changes accelerate with age (half a
+  constant rate, half a rate growing linearly, tripling from 20 to 80 years: segregation
+  is nearly stable in young adults and falls faster from middle age, Chan et al. 2014;
+  Betzel et al. 2014 fit quadratic trajectories over 7-85 years). The total 20-80 year
+  changes are those of the earlier linear model.
+
+Sex: women have slightly stronger default-mode coupling (Biswal et al. 2010; Allen et al.
+2011), and men's ageing rates are 10 % faster, as for their structural ageing
+(``lifespan.MALE_RATE``; sex x age interactions of network connectivity: Scheinost et al.
+2015, Hum Brain Mapp 36:1524). Shared latent traits (``cohort.Subject``): ``reserve`` raises
+every within-network ``w`` by ``RESERVE_WITHIN`` per SD (the same trait enlarges grey matter),
+``pace`` scales the ageing rates (after 20 years here) as in the structural curves
+(``lifespan.rate_scale``). Each subject also gets individual, fMRI-only deviations of ``w``
+larger than the age effect over a decade, so the fMRI age signal is weaker and noisier than
+the structural one.
 """
 
 from __future__ import annotations
@@ -19,14 +38,18 @@ from functools import lru_cache
 
 import numpy as np
 
+from bids_brainage.simulate.lifespan import rate_scale
 from bids_brainage.templates import coord_atlas
 
 AGEING_NETWORKS = ("DefaultMode", "FrontoParietal", "CinguloOpercular", "Salience", "DorsalAttention")
 BASE_WITHIN = 0.55
-WITHIN_DECLINE_PER_YEAR = 0.003  # for AGEING_NETWORKS, from 20 years on
+WITHIN_DECLINE_PER_YEAR = 0.003  # mean 20-80 y rate for AGEING_NETWORKS
 OTHER_DECLINE_PER_YEAR = 0.001
-GLOBAL_MIX_PER_YEAR = 0.003  # rise of the common component in C
+GLOBAL_MIX_PER_YEAR = 0.003  # mean 20-80 y rise of the common component in C
+DEV_WITHIN_DEFICIT = 0.08  # w lower at 8 years than at 20 (Fair et al. 2009)
+DEV_MIX_EXCESS = 0.05  # common component higher at 8 years than at 20
 FEMALE_DMN_BONUS = 0.03
+RESERVE_WITHIN = 0.02  # w per SD of the latent reserve (an assumption, below INDIVIDUAL_SD)
 INDIVIDUAL_SD = 0.05
 
 # Known large-scale relations between networks (positive or anticorrelated).
@@ -93,20 +116,42 @@ class SubjectConnectivity:
         return corr
 
 
-def subject_connectivity(age: float, sex: str, rng: np.random.Generator) -> SubjectConnectivity:
-    """Network parameters at biological ``age`` for one subject (individual deviations from ``rng``)."""
-    model = network_model()
+def ageing_years(age: float) -> float:
+    """Equivalent years of constant-rate ageing after 20: ``y/2 + y^2/120`` (``y`` = age - 20).
+
+    Its rate is 0.5 at 20 and 1.5 at 80, so 60 years of ageing equal 60 years of the
+    constant rate, accelerating with age (see the module docstring).
+    """
     years = max(age - 20.0, 0.0)
+    return 0.5 * years + years**2 / 120.0
+
+
+def development_deficit(age: float) -> float:
+    """Immaturity 1 at 8 years, 0 from 20 on, closing quadratically (zero slope at 20)."""
+    return float(np.clip((20.0 - age) / 12.0, 0.0, None)) ** 2
+
+
+def subject_connectivity(
+    age: float, sex: str, rng: np.random.Generator, reserve: float = 0.0, pace: float = 0.0
+) -> SubjectConnectivity:
+    """Network parameters at biological ``age`` for one subject (individual deviations from ``rng``).
+
+    ``reserve`` and ``pace`` are the subject's latent traits shared with the anatomy.
+    """
+    model = network_model()
+    # rate_scale at any adult age: sex and pace scale all of the post-20 ageing.
+    years = ageing_years(age) * float(rate_scale(np.inf, sex, pace))
+    immature = development_deficit(age)
     within = np.empty(len(model.networks))
     for i, net in enumerate(model.networks):
         decline = WITHIN_DECLINE_PER_YEAR if net in AGEING_NETWORKS else OTHER_DECLINE_PER_YEAR
-        within[i] = BASE_WITHIN - decline * years
+        within[i] = BASE_WITHIN - decline * years - DEV_WITHIN_DEFICIT * immature + RESERVE_WITHIN * reserve
         if net == "DefaultMode" and sex == "F":
             within[i] += FEMALE_DMN_BONUS
         if net == "unassigned":
             within[i] = 0.1
     within = np.clip(within + rng.normal(0.0, INDIVIDUAL_SD, within.size), 0.05, 0.9)
-    mix = min(0.05 + GLOBAL_MIX_PER_YEAR * years, 0.5)
+    mix = min(0.05 + GLOBAL_MIX_PER_YEAR * years + DEV_MIX_EXCESS * immature, 0.5)
     ones = np.ones_like(model.base_corr)
     corr = (1 - mix) * model.base_corr + mix * ones
     return SubjectConnectivity(within, corr)

@@ -116,6 +116,8 @@ def simulate_subject(cfg: SimulationConfig, subject: Subject, root: Path) -> lis
             "site": subject.site,
             "brain_age_gap": round(visit.biological_age - visit.age, 2),
             "biological_age": visit.biological_age,
+            "latent_reserve": subject.reserve,
+            "latent_pace": subject.pace,
         }
         row |= {k2: round(v, 1) for k2, v in anat.volumes.items()}
         row |= summary

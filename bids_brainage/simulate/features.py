@@ -4,7 +4,11 @@ Subjects, their traits and their ROI signals come from the very random streams u
 image-level simulator, so subject ``k`` of seed ``s`` is the same person in both modes.
 Volumes are computed analytically from the lifespan curves and the template's regional
 volumes (not measured from images), and measurement error is added as noise: image-level
-cohorts remain the truth for pipeline benchmarks.
+cohorts remain the truth for pipeline benchmarks. Age enters non-linearly (published lifespan
+curves with sex x age interactions, ``lifespan.py``; developmental and accelerating ageing
+effects on connectivity, ``connectivity.py``), and two latent traits of each person
+(``reserve``, ``pace``, ``cohort.Subject``) drive both the structural and the functional
+features, beyond age.
 
 Feature names follow the pipeline: ``smri__GM_total``, ``smri__WM_total``,
 ``smri__CSF_total``, ``smri__TIV``, ``smri__GM_<DK region>`` (mm^3) and
@@ -23,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from bids_brainage.errors import UsageError
-from bids_brainage.simulate.anatomy import BASE_SCALE, SubjectTraits, subject_traits
+from bids_brainage.simulate.anatomy import BASE_SCALE, SubjectTraits, regional_gm_factor, subject_traits
 from bids_brainage.simulate.bids_writer import write_json, write_tsv
 from bids_brainage.simulate.cohort import Subject, Visit, make_cohort, subject_rng
 from bids_brainage.simulate.config import SimulationConfig, parse_sessions
 from bids_brainage.simulate.connectivity import network_model, roi_signals, subject_connectivity
-from bids_brainage.simulate.lifespan import grey_matter_factor, intracranial_factor, ventricle_factor
+from bids_brainage.simulate.lifespan import intracranial_factor, ventricle_factor, white_matter_factor
 from bids_brainage.simulate.space import reference
 
 STRUCTURAL_NOISE = 0.02  # relative segmentation error of volumes
@@ -79,15 +83,20 @@ def _structural(
     ref = reference(2)
     vols = _reference_volumes()
     size = BASE_SCALE**3 * traits.tiv_factor * float(intracranial_factor(visit.biological_age))
-    factor = grey_matter_factor(visit.biological_age, subject.sex, vols["rate_region"]) * traits.region_factor
+    factor = regional_gm_factor(subject, visit, traits, vols["rate_region"])
     change = vols["gm_region"] * (factor - 1)
-    # As in the images: grey-matter gain comes from white matter (capped), loss becomes CSF.
+    # As in the images: grey-matter gain comes from white matter (capped), loss becomes CSF,
+    # late-life white-matter loss becomes CSF, expanding ventricles compress white matter.
     gain = np.minimum(np.clip(change, 0, None), 0.3 * vols["wm_region"])
     loss = np.clip(-change, 0, None)
     gm = (vols["gm_region"] + gain - loss) * size
-    dvent = vols["ventricles"] * (float(ventricle_factor(visit.biological_age)) - 1) * size
-    wm = (vols["wm"] - gain.sum()) * size - dvent
-    csf = (vols["csf"] + loss.sum()) * size + dvent
+    wm_left = vols["wm"] - gain.sum()
+    wm_loss = wm_left * (1 - float(white_matter_factor(visit.biological_age, subject.sex, subject.pace)))
+    dvent = vols["ventricles"] * (
+        float(ventricle_factor(visit.biological_age, subject.sex, subject.pace)) - 1
+    )
+    wm = (wm_left - wm_loss - dvent) * size
+    csf = (vols["csf"] + loss.sum() + wm_loss + dvent) * size
     noise = 1 + STRUCTURAL_NOISE * cfg.noise_scale * rng.standard_normal(len(ref.dk_names) + 3)
     out = {
         "smri__GM_total": gm.sum() * noise[0],
@@ -106,7 +115,7 @@ def _functional(
     # Same stream and draw order as bold.simulate_bold, so the ROI signals are identical.
     rng = subject_rng(cfg.seed, subject.index, 30 + k)
     rng.normal(0, 0.8, 3), rng.normal(0, 0.6, 3)
-    conn = subject_connectivity(visit.biological_age, subject.sex, rng)
+    conn = subject_connectivity(visit.biological_age, subject.sex, rng, subject.reserve, subject.pace)
     signals = roi_signals(conn, cfg.n_volumes, cfg.tr, rng)[:, rois]
     noise_rng = subject_rng(cfg.seed, subject.index, 60 + k)
     signals = signals + FUNCTIONAL_NOISE * cfg.noise_scale * noise_rng.standard_normal(signals.shape)
@@ -140,7 +149,8 @@ def simulate_features(
     n_rois : int
         Seitzman ROIs for the functional features (``n_rois * (n_rois - 1) / 2`` columns).
     include_truth : bool
-        Add ``biological_age`` and ``brain_age_gap`` columns (hidden truth).
+        Add ``biological_age``, ``brain_age_gap``, ``latent_reserve`` and ``latent_pace``
+        columns (hidden truth; the latent traits shared by both modalities).
 
     Returns
     -------
@@ -175,6 +185,8 @@ def simulate_features(
                 row |= {
                     "biological_age": visit.biological_age,
                     "brain_age_gap": round(visit.biological_age - visit.age, 2),
+                    "latent_reserve": subject.reserve,
+                    "latent_pace": subject.pace,
                 }
             rng = subject_rng(cfg.seed, subject.index, 50 + k)
             row |= _structural(cfg, subject, visit, traits, rng)
@@ -193,7 +205,7 @@ def write_feature_tables(out_dir: str | os.PathLike, overwrite: bool = False, **
     if root.exists() and any(root.iterdir()) and not (overwrite and (root / "features.tsv").exists()):
         raise UsageError(f"output folder {root} is not empty")
     frame = simulate_features(include_truth=True, **kwargs)
-    truth_cols = ["biological_age", "brain_age_gap"]
+    truth_cols = ["biological_age", "brain_age_gap", "latent_reserve", "latent_pace"]
     id_cols = [c for c in ("participant_id", "session_id") if c in frame]
     smri = [c for c in frame if c.startswith("smri__")]
     fmri = [c for c in frame if c.startswith("fmri__")]
@@ -210,6 +222,7 @@ def write_feature_tables(out_dir: str | os.PathLike, overwrite: bool = False, **
         "Description": "Simulated feature tables (bids_brainage simulate --features-only)",
         "smri__*": "Volumes in mm^3 (analytic, with 2 % measurement noise)",
         "fmri__<roiA>__<roiB>": "Fisher-z Pearson correlation between two Seitzman ROIs",
-        "truth.tsv": "Hidden biological age and brain-age gap",
+        "truth.tsv": "Hidden biological age, brain-age gap and the latent traits shared by both "
+        "modalities (latent_reserve, latent_pace; see docs/simulation.md)",
     })  # fmt: skip
     return root

@@ -46,6 +46,7 @@ class Reference:
     region_rate: np.ndarray  # (n_regions + 1,) ageing-rate multiplier per DK label (0 = unlabelled)
     loss_order: np.ndarray  # flat indices of GM voxels, by DK label then distance from CSF
     gain_order: np.ndarray  # flat indices of GM+WM voxels, by DK label then decreasing GM fraction
+    wm_loss_order: np.ndarray  # flat indices of WM voxels by distance from CSF (periventricular first)
 
     @property
     def voxel_volume(self) -> float:
@@ -154,7 +155,7 @@ def reference(resolution: int) -> Reference:
     field = np.stack(np.gradient(smooth, resolution)).astype(np.float32)
     field /= float(np.abs(field).max())
 
-    loss_order, gain_order = _change_orders(gm, wm, csf, dk, resolution)
+    loss_order, gain_order, wm_loss_order = _change_orders(gm, wm, csf, dk, resolution)
 
     # BOLD is always simulated from the 2 mm reference; the 1 mm one needs no parcels.
     parcels = _seitzman_parcels(mni, gm.reshape(-1)).reshape(shape) if resolution == 2 else None
@@ -175,12 +176,13 @@ def reference(resolution: int) -> Reference:
         region_rate=rate_lut,
         loss_order=loss_order,
         gain_order=gain_order,
+        wm_loss_order=wm_loss_order,
     )
 
 
 def _change_orders(
     gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, dk: np.ndarray, resolution: int
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where grey matter is lost or gained first, within each Desikan-Killiany label.
 
     Atrophy thins the cortex from its CSF side and widens the sulci, so grey matter is
@@ -188,7 +190,9 @@ def _change_orders(
     CSF-dominated voxel, ties broken by the CSF fraction). Growth moves the grey/white
     boundary into white matter, so white matter is turned into grey matter starting with
     the voxels richest in grey matter. Returns flat voxel indices sorted by label, then by
-    that priority (see :func:`bids_brainage.simulate.anatomy.aged_tissues`).
+    that priority (see :func:`bids_brainage.simulate.anatomy.aged_tissues`). Late-life
+    white-matter loss turns the white matter nearest CSF into CSF first (all labels
+    together; inside the brain that is mostly the periventricular white matter).
     """
     flat_dk = dk.reshape(-1)
     dist = ndimage.distance_transform_edt(csf < 0.5).astype(np.float32) * resolution
@@ -197,7 +201,9 @@ def _change_orders(
     loss_order = has_gm[np.lexsort((loss_key[has_gm], flat_dk[has_gm]))]
     mixed = np.flatnonzero((gm.reshape(-1) > 0) & (wm.reshape(-1) > 0))
     gain_order = mixed[np.lexsort((-gm.reshape(-1)[mixed], flat_dk[mixed]))]
-    return loss_order, gain_order
+    has_wm = np.flatnonzero(wm.reshape(-1) > 0)
+    wm_loss_order = has_wm[np.argsort(loss_key[has_wm], kind="stable")]
+    return loss_order, gain_order, wm_loss_order
 
 
 # Extracerebral layers outside a smooth brain envelope: (outer edge in mm, T1w intensity

@@ -58,6 +58,14 @@ TRUTH_COLUMNS = {
         "Description": "Biological brain age that drives every ageing effect",
         "Units": "year",
     },
+    "latent_reserve": {
+        "Description": "Latent trait shared by both modalities (standard normal): larger grey matter "
+        "and stronger within-network connectivity"
+    },
+    "latent_pace": {
+        "Description": "Latent trait shared by both modalities (standard normal): every ageing rate "
+        "after young adulthood is multiplied by 1 + 0.25 * latent_pace (structural and functional)"
+    },
     "GM_total": {"Description": "True grey-matter volume in the T1w image", "Units": "mm^3"},
     "WM_total": {"Description": "True white-matter volume", "Units": "mm^3"},
     "CSF_total": {"Description": "True CSF volume inside the intracranial mask", "Units": "mm^3"},

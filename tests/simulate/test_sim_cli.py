@@ -52,7 +52,9 @@ def test_features_only_cli_writes_tables(tmp_path: Path, capsys: pytest.CaptureF
     features = pd.read_csv(tmp_path / "f" / "features.tsv", sep="\t")
     assert len(features) == 6 and "biological_age" not in features
     truth = pd.read_csv(tmp_path / "f" / "truth.tsv", sep="\t")
-    assert list(truth.columns) == ["participant_id", "age", "sex", "site", "biological_age", "brain_age_gap"]
+    assert list(truth.columns) == [
+        "participant_id", "age", "sex", "site", "biological_age", "brain_age_gap", "latent_reserve", "latent_pace"
+    ]  # fmt: skip
     one = pd.read_csv(tmp_path / "f" / "sub-001" / "sub-001_desc-structural_features.tsv", sep="\t")
     assert "smri__TIV" in one.columns and len(one) == 1
     assert "Simulated 6 subjects" in capsys.readouterr().out
@@ -85,10 +87,19 @@ def test_feature_mode_matches_image_truth(tiny_dataset: Path) -> None:
     """Subject k of a seed is the same person in both modes (same age, sex, similar volumes)."""
     truth = pd.read_csv(tiny_dataset / "derivatives" / "simulation" / "truth.tsv", sep="\t")
     table = simulate_features(
-        3, seed=11, n_sites=2, sessions=2, session_interval=30.0, age_range=(20, 50), n_rois=4
+        3,
+        seed=11,
+        n_sites=2,
+        sessions=2,
+        session_interval=30.0,
+        age_range=(20, 50),
+        n_rois=4,
+        include_truth=True,
     )
     merged = truth.merge(table, on=["participant_id", "session_id"], suffixes=("", "_f"))
     assert len(merged) == len(truth)
     assert (merged.age == merged.age_f).all() and (merged.sex == merged.sex_f).all()
+    assert (merged.latent_reserve == merged.latent_reserve_f).all()
+    assert (merged.latent_pace == merged.latent_pace_f).all()
     ratio = merged.smri__GM_total / merged.GM_total
     assert ratio.between(0.85, 1.15).all(), ratio
