@@ -385,6 +385,19 @@ def _group_settings(settings: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _network_text(settings: Any) -> str:
+    """The fitted network as ``brainage.json`` records it (``Model``), or nothing before a group run."""
+    output_dir = _get(settings, "output_dir")
+    if output_dir is None:
+        return ""
+    try:
+        meta = json.loads((Path(output_dir) / "brainage.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    model = meta.get("Model") if isinstance(meta, dict) else None
+    return f"Each fold's model was: {model}. " if isinstance(model, str) else ""
+
+
 def _device(settings: Any) -> str:
     device = str(_get(settings, "device", "auto"))
     output_dir = _get(settings, "output_dir")
@@ -505,7 +518,10 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
     model = (
         f"Brain age was estimated with a sex-aware adversarial variational autoencoder (SA-AVAE) "
         f"[saavae] implemented in PyTorch [pytorch], which encodes the structural and functional "
-        f"features into shared and modality-specific latent codes and regresses age from them and sex. "
+        f"features into shared and modality-specific latent codes and regresses age from them. "
+        f"Sex enters the latent model: the encoders are conditioned on sex, the modality-specific codes "
+        f"have a sex-conditioned prior with learned means, and the age regressor has one output head per "
+        f"sex, so that ageing can differ between women and men. {_network_text(settings)}"
         f"{harmonize_text}"
         f"Training used {folds}-fold cross-validation so that every training participant receives an "
         f"out-of-fold prediction, on {_device({**_as_dict(settings), **group})}. The age dependence of the brain-age gap was "

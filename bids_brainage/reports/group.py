@@ -168,6 +168,8 @@ def generate_group_report(output_dir: str | os.PathLike, config: Any = None) -> 
         if "modalities" in frame:
             context["modalities"] = frame["modalities"].astype(str).value_counts().sort_index().to_dict()
     context["brainage"] = brainage
+    sidecar = html.read_json(output_dir / "brainage.json") or {}
+    context["network"] = sidecar.get("Model") if isinstance(sidecar.get("Model"), str) else None
 
     overall = _metric_rows({"overall": metrics.get("overall")})
     context["overall"] = overall[0][1] if overall else {}
