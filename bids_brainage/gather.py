@@ -115,7 +115,7 @@ def structural_qc(features_tsv: Path) -> tuple[bool, str]:
     """Whether a structural features table passed the segmentation QC (its sidecar's ``QC``).
 
     The anatomical workflow writes ``QC.excluded`` and ``QC.exclusion_reason``
-    (:func:`bids_brainage.interfaces.anat_ops.segmentation_qc`); tables written before the
+    (:func:`bids_brainage.compute.anat_ops.segmentation_qc`); tables written before the
     QC existed have none and pass.
     """
     sidecar = features_tsv.with_name(features_tsv.name.removesuffix(".tsv") + ".json")

@@ -25,7 +25,7 @@ import pandas as pd
 TEMPLATE_SPACE = "MNI152NLin2009aSym"
 COORD_ATLASES = ("Seitzman300", "Power264", "Dosenbach160")
 #: Sphere radius (mm) of each coordinate atlas as published; see ``sphere_radius`` in
-#: :mod:`bids_brainage.interfaces.connectivity` for the radius used on a BOLD grid.
+#: :mod:`bids_brainage.compute.connectivity` for the radius used on a BOLD grid.
 PUBLISHED_RADIUS_MM = {"Seitzman300": 4.0, "Power264": 5.0, "Dosenbach160": 5.0}
 ALL_ATLASES = (*COORD_ATLASES, "DK83")
 

@@ -195,7 +195,7 @@ def test_datalad_annexed_dataset_reads_sidecars_by_link_name(real_data, tmp_path
 def test_datalad_file_not_retrieved_is_named(real_data, tmp_path):
     from annex_layout import make_annexed_copy
 
-    from bids_brainage.interfaces.anat_ops import check_t1w
+    from bids_brainage.compute.anat_ops import check_t1w
 
     root = tmp_path / "pumi"
     links = make_annexed_copy(

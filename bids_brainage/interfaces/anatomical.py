@@ -1,4 +1,4 @@
-"""Nipype interfaces of the anatomical workflow (thin wrappers of :mod:`.anat_ops`).
+"""Nipype interfaces of the anatomical workflow (thin wrappers of :mod:`bids_brainage.compute.anat_ops`).
 
 Every interface writes into its node directory, so nipype caches each step in the work
 directory and a rerun with the same inputs does nothing. Interfaces that call ITK take
@@ -22,8 +22,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from bids_brainage.interfaces import anat_ops
-from bids_brainage.interfaces.anat_ops import check_t1w
+from bids_brainage.compute import anat_ops
+from bids_brainage.compute.anat_ops import check_t1w
 
 __all__ = [
     "AnatReportlets",
@@ -75,7 +75,7 @@ class _N4OutputSpec(TraitedSpec):
 
 
 class N4BiasFieldCorrection(SimpleInterface):
-    """N4 bias-field correction (see :func:`.anat_ops.n4_correct`)."""
+    """N4 bias-field correction (see :func:`bids_brainage.compute.anat_ops.n4_correct`)."""
 
     input_spec = _N4InputSpec
     output_spec = _N4OutputSpec
@@ -97,7 +97,7 @@ class _InitialBrainMaskOutputSpec(TraitedSpec):
 
 
 class InitialBrainMask(SimpleInterface):
-    """First pass of the brain extraction (see :func:`.anat_ops.initial_brain_mask`)."""
+    """First pass of the brain extraction (see :func:`bids_brainage.compute.anat_ops.initial_brain_mask`)."""
 
     input_spec = _InitialBrainMaskInputSpec
     output_spec = _InitialBrainMaskOutputSpec
@@ -128,7 +128,7 @@ class _RegisterOutputSpec(TraitedSpec):
 
 
 class RegisterToTemplate(SimpleInterface):
-    """T1w brain → MNI152NLin2009aSym, SyN from the first-pass affine (see :func:`.anat_ops.register_to_template`)."""
+    """T1w brain → MNI152NLin2009aSym, SyN from the first-pass affine (see :func:`bids_brainage.compute.anat_ops.register_to_template`)."""
 
     input_spec = _RegisterInputSpec
     output_spec = _RegisterOutputSpec
@@ -168,7 +168,7 @@ class _AtroposOutputSpec(TraitedSpec):
 
 
 class AtroposSegmentation(SimpleInterface):
-    """Atropos three-class segmentation and brain-mask refinement (see :func:`.anat_ops.segment`)."""
+    """Atropos three-class segmentation and brain-mask refinement (see :func:`bids_brainage.compute.anat_ops.segment`)."""
 
     input_spec = _AtroposInputSpec
     output_spec = _AtroposOutputSpec
@@ -201,7 +201,7 @@ class _ModulatedGMOutputSpec(TraitedSpec):
 
 
 class ModulatedGM(SimpleInterface):
-    """Jacobian-modulated GM in MNI space (see :func:`.anat_ops.modulate_gm`)."""
+    """Jacobian-modulated GM in MNI space (see :func:`bids_brainage.compute.anat_ops.modulate_gm`)."""
 
     input_spec = _ModulatedGMInputSpec
     output_spec = _ModulatedGMOutputSpec
@@ -237,14 +237,14 @@ class _FeaturesOutputSpec(TraitedSpec):
 
 
 class StructuralFeatures(SimpleInterface):
-    """Global volumes and regional GM (and thickness) (see :mod:`.anat_features`), and the
-    segmentation QC (:func:`.anat_ops.segmentation_qc`) in the sidecar's ``QC``."""
+    """Global volumes and regional GM (and thickness) (see :mod:`bids_brainage.compute.anat_features`), and the
+    segmentation QC (:func:`bids_brainage.compute.anat_ops.segmentation_qc`) in the sidecar's ``QC``."""
 
     input_spec = _FeaturesInputSpec
     output_spec = _FeaturesOutputSpec
 
     def _run_interface(self, runtime):
-        from bids_brainage.interfaces import anat_features
+        from bids_brainage.compute import anat_features
 
         anat_ops.set_itk_threads(self.inputs.omp_nthreads)
         table, meta = anat_features.structural_features(

@@ -1,16 +1,8 @@
-"""Atlas into BOLD space, ROI time series, denoising with scrubbing, connectivity features, QC."""
+"""Nipype wrappers of :mod:`bids_brainage.compute.connectivity`: the atlas into BOLD space,
+and denoising, connectivity features and run QC."""
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import nibabel as nib
-import numpy as np
-import pandas as pd
 from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     File,
@@ -20,137 +12,14 @@ from nipype.interfaces.base import (
     isdefined,
     traits,
 )
-from scipy import sparse
 
-from bids_brainage.defaults import (
-    CONNECTIVITY_KINDS,
-    DEFAULT_FD_THRESHOLD,
-    SPHERE_RADIUS_VOXELS,
-    connectivity_kind,
-)
-from bids_brainage.hmc import PARAM_NAMES
-from bids_brainage.templates import COORD_ATLASES, coord_atlas, desikan_killiany
-
-HIGH_PASS, LOW_PASS = 0.01, 0.1
+from bids_brainage.compute.connectivity import HIGH_PASS, LOW_PASS, atlas_to_bold, connectivity_features
+from bids_brainage.defaults import CONNECTIVITY_KINDS, DEFAULT_FD_THRESHOLD
 
 
-@dataclass
-class AtlasInfo:
-    """An atlas in template space: ROI names and networks, and either centres or a label image."""
-
-    name: str
-    labels: list[str]
-    networks: list[str]
-    coords: np.ndarray | None = None  # (n, 3) MNI mm, for sphere atlases
-    radius_mm: float = 0.0
-    image: str | nib.Nifti1Image | None = None  # label image, for parcellations
-    indices: list[int] | None = None  # label value of each ROI
-
-
-def load_atlas(atlas: str) -> AtlasInfo:
-    """``Seitzman300``, ``Power264``, ``Dosenbach160``, ``DK83`` or a user NIfTI in MNI space.
-
-    A user atlas ``atlas.nii[.gz]`` needs ``atlas.tsv`` next to it with columns ``index`` and
-    ``name`` (and optionally ``network``).
-    """
-    if atlas in COORD_ATLASES:
-        ca = coord_atlas(atlas)
-        return AtlasInfo(atlas, ca.labels, list(ca.networks), coords=ca.coords, radius_mm=ca.radius_mm)
-    if atlas == "DK83":
-        img, table = desikan_killiany()
-        return AtlasInfo(
-            "DK83", list(table["name"]), list(table["structure"].astype(str)), image=img,
-            indices=[int(i) for i in table["index"]],
-        )  # fmt: skip
-    path = Path(atlas)
-    if path.suffix not in (".nii", ".gz") or not path.exists():
-        raise ValueError(
-            f"unknown atlas {atlas!r}: use {', '.join((*COORD_ATLASES, 'DK83'))} or a NIfTI file"
-        )
-    tsv = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".tsv")
-    table = pd.read_csv(tsv, sep="\t")
-    networks = list(table["network"].astype(str)) if "network" in table else ["none"] * len(table)
-    name = "".join(ch for ch in path.name.split(".")[0] if ch.isalnum()) or "custom"
-    return AtlasInfo(
-        name,
-        [str(n) for n in table["name"]],
-        networks,
-        image=str(path),
-        indices=[int(i) for i in table["index"]],
-    )
-
-
-def _coordinate_field_image(resolution: int = 2):
-    """ANTs image whose three components are the MNI (RAS) coordinates of each voxel, plus a 'inside' map."""
-    import ants
-
-    from bids_brainage.templates import mni_t1w
-
-    tpl = mni_t1w(resolution)
-    ijk = np.indices(tpl.shape, dtype=np.float32)
-    xyz = (
-        np.tensordot(tpl.affine[:3, :3].astype(np.float32), ijk, axes=1) + tpl.affine[:3, 3, None, None, None]
-    )
-    imgs = [_to_ants(ants, c, tpl.affine) for c in xyz]
-    inside = _to_ants(ants, np.ones(tpl.shape, np.float32), tpl.affine)
-    return imgs, inside
-
-
-def _to_ants(ants: Any, data: np.ndarray, affine: np.ndarray) -> Any:
-    """A float32 array in millimetres as an ANTs image (units set: antspyx prints a warning
-    for every image whose NIfTI units are unknown)."""
-    img = nib.Nifti1Image(np.asarray(data, np.float32), affine)
-    img.header.set_xyzt_units("mm", "sec")
-    return ants.from_nibabel_nifti(img)
-
-
-def sphere_labels(mni_xyz: np.ndarray, valid: np.ndarray, coords: np.ndarray, radius: float) -> np.ndarray:
-    """Label every valid voxel by the nearest ROI centre within ``radius`` (mm, MNI).
-
-    ``mni_xyz`` (X, Y, Z, 3) are the MNI coordinates of the BOLD voxels. Every ROI first
-    reserves the free voxel nearest its centre (within 1.5 radii + 3 mm), so an ROI keeps a
-    voxel even when it is smaller than a voxel or its neighbours are closer to every voxel
-    centre (coarse BOLD); the remaining voxels go to the nearest centre within ``radius``.
-    """
-    from scipy.spatial import cKDTree
-
-    labels = np.zeros(valid.shape, np.int32)
-    idx = np.argwhere(valid)
-    if len(idx) == 0:
-        return labels
-    pts = mni_xyz[valid]
-    flat = np.zeros(len(pts), np.int32)
-    k = min(16, len(pts))
-    dist, near = cKDTree(pts).query(coords, k=k)
-    dist, near = dist.reshape(len(coords), k), near.reshape(len(coords), k)
-    # Closest ROIs choose first, so a crowded voxel goes to the ROI it is central to.
-    for roi in np.argsort(dist[:, 0]):
-        for d, j in zip(dist[roi], near[roi], strict=True):
-            if d > 1.5 * radius + 3.0:
-                break
-            if flat[j] == 0:
-                flat[j] = roi + 1
-                break
-    free = flat == 0
-    cdist, nearest = cKDTree(coords).query(pts[free])
-    fill = np.where(cdist <= radius, nearest + 1, 0)
-    flat[free] = fill
-    labels[tuple(idx.T)] = flat
-    return labels
-
-
-def sphere_radius(atlas_radius: float, bold_affine: np.ndarray, requested: float | None = None) -> float:
-    """Sphere radius in mm used for coordinate atlases on a BOLD grid.
-
-    The published 4-5 mm spheres hold only ~10 voxels of a 3 mm BOLD run, too few for a
-    stable mean (simulations: Pearson r with the true connectome 0.55 at 4 mm vs 0.69 at
-    8 mm). We use ``max(atlas radius, SPHERE_RADIUS_VOXELS x voxel size)``; overlapping spheres
-    are split between their nearest centres, so no voxel feeds two ROIs.
-    """
-    if requested is not None and isdefined(requested) and requested > 0:
-        return float(requested)
-    voxel = float(np.cbrt(abs(np.linalg.det(bold_affine[:3, :3]))))
-    return max(float(atlas_radius), SPHERE_RADIUS_VOXELS * voxel)
+def _optional(value):
+    """``None`` for an undefined nipype input."""
+    return value if isdefined(value) else None
 
 
 class _AtlasToBoldInputSpec(BaseInterfaceInputSpec):
@@ -171,101 +40,20 @@ class _AtlasToBoldOutputSpec(TraitedSpec):
 
 
 class AtlasToBold(SimpleInterface):
-    """Carry the atlas into BOLD space (MNI -> T1w -> BOLD) in one resampling of the *atlas*.
-
-    Sphere atlases: the MNI coordinate field is warped into the BOLD grid (linear, exact for
-    the affine part), then each BOLD voxel is assigned to the sphere its MNI coordinate falls
-    in. Label atlases: nearest-label (``genericLabel``) resampling.
-    """
+    """Carry the atlas into BOLD space in one resampling of the atlas
+    (see :func:`bids_brainage.compute.connectivity.atlas_to_bold`)."""
 
     input_spec = _AtlasToBoldInputSpec
     output_spec = _AtlasToBoldOutputSpec
 
     def _run_interface(self, runtime):
-        import ants
-
-        info = load_atlas(self.inputs.atlas)
-        fixed = ants.image_read(self.inputs.boldref)
-        tlist = list(self.inputs.std2anat_xfm) + [self.inputs.xfm]
-        invert = [False] * len(self.inputs.std2anat_xfm) + [True]
-        brain = np.asarray(nib.load(self.inputs.brain_mask).dataobj) > 0
-        affine = nib.load(self.inputs.boldref).affine
-
-        def warp(img, interp):
-            return ants.apply_transforms(
-                fixed=fixed, moving=img, transformlist=tlist, whichtoinvert=invert, interpolator=interp
-            ).numpy()
-
-        if info.coords is not None:
-            fields, inside = _coordinate_field_image(2)
-            xyz = np.stack([warp(f, "linear") for f in fields], axis=-1)
-            valid = brain & (warp(inside, "linear") > 0.999)
-            radius = sphere_radius(info.radius_mm, affine, self.inputs.sphere_radius)
-            labels = sphere_labels(xyz, valid, info.coords, radius)
-        else:
-            radius = 0.0
-            img = info.image if isinstance(info.image, nib.Nifti1Image) else nib.load(info.image)
-            moving = _to_ants(ants, np.asarray(img.dataobj), img.affine)
-            raw = np.rint(warp(moving, "genericLabel")).astype(np.int32)
-            lut = {v: k + 1 for k, v in enumerate(info.indices)}
-            labels = np.zeros(raw.shape, np.int32)
-            for value, k in lut.items():
-                labels[(raw == value) & brain] = k
-        hdr = nib.Nifti1Header()
-        hdr.set_xyzt_units("mm")
-        out = os.path.join(runtime.cwd, "atlas_bold.nii")
-        nib.Nifti1Image(labels.astype(np.int16), affine, hdr).to_filename(out)
-        tsv = os.path.join(runtime.cwd, "atlas.tsv")
-        pd.DataFrame(
-            {"index": np.arange(1, len(info.labels) + 1), "name": info.labels, "network": info.networks}
-        ).to_csv(tsv, sep="\t", index=False)
         self._results.update(
-            atlas_file=out,
-            atlas_tsv=tsv,
-            atlas_name=info.name,
-            networks=list(info.networks),
-            radius_mm=radius,
-        )
+            atlas_to_bold(
+                self.inputs.atlas, self.inputs.boldref, self.inputs.brain_mask, self.inputs.xfm,
+                list(self.inputs.std2anat_xfm), _optional(self.inputs.sphere_radius), runtime.cwd,
+            )
+        )  # fmt: skip
         return runtime
-
-
-def roi_timeseries(data: np.ndarray, labels: np.ndarray, n_rois: int) -> np.ndarray:
-    """(T, n_rois) mean signal per ROI; NaN columns for ROIs without voxels."""
-    flat = labels.ravel()
-    vox = np.flatnonzero(flat)
-    lab = flat[vox] - 1
-    counts = np.bincount(lab, minlength=n_rois).astype(float)
-    avg = sparse.csr_matrix((1.0 / counts[lab], (lab, np.arange(len(vox)))), shape=(n_rois, len(vox)))
-    ts = (avg @ data.reshape(-1, data.shape[-1])[vox]).T
-    ts[:, counts == 0] = np.nan
-    return ts
-
-
-def connectivity_matrix(ts: np.ndarray, kind: str) -> np.ndarray:
-    """ROI x ROI connectivity of one run (a name of :data:`CONNECTIVITY_KINDS`), Fisher z-transformed."""
-    from nilearn.connectome import ConnectivityMeasure
-
-    kind = connectivity_kind(kind)
-    if kind == "ledoit-wolf":
-        from sklearn.covariance import LedoitWolf
-
-        estimator = LedoitWolf(store_precision=False)
-    else:
-        # nilearn's default estimator is Ledoit-Wolf; plain Pearson needs the empirical one.
-        from sklearn.covariance import EmpiricalCovariance
-
-        estimator = EmpiricalCovariance()
-    measure = ConnectivityMeasure(cov_estimator=estimator, kind=CONNECTIVITY_KINDS[kind])
-    mat = measure.fit_transform([ts])[0]
-    mat = np.arctanh(np.clip(mat, -0.999999, 0.999999))
-    np.fill_diagonal(mat, 0.0)
-    return mat
-
-
-def feature_names(labels: list[str]) -> list[str]:
-    """``fmri__<roiA>__<roiB>`` for the upper triangle (row-major, without the diagonal)."""
-    iu = np.triu_indices(len(labels), k=1)
-    return [f"fmri__{labels[i]}__{labels[j]}" for i, j in zip(*iu, strict=True)]
 
 
 class _FCInputSpec(BaseInterfaceInputSpec):
@@ -301,140 +89,22 @@ class _FCOutputSpec(TraitedSpec):
 
 
 class FunctionalConnectivity(SimpleInterface):
-    """Denoise ROI time series (24P + WM + CSF [+ GS], band-pass, scrubbing) and compute connectivity.
-
-    ROI means are taken *before* regression and filtering: both are linear in time and the
-    same for every voxel, so cleaning the ROI means equals averaging cleaned voxels, at a
-    fraction of the cost. Scrubbing follows XCP-D: volumes with FD above the threshold are
-    interpolated for the band-pass filter and then dropped (``nilearn.signal.clean``'s
-    ``sample_mask``).
-    """
+    """Denoise ROI time series (24P + WM + CSF [+ GS], band-pass, scrubbing) and compute
+    connectivity (see :func:`bids_brainage.compute.connectivity.connectivity_features`)."""
 
     input_spec = _FCInputSpec
     output_spec = _FCOutputSpec
 
     def _run_interface(self, runtime):
-        from nilearn.signal import clean
-
-        img = nib.load(self.inputs.bold)
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        labels = np.asarray(nib.load(self.inputs.atlas_file).dataobj).astype(np.int32)
-        table = pd.read_csv(self.inputs.atlas_tsv, sep="\t")
-        roi_names = list(table["name"].astype(str))
-        n_rois = len(roi_names)
-        conf = pd.read_csv(self.inputs.confounds, sep="\t")
-        regressors = [c for c in conf.columns if c.startswith(PARAM_NAMES)] + ["white_matter", "csf"]
-        if self.inputs.global_signal:
-            regressors.append("global_signal")
-        fd = conf["framewise_displacement"].fillna(0).to_numpy()
-        keep = fd <= self.inputs.fd_threshold
-        n_vols = len(fd)
-        n_keep = int(keep.sum())
-        frac = 1.0 - n_keep / n_vols
-        reasons = []
-        if frac > self.inputs.max_scrubbed_fraction:
-            reasons.append(
-                f"{frac:.0%} of volumes scrubbed (FD > {self.inputs.fd_threshold} mm), more than {self.inputs.max_scrubbed_fraction:.0%}"
-            )
-        if n_keep < self.inputs.min_volumes:
-            reasons.append(f"{n_keep} usable volumes, fewer than the minimum {self.inputs.min_volumes}")
-        raw = roi_timeseries(data, labels, n_rois)
-        missing = np.isnan(raw).any(0)
-        if missing.all():
-            reasons.append("no atlas ROI overlaps the BOLD brain mask (failed registration?)")
-        ts = np.full((n_keep, n_rois), np.nan)
-        mat = np.full((n_rois, n_rois), np.nan)
-        filtered = True
-        if n_keep >= 5 and not missing.all():
-            nyquist = 0.5 / self.inputs.tr
-            low = self.inputs.low_pass if 0 < self.inputs.low_pass < nyquist else None
-            kwargs = dict(
-                confounds=conf[regressors].fillna(0).to_numpy(), detrend=True, standardize="zscore_sample",
-                t_r=self.inputs.tr, sample_mask=np.flatnonzero(keep),
-            )  # fmt: skip
-            try:
-                cleaned = clean(
-                    raw[:, ~missing], filter="butterworth", high_pass=self.inputs.high_pass or None,
-                    low_pass=low, **kwargs,
-                )  # fmt: skip
-            except ValueError:
-                # Too few volumes for the Butterworth filter's padding (short runs): regress only.
-                filtered = False
-                cleaned = clean(raw[:, ~missing], filter=False, **kwargs)
-            ts[:, ~missing] = cleaned
-            sub = connectivity_matrix(cleaned, self.inputs.kind)
-            mat[np.ix_(~missing, ~missing)] = sub
-            np.fill_diagonal(mat, 0.0)
-        excluded = bool(reasons)
-        reason = "; ".join(reasons)
-        cwd = Path(runtime.cwd)
-        ts_file = cwd / "timeseries.tsv"
-        pd.DataFrame(ts, columns=roi_names).to_csv(
-            ts_file, sep="\t", index=False, float_format="%.5g", na_rep="n/a"
-        )
-        relmat = cwd / "relmat.tsv"
-        pd.DataFrame(mat, columns=roi_names).to_csv(
-            relmat, sep="\t", index=False, float_format="%.5g", na_rep="n/a"
-        )
-        # Features: the upper triangle; all n/a when the run is excluded so nothing downstream can use it.
-        names = feature_names(roi_names)
-        values = mat[np.triu_indices(n_rois, k=1)]
-        if excluded:
-            values = np.full_like(values, np.nan)
-        ids = {"participant_id": self.inputs.participant_id}
-        if isdefined(self.inputs.session_id) and self.inputs.session_id:
-            ids["session_id"] = self.inputs.session_id
-        feats = pd.concat([pd.DataFrame([ids]), pd.DataFrame([values], columns=names)], axis=1)
-        features_tsv = cwd / "features.tsv"
-        feats.to_csv(features_tsv, sep="\t", index=False, float_format="%.5g", na_rep="n/a")
-        dv = conf["dvars"].to_numpy(dtype=float)
-        qc = {
-            "excluded": excluded,
-            "exclusion_reason": reason,
-            "n_volumes": n_vols,
-            "n_dummy_scans": self.inputs.dummy_scans,
-            "n_volumes_retained": n_keep,
-            "fraction_scrubbed": round(frac, 4),
-            "mean_fd": round(float(fd[1:].mean()) if n_vols > 1 else 0.0, 4),
-            "max_fd": round(float(fd.max()), 4),
-            "mean_dvars": round(float(np.nanmean(dv)), 4) if np.isfinite(dv).any() else None,
-            "mean_std_dvars": round(float(np.nanmean(conf["std_dvars"])), 4)
-            if np.isfinite(dv).any()
-            else None,
-            "tsnr": round(self.inputs.tsnr, 3) if isdefined(self.inputs.tsnr) else None,
-            "band_pass_applied": filtered,
-            "n_rois_missing": int(missing.sum()),
-            "missing_rois": [roi_names[i] for i in np.flatnonzero(missing)],
-        }
-        qc_tsv = cwd / "qc.tsv"
-        pd.DataFrame([{k: v for k, v in qc.items() if k != "missing_rois"}]).to_csv(
-            qc_tsv, sep="\t", index=False, na_rep="n/a"
-        )
-        meta = {
-            "Description": "Functional connectivity features: upper triangle (row-major, no diagonal) of the ROI x ROI matrix",
-            "Connectivity": self.inputs.kind,
-            "FisherZ": True,
-            "NumberOfFeatures": len(names),
-            "NumberOfROIs": n_rois,
-            "Denoising": {
-                "Confounds": regressors,
-                "HighPass": self.inputs.high_pass,
-                "LowPass": self.inputs.low_pass,
-                "Detrend": True,
-                "FDThreshold": self.inputs.fd_threshold,
-                "Censoring": "high-FD volumes interpolated for filtering, then removed (nilearn.signal.clean)",
-            },
-            **({"SphereRadius": self.inputs.sphere_radius_mm} if self.inputs.sphere_radius_mm > 0 else {}),
-            "QC": qc,
-            **(dict(self.inputs.extra_meta) if isdefined(self.inputs.extra_meta) else {}),
-        }
-        features_json = cwd / "features.json"
-        features_json.write_text(json.dumps(meta, indent=2))
-        qc_json = cwd / "qc.json"
-        qc_json.write_text(json.dumps({"Description": "Quality control of the BOLD run", **qc}, indent=2))
+        i = self.inputs
         self._results.update(
-            timeseries=str(ts_file), relmat=str(relmat), features_tsv=str(features_tsv),
-            features_json=str(features_json), qc_tsv=str(qc_tsv), qc_json=str(qc_json),
-            excluded=excluded, exclusion_reason=reason,
+            connectivity_features(
+                i.bold, i.atlas_file, i.atlas_tsv, i.confounds, i.tr, runtime.cwd, i.participant_id,
+                kind=i.kind, sphere_radius_mm=i.sphere_radius_mm, fd_threshold=i.fd_threshold,
+                max_scrubbed_fraction=i.max_scrubbed_fraction, min_volumes=i.min_volumes,
+                global_signal=i.global_signal, high_pass=i.high_pass, low_pass=i.low_pass,
+                dummy_scans=i.dummy_scans, tsnr=_optional(i.tsnr), session_id=_optional(i.session_id),
+                extra_meta=_optional(i.extra_meta),
+            )
         )  # fmt: skip
         return runtime

@@ -1,7 +1,7 @@
 """Anatomical workflow: N4 → brain extraction → T1w→MNI (SyN) → Atropos → features.
 
 See :func:`init_anat_wf`; the image operations live in
-:mod:`bids_brainage.interfaces.anat_ops` and the nipype wrappers in
+:mod:`bids_brainage.compute.anat_ops` and the nipype wrappers in
 :mod:`bids_brainage.interfaces.anatomical`.
 """
 

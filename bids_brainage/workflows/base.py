@@ -145,8 +145,8 @@ def run_subject(config: Any, data: bids.SessionData) -> SubjectResult:
         result.ok = False
         result.errors.append(f"{config.bids_dir / ('sub-' + data.subject)}: no T1w image found")
         return _finish(config, data, result, start)
-    from bids_brainage.interfaces.anat_ops import check_t1w
-    from bids_brainage.interfaces.functional import resolve_dummy_scans, validate_bold
+    from bids_brainage.compute.anat_ops import check_t1w
+    from bids_brainage.compute.bold import resolve_dummy_scans, validate_bold
 
     try:
         # Checked before any workflow is built: a bad T1w fails fast with one line.

@@ -8,18 +8,19 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from bids_brainage import bids
+from bids_brainage.compute.bold import MIN_BOLD_VOLUMES, resolve_dummy_scans
+from bids_brainage.compute.confounds import CONFOUNDS_META
+from bids_brainage.compute.connectivity import load_atlas
+from bids_brainage.compute.fmriprep import find_fmriprep_run
 from bids_brainage.defaults import DEFAULT_FD_THRESHOLD, RELMAT_STAT, connectivity_kind
 from bids_brainage.derivatives import ENTITY_ORDER, bids_uri, check_label
-from bids_brainage.interfaces.confounds import CONFOUNDS_META, BoldConfounds
-from bids_brainage.interfaces.connectivity import AtlasToBold, FunctionalConnectivity, load_atlas
+from bids_brainage.interfaces.confounds import BoldConfounds
+from bids_brainage.interfaces.connectivity import AtlasToBold, FunctionalConnectivity
 from bids_brainage.interfaces.functional import (
-    MIN_BOLD_VOLUMES,
     BoldT1wCoregistration,
     FmriprepBold,
     FunctionalReportlets,
     PrepareBold,
-    find_fmriprep_run,
-    resolve_dummy_scans,
 )
 from bids_brainage.interfaces.io import DerivativesDataSink
 from bids_brainage.interfaces.motion import HeadMotionCorrection
@@ -66,7 +67,7 @@ def init_func_wf(
 ) -> pe.Workflow:
     """Build the workflow of one resting-state BOLD run.
 
-    Steps: dummy-scan removal → head-motion correction (:mod:`bids_brainage.hmc`,
+    Steps: dummy-scan removal → head-motion correction (:mod:`bids_brainage.compute.hmc`,
     one resampling) → BOLD→T1w rigid coregistration (ANTs) → WM/CSF maps and the atlas carried
     into BOLD space (the atlas is resampled, never the BOLD) → confounds (24P, WM, CSF, GS, FD,
     DVARS) → ROI time series → denoising (``nilearn.signal.clean``: detrend, confounds,
@@ -142,7 +143,7 @@ def init_func_wf(
     ------
     InputError
         The sidecar has no usable ``RepetitionTime``. The run itself must have passed
-        :func:`~bids_brainage.interfaces.functional.validate_bold` (done once, in
+        :func:`~bids_brainage.compute.bold.validate_bold` (done once, in
         :func:`~bids_brainage.workflows.base.run_subject`).
     """
     subject = check_label(subject, "sub")

@@ -9,8 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from bids_brainage.compute.anat_ops import check_t1w
 from bids_brainage.errors import InputError
-from bids_brainage.interfaces.anatomical import ValidateT1w, check_t1w
+from bids_brainage.interfaces.anatomical import ValidateT1w
 
 
 def _save(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> Path:

@@ -1,6 +1,6 @@
 """Segmentation on an atrophied real brain (nichart12 vs DLMUSE) and the automatic segmentation QC.
 
-The QC (``anat_ops.segmentation_qc``) must pass real segmentations and flag failed ones; a
+The QC (``compute.anat_ops.segmentation_qc``) must pass real segmentations and flag failed ones; a
 flagged run is kept out of the model by the group level and listed in ``group/qc.tsv`` and
 ``brainage.tsv``.
 """
@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 from anat_runner import REAL_DATA
 
+from bids_brainage.compute.anat_ops import dice, segmentation_qc
 from bids_brainage.gather import gather_features, write_status
-from bids_brainage.interfaces.anat_ops import dice, segmentation_qc
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_brainage.interfaces.anat_ops import dice
+from bids_brainage.compute.anat_ops import dice
 from bids_brainage.templates import TEMPLATE_SPACE, mni_brain_mask, mni_t1w, mni_tissue_priors
 from bids_brainage.workflows.anatomical import OUTPUT_FIELDS
 
@@ -110,7 +110,7 @@ def test_brain_mask_reaches_the_vertex(run_name, request):
     Registration checks in template space cannot see a brain mask placed on the neck: the
     labels then follow the warped priors and match the template anyway.
     """
-    from bids_brainage.interfaces.anat_ops import head_mask
+    from bids_brainage.compute.anat_ops import head_mask
 
     out = request.getfixturevalue(run_name).outputs
     img = nib.load(out["t1w_preproc"])  # RAS
@@ -199,7 +199,7 @@ def test_bids_validator_passes(ixi_run):
 
 def test_user_atlas_adds_regional_volumes(ixi_run, tmp_path):
     """A user atlas (NIfTI + TSV in MNI152NLin2009aSym): left/right hemispheres sum to total GM."""
-    from bids_brainage.interfaces.anat_features import structural_features
+    from bids_brainage.compute.anat_features import structural_features
 
     template = mni_brain_mask(2)
     data = np.zeros(template.shape, np.int16)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from anat_runner import run_anat
 
-from bids_brainage.interfaces.anat_ops import dice
+from bids_brainage.compute.anat_ops import dice
 
 pytestmark = pytest.mark.slow
 

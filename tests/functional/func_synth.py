@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from bids_brainage.hmc import params_to_matrix
+from bids_brainage.compute.hmc import params_to_matrix
 
 
 def random_motion(

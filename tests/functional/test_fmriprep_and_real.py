@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import run_func_wf
 
-from bids_brainage import hmc
+from bids_brainage.compute import hmc
 
 
 def _fake_fmriprep(run, dest):
@@ -73,7 +73,7 @@ def pumi_anat(pumi_copy, tmp_path):
     """
     import ants
 
-    from bids_brainage.interfaces.anat_ops import TISSUES, initial_brain_mask, template_file
+    from bids_brainage.compute.anat_ops import TISSUES, initial_brain_mask, template_file
 
     work = tmp_path / "anat"
     work.mkdir()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from func_synth import make_bold
 
-from bids_brainage import hmc
+from bids_brainage.compute import hmc
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bids_brainage.defaults import CONNECTIVITY_KINDS
-from bids_brainage.errors import InputError
-from bids_brainage.interfaces.connectivity import (
-    FunctionalConnectivity,
+from bids_brainage.compute.bold import dummy_scans_from_metadata, resolve_dummy_scans, validate_bold
+from bids_brainage.compute.connectivity import (
     connectivity_matrix,
     feature_names,
     sphere_labels,
 )
-from bids_brainage.interfaces.functional import dummy_scans_from_metadata, resolve_dummy_scans, validate_bold
+from bids_brainage.defaults import CONNECTIVITY_KINDS
+from bids_brainage.errors import InputError
+from bids_brainage.interfaces.connectivity import FunctionalConnectivity
 
 
 def _bids_bold(root, data, affine=None, meta=None):
@@ -224,7 +224,7 @@ def test_tangent_is_not_offered_and_spellings_are_accepted():
 
 
 def test_censored_volumes_get_motion_outlier_columns():
-    from bids_brainage.interfaces.confounds import motion_outliers
+    from bids_brainage.compute.confounds import motion_outliers
 
     fd = np.array([np.nan, 0.1, 0.7, 0.2, 0.9])
     spikes = motion_outliers(fd, 0.5)
@@ -236,7 +236,7 @@ def test_censored_volumes_get_motion_outlier_columns():
 
 def test_random_seed_reaches_every_registration(tmp_path):
     """--random-seed seeds the registrations through the nodes' inputs (it was a constant)."""
-    from bids_brainage.interfaces.ants_registration import registration_seed
+    from bids_brainage.compute.registration import registration_seed
     from bids_brainage.workflows.anatomical import init_anat_wf
 
     anat = init_anat_wf(
@@ -255,7 +255,7 @@ def test_random_seed_reaches_every_registration(tmp_path):
 def test_fmriprep_outputs_found_for_a_symlinked_datalad_bold(tmp_path):
     """--derivatives fmriprep on a DataLad dataset: the BOLD is a symlink into the annex, and
     the fMRIPrep outputs are looked up by the link's BIDS location, not the annex object's."""
-    from bids_brainage.interfaces.functional import find_fmriprep_run
+    from bids_brainage.compute.fmriprep import find_fmriprep_run
 
     root, prep = tmp_path / "bids", tmp_path / "fmriprep"
     annexed = root / ".git" / "annex" / "objects" / "Xy" / "SHA256E-s1--abc.nii.gz"

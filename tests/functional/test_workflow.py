@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 
-from bids_brainage import hmc
+from bids_brainage.compute import hmc
 
 SUB = "001"
 N_ROIS = 300  # Seitzman300
