@@ -38,7 +38,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
         "latent_specific": 32,
         "weights": LossWeights(adv=0.0, cross=0.0, ratio=0.0),
     },
-    "no_skip_head": {"skip_head": False},
+    "with_skip_head": {"skip_head": True},
 }
 
 

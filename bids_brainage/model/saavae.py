@@ -11,9 +11,10 @@ means, and the age regressor has one output head per sex on a shared body, so th
 from codes to age (the ageing trajectory) can differ between women and men. With
 ``sex_aware=False`` sex is replaced by 0 everywhere (the "no sex" ablation).
 
-The age regressor reads [mean shared code, p_s, p_f, sex]; by default a linear skip head on
-the standardised inputs (per-modality ridge heads, fused late) is added to its output. The
-latent path is always trained and always part of the prediction.
+The age regressor reads [mean shared code, p_s, p_f, sex]. Optionally (``skip_head``, off by
+default: it cost accuracy on real data, docs/benchmarks.md) a linear skip head on the
+standardised inputs (per-modality ridge heads, fused late) is added to its output. The latent
+path is always trained and always part of the prediction.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class SAAVAEConfig:
     hidden: int = 0  # 0: chosen from the input width by `default_hidden`
     regressor_hidden: int = 64
     dropout: float = 0.1
-    skip_head: bool = True
+    skip_head: bool = False
     sex_aware: bool = True
 
     def __post_init__(self) -> None:

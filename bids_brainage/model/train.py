@@ -134,7 +134,7 @@ class SAAVAERegressor:
     latent_specific: int = 16
     hidden: int = 0
     dropout: float = 0.1
-    skip_head: bool = True
+    skip_head: bool = False
     sex_aware: bool = True
     settings: TrainSettings = field(default_factory=TrainSettings)
     device: str = "auto"

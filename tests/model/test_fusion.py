@@ -26,7 +26,7 @@ def test_ridge_loo_matches_refitting():
 
 
 def test_skip_head_without_fmri_is_the_smri_head():
-    model = SAAVAE(SAAVAEConfig(d_s=5, d_f=4)).eval()
+    model = SAAVAE(SAAVAEConfig(d_s=5, d_f=4, skip_head=True)).eval()
     with torch.no_grad():
         model.skip.mix.copy_(torch.tensor([-0.3, 0.5, 0.2]))
     x_s, x_f, sex = torch.randn(6, 5), torch.randn(6, 4), torch.tensor([0.0, 1, 0, 1, 1, 0])
@@ -37,10 +37,10 @@ def test_skip_head_without_fmri_is_the_smri_head():
 
 
 def _fit(table, **settings):
-    """The default model: ridge skip head plus the latent path."""
+    """A model with the ridge skip head (not the default) plus the latent path."""
     x_s, x_f = arrays_from_table(table)
     sex, age = table["sex"].to_numpy(float), table["age"].to_numpy(float)
-    est = SAAVAERegressor(device="cpu", settings=TrainSettings(max_epochs=12, **settings))
+    est = SAAVAERegressor(device="cpu", skip_head=True, settings=TrainSettings(max_epochs=12, **settings))
     return est.fit(x_s, x_f, sex, age)
 
 

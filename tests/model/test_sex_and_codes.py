@@ -54,7 +54,7 @@ def test_sex_reaches_the_codes(small_table, fitted, sex_aware):
 def test_every_fit_predicts_through_the_codes(small_table, fitted):
     """Perturbing the codes changes the prediction, with and without the ridge skip head."""
     x_s, x_f, sex, _ = _arrays(small_table)
-    for est in (fitted, _fit(small_table, skip_head=False)):
+    for est in (fitted, _fit(small_table, skip_head=True)):
         base = est.predict(x_s, x_f, sex)
         heads = est.model_.regressor.heads
         assert heads.weight.abs().sum() > 0, "the latent path was trained away"
@@ -95,7 +95,8 @@ def test_terms_the_architecture_cannot_compute_are_refused():
 
 
 def test_network_description():
-    assert "ridge skip head" in SAAVAERegressor().network
+    assert "ridge skip head" in SAAVAERegressor(skip_head=True).network
+    assert "skip head" not in SAAVAERegressor().network
     assert "sex not used" in SAAVAERegressor(sex_aware=False).network
     assert SAAVAERegressor(modalities=("smri",), skip_head=False).network.startswith("SA-AVAE (sMRI)")
 
