@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent(
     from nipype import Node, Workflow
     from nipype.interfaces.utility import Function
 
-    from bids_brainage.workflows.execution import run_workflow
+    from bids_brainage.cli.execution import run_workflow
 
     def double(x):
         return 2 * x

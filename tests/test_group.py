@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from console import console_script
 
-from bids_brainage.cli.run import main, setup_logging
+from bids_brainage.cli.logs import setup_logging
+from bids_brainage.cli.run import main
 from bids_brainage.errors import InputError
 from bids_brainage.gather import features_of, gather_features, write_status
 from bids_brainage.model.bundle import write_checksums
@@ -109,7 +110,9 @@ def test_group_trains_writes_outputs_and_predicts_with_model(trained):
     assert no_age["split"] == "predict" and pd.isna(no_age["brainage_gap"]) and no_age["predicted_age"] > 0
     assert brainage.loc[brainage["participant_id"] == "sub-003", "modalities"].item() == "smri"
     assert (brainage["interval_lower"] < brainage["interval_upper"]).all()
-    assert set(json.loads((out / "brainage.json").read_text())) == {*brainage.columns, "Device"}
+    sidecar = json.loads((out / "brainage.json").read_text())
+    assert set(sidecar) == {*brainage.columns, "Device", "Model"}
+    assert sidecar["Model"].startswith("SA-AVAE")
     assert (out / "model" / "model.safetensors").exists() and (out / "model" / "model_card.md").exists()
     metrics = json.loads((out / "group" / "metrics.json").read_text())
     assert metrics["overall"]["n"] == 23 and 0 <= metrics["coverage"]["empirical"] <= 1

@@ -55,3 +55,18 @@ def test_compute_does_not_import_the_nipype_layers():
             if m.startswith(("bids_brainage.interfaces", "bids_brainage.workflows", "bids_brainage.cli"))
         }
         assert not upward, f"{path.name} imports {sorted(upward)}"
+
+
+def test_workflows_do_not_import_the_runners():
+    """``workflows/`` holds the ``init_*_wf`` builders; the runners (``cli/``) import them, never
+    the other way round."""
+    for path in sorted((PACKAGE / "workflows").glob("*.py")):
+        runners = {m for m in _imports(path) if m.startswith("bids_brainage.cli")}
+        assert not runners, f"workflows/{path.name} imports {sorted(runners)}"
+
+
+def test_no_import_cycle_between_the_runner_modules():
+    """``cli/run.py`` dispatches to the runners; no runner module imports it back."""
+    for name in ("participant.py", "group.py", "execution.py", "logs.py"):
+        back = {m for m in _imports(PACKAGE / "cli" / name) if m.startswith("bids_brainage.cli.run")}
+        assert not back, f"cli/{name} imports {sorted(back)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bids_brainage.bids import SessionData
-from bids_brainage.workflows.base import SubjectResult, modality_outcomes
+from bids_brainage.cli.participant import SubjectResult, modality_outcomes
 
 T1W = "/data/sub-01/anat/sub-01_T1w.nii.gz"
 BOLD = [f"/data/sub-01/func/sub-01_task-rest_run-{n}_bold.nii.gz" for n in (1, 2, 3)]

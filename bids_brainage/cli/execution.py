@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bids_brainage.workflows import worker_logging
+from bids_brainage.cli import worker_logging
 
 LOGGER = logging.getLogger("bids_brainage.execution")
 

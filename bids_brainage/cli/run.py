@@ -15,28 +15,10 @@ import uuid
 from pathlib import Path
 
 from bids_brainage import __version__
+from bids_brainage.cli.logs import setup_logging
 from bids_brainage.errors import BrainAgeError, UsageError
 
 LOGGER = logging.getLogger("bids_brainage")
-
-
-def setup_logging(verbosity: int, log_file: Path | None = None) -> None:
-    """Console logging (INFO by default, DEBUG with ``-v``), plus a log file when given."""
-    level = logging.DEBUG if verbosity >= 1 else logging.INFO
-    root = logging.getLogger("bids_brainage")
-    root.setLevel(level)
-    root.propagate = False
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%H:%M:%S"))
-    root.addHandler(console)
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
-        root.addHandler(handler)
 
 
 def _verbosity(argv: list[str]) -> int:
@@ -103,10 +85,10 @@ def run_bids_app(config) -> int:
     config.save(log_dir / f"config_{config.analysis_level}_{config.run_uuid}.json")
 
     if config.analysis_level == "participant":
-        from bids_brainage.workflows.base import run_participants
+        from bids_brainage.cli.participant import run_participants
 
         return run_participants(config)
-    from bids_brainage.workflows.group import run_group
+    from bids_brainage.cli.group import run_group
 
     return run_group(config)
 

@@ -125,7 +125,7 @@ def test_qc_flags_priors_that_miss_the_brain(ixi_run, tmp_path):
 def test_flagged_run_kept_out_of_the_model_and_listed(ixi_run, tmp_path):
     """The group level leaves a flagged subject out of the features, names it in the QC table
     and lists it in brainage.tsv as excluded."""
-    from bids_brainage.workflows.group import _with_qc_excluded
+    from bids_brainage.cli.group import _with_qc_excluded
 
     bids_dir, out = tmp_path / "bids", tmp_path / "out"
     bids_dir.mkdir()

@@ -114,7 +114,7 @@ def test_a_bold_run_is_validated_in_one_place_only():
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if "validate_bold(" in line and "def validate_bold(" not in line
     ]
-    assert len(calls) == 1 and calls[0].startswith(f"workflows{os.sep}base.py:"), calls
+    assert len(calls) == 1 and calls[0].startswith(f"cli{os.sep}participant.py:"), calls
 
 
 def test_the_builder_does_not_validate(tmp_path):
