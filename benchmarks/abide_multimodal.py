@@ -284,6 +284,35 @@ def speed_check(table: pd.DataFrame, folds: np.ndarray) -> dict[str, float]:
     return {"predict_s": float(np.median(times)), "n_models": len(models)}
 
 
+def site_figure(results: list[dict], table: pd.DataFrame, folds: np.ndarray, sites: list[str]) -> str:
+    """Fused vs single-modality SA-AVAE: MAE per held-out site, mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    age = table["age"].to_numpy(float)
+    names = ["SA-AVAE sMRI only", "SA-AVAE fMRI only", "SA-AVAE fused"]
+    if not all(any(r["row"] == n for r in results) for n in names):
+        return ""
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.27
+    x = np.arange(len(sites))
+    for j, name in enumerate(names):
+        preds = [r["pred"] for r in results if r["row"] == name]
+        mae = [np.mean([np.abs(p - age)[folds == k].mean() for p in preds]) for k in range(len(sites))]
+        ax.bar(x + (j - 1) * width, mae, width, label=name.replace("SA-AVAE ", ""))
+    ax.set_xticks(x, [f"{s}\n{int((folds == k).sum())}" for k, s in enumerate(sites)], fontsize=7)
+    ax.set_ylabel("MAE (years)")
+    ax.set_title("SA-AVAE fused vs single modality, per held-out site (n below the name)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURES / "abide_fused_vs_single.png", dpi=110)
+    plt.close(fig)
+    return "abide_fused_vs_single.png"
+
+
 def figure(frame: pd.DataFrame) -> str:
     import matplotlib
 
@@ -309,7 +338,13 @@ def figure(frame: pd.DataFrame) -> str:
     return path.name
 
 
-def write_doc(frame: pd.DataFrame, speed: dict[str, float], args: argparse.Namespace, started: str) -> None:
+def write_doc(
+    frame: pd.DataFrame,
+    speed: dict[str, float],
+    args: argparse.Namespace,
+    started: str,
+    sites_fig: str = "",
+) -> None:
     import torch
 
     load = os.getloadavg()[0]
@@ -342,6 +377,8 @@ def write_doc(frame: pd.DataFrame, speed: dict[str, float], args: argparse.Names
         table_md(frame, ("SA-AVAE", "ablation")),
         f"![MAE per model](figures/{fig})" if fig else "",
         "",
+        f"![Fused vs single modality per site](figures/{sites_fig})" if sites_fig else "",
+        "",
         "### Targets",
         "",
         *verdicts(frame, speed),
@@ -356,9 +393,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rows", default="", help="comma-separated row slugs (default: all)")
+    parser.add_argument("--report-only", action="store_true", help="write the docs section from the cache")
     args = parser.parse_args()
     started = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
-    table, folds, _ = load_cohort()
+    table, folds, sites = load_cohort()
+    if args.report_only:
+        return report_only(args, table, folds, sites)
     for k in range(folds.max() + 1):  # the tangent references, once per fold, before the workers
         fmri_features("tangent", table, folds, k, 0)
     fmri_features("correlation", table, folds, 0, 0)
@@ -388,9 +428,34 @@ def main() -> None:
         d_f=19900,
     )
     frame = summarise(results, table, folds)
-    write_doc(frame, speed, args, started)
-    (CACHE / "abide_multimodal_summary.json").write_text(json.dumps({"speed": speed}, indent=1))
+    write_doc(frame, speed, args, started, site_figure(results, table, folds, sites))
+    (CACHE / "abide_multimodal_summary.json").write_text(
+        json.dumps(
+            {"speed": speed, "started": started, "seeds": args.seeds, "workers": args.workers}, indent=1
+        )
+    )
     frame.to_csv(CACHE / "abide_multimodal_summary.tsv", sep="\t", index=False)
+
+
+def report_only(args: argparse.Namespace, table: pd.DataFrame, folds: np.ndarray, sites: list[str]) -> None:
+    """Rewrite the docs section from the cached predictions and the last run's speed figures."""
+    results = []
+    for row in ROWS:
+        for path in sorted(CACHE.glob(f"abide_{slug(row.name)}_seed*.npz")):
+            data = np.load(path)
+            seed = int(path.stem.rsplit("seed", 1)[1])
+            results.append({"row": row.name, "seed": seed, "pred": data["pred"], "fit_s": data["fit_s"]})
+    meta_path = CACHE / "abide_multimodal_summary.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    args.seeds, args.workers = meta.get("seeds", args.seeds), meta.get("workers", args.workers)
+    frame = summarise(results, table, folds)
+    write_doc(
+        frame,
+        meta.get("speed", {}),
+        args,
+        meta.get("started", "?"),
+        site_figure(results, table, folds, sites),
+    )
 
 
 if __name__ == "__main__":

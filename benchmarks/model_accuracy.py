@@ -201,6 +201,29 @@ def fusion_lines(frame: pd.DataFrame) -> list[str]:
     ]
 
 
+def fcon_figure(frames: dict[str, pd.DataFrame]) -> str:
+    """MAE ± SD over seeds per model, one panel per split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(frames), figsize=(4.2 * len(frames), 3.6), sharey=True, squeeze=False)
+    for ax, (split, frame) in zip(axes[0], frames.items(), strict=True):
+        y = np.arange(len(frame))[::-1]
+        colour = ["#1f77b4" if k == "saavae" else "#7f7f7f" for k in frame["kind"]]
+        ax.barh(y, frame["mae"], xerr=frame["mae_sd"], color=colour, capsize=2)
+        ax.set_yticks(y, frame["model"], fontsize=8)
+        ax.set_xlabel("MAE (years), mean ± SD over seeds")
+        ax.set_title(f"FCON1000, {split}", fontsize=10)
+    fig.tight_layout()
+    folder = ROOT / "docs" / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.savefig(folder / "fcon1000_mae.png", dpi=110)
+    plt.close(fig)
+    return "fcon1000_mae.png"
+
+
 class _Timer:
     """Wall and CPU seconds of a block (CPU time is robust to other users of a shared machine)."""
 
@@ -266,10 +289,14 @@ def write_doc(results: list[dict], speed: list[str], args: argparse.Namespace, s
             "`bids_brainage.model.baselines.PlainVAERegressor`.",
             "",
         ]
+        frames = {}
         for split in ("10-fold", "leave-site-out"):
             frame = summarise(results, "fcon", split, FCON_ROWS)
             if len(frame):
+                frames[split] = frame
                 lines += [f"**{split}**:", "", table_md(frame), verdict(frame, "SA-AVAE"), ""]
+        if frames:
+            lines += [f"![FCON1000 MAE per model](figures/{fcon_figure(frames)})", ""]
     if any(r["part"] == "sim" for r in results):
         frame = summarise(results, "sim", "5-fold", SIM_ROWS)
         lines += [

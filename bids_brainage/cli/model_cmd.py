@@ -161,6 +161,7 @@ def _fit(args: argparse.Namespace, table) -> int:
     print(
         f"model written to {args.out}: out-of-fold MAE {m['mae']:.2f} y, r {m['pearson_r']:.3f}, 90 % interval coverage {m['interval_coverage']:.2f}"
     )
+    print(f"network: {ensemble.models[0].network}")
     return 0
 
 
@@ -173,7 +174,7 @@ def _predict(args: argparse.Namespace, table) -> int:
     ensemble = load_bundle(args.model_dir, device=args.device)
     pred = predict_table(ensemble, table)
     write_tsv(args.out, pred)
-    print(f"{len(pred)} predictions written to {args.out}")
+    print(f"{len(pred)} predictions written to {args.out} by {ensemble.models[0].network}")
     return 0
 
 
