@@ -56,7 +56,7 @@ DATASETS = ("nichart12", "ixi10", "ds002748_4")
 
 def run_subject(t1w: Path, work: Path, sloppy: bool, seed: int = 0) -> dict:
     """Run the anatomical steps on one T1w in ``work``; volumes (mL), QC and output paths."""
-    from bids_brainage.interfaces import anat_ops
+    from bids_brainage.compute import anat_ops
 
     work.mkdir(parents=True, exist_ok=True)
     anat_ops.set_itk_threads(1)
@@ -177,7 +177,7 @@ def evaluate(mode: str, datasets: list[str], cache_root: Path, cached_only: bool
             res = _cached_run(t1w, work, mode == "sloppy", cached_only)
             if res is None:
                 continue
-            from bids_brainage.interfaces import anat_ops
+            from bids_brainage.compute import anat_ops
 
             if hasattr(anat_ops, "segmentation_qc"):
                 # The QC of the code checked out now, on the stored outputs (cheap; no rerun).

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
-from bids_brainage import hmc  # noqa: E402
+from bids_brainage.compute import hmc  # noqa: E402
 
 START, END = "<!-- functional:start -->", "<!-- functional:end -->"
 
@@ -109,7 +109,7 @@ def render(wf: dict | None, mc: dict | None, machine: str, date: str) -> str:
             "|---|---|---|---|---|---|",
         ]
         for key, label in (
-            ("ours", "`bids_brainage.hmc` (estimate + one resampling)"),
+            ("ours", "`bids_brainage.compute.hmc` (estimate + one resampling)"),
             ("ants", "`ants.motion_correction`"),
         ):
             if key in mc:

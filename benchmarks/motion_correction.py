@@ -1,4 +1,4 @@
-"""Head-motion correction: bids_brainage.hmc vs ants.motion_correction, same data, same run.
+"""Head-motion correction: bids_brainage.compute.hmc vs ants.motion_correction, same data, same run.
 
 Simulates 150 volumes of 67x79x64 (2.5 mm) from the MNI template with known rigid motion
 (tests/functional/func_synth.py), runs both methods, and reports wall time, the speed ratio
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
-from bids_brainage import hmc  # noqa: E402
+from bids_brainage.compute import hmc  # noqa: E402
 
 
 def _errors(mats: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -102,7 +102,7 @@ def main(argv=None) -> dict:
     # CPU time (all threads) is reported too: on a shared machine it is the fairer comparison.
     seconds, cpu, mats = run_ours(data, affine)
     res["ours"] = {"seconds": seconds, "cpu_seconds": cpu, **_errors(mats, truth)}
-    print("bids_brainage.hmc", res["ours"], flush=True)
+    print("bids_brainage.compute.hmc", res["ours"], flush=True)
     if not args.skip_ants:
         with tempfile.TemporaryDirectory() as tmp:
             seconds, cpu, mats = run_ants(data, affine, Path(tmp))
