@@ -126,9 +126,13 @@ def with_fmri(table: pd.DataFrame, values: np.ndarray | None) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- one job
+def job_path(row: Row, seed: int) -> Path:
+    return CACHE / f"abide_{slug(row.name)}_seed{seed}.npz"
+
+
 def run_job(row: Row, seed: int) -> dict[str, Any]:
     """Out-of-fold predictions of one row with one seed (cached)."""
-    out = CACHE / f"abide_{slug(row.name)}_seed{seed}.npz"
+    out = job_path(row, seed)
     if out.exists():
         data = np.load(out)
         return {"row": row.name, "seed": seed, "pred": data["pred"], "fit_s": data["fit_s"]}
@@ -410,15 +414,17 @@ def main() -> None:
         for row in rows
         if not (row.kind in DETERMINISTIC and seed > 0)
     ]
-    results: list[dict] = []
-    speed: dict[str, float] = {}
-    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, row, seed) for row, seed in jobs]
-        for i, fut in enumerate(as_completed(futures), 1):
-            results.append(fut.result())
-            print(f"[{i}/{len(jobs)}] {results[-1]['row']} seed {results[-1]['seed']}", flush=True)
-            if i % 10 == 0 or i == len(jobs):
-                write_doc(summarise(results, table, folds), speed, args, started)
+    # Cached jobs are read here; the rest run in worker processes. The docs section is written
+    # once, after the pool is closed (drawing figures in the parent while the pool ran hung it).
+    cached = [(row, seed) for row, seed in jobs if job_path(row, seed).exists()]
+    results = [run_job(row, seed) for row, seed in cached]
+    todo = [job for job in jobs if job not in cached]
+    if todo:
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(run_job, row, seed) for row, seed in todo]
+            for i, fut in enumerate(as_completed(futures), 1):
+                results.append(fut.result())
+                print(f"[{i}/{len(todo)}] {results[-1]['row']} seed {results[-1]['seed']}", flush=True)
     speed = speed_check(table, folds)
     fused = [r["fit_s"] for r in results if r["row"] == "SA-AVAE fused"]
     speed.update(
@@ -441,7 +447,7 @@ def report_only(args: argparse.Namespace, table: pd.DataFrame, folds: np.ndarray
     """Rewrite the docs section from the cached predictions and the last run's speed figures."""
     results = []
     for row in ROWS:
-        for path in sorted(CACHE.glob(f"abide_{slug(row.name)}_seed*.npz")):
+        for path in sorted(CACHE.glob(job_path(row, 0).name.replace("seed0", "seed*"))):
             data = np.load(path)
             seed = int(path.stem.rsplit("seed", 1)[1])
             results.append({"row": row.name, "seed": seed, "pred": data["pred"], "fit_s": data["fit_s"]})

@@ -105,9 +105,13 @@ def with_noise_fmri(table: pd.DataFrame) -> pd.DataFrame:
     return noisy
 
 
+def job_path(part: str, row: tuple, split: str, seed: int) -> Path:
+    return CACHE / f"model_accuracy_{part}_{slug(row[0])}_{slug(split)}_seed{seed}.npy"
+
+
 def run_job(part: str, row: tuple, split: str, seed: int) -> dict[str, Any]:
     name, kind, mods, kwargs = row
-    path = CACHE / f"model_accuracy_{part}_{slug(name)}_{slug(split)}_seed{seed}.npy"
+    path = job_path(part, row, split, seed)
     if path.exists():
         return {"part": part, "row": name, "split": split, "seed": seed, "pred": np.load(path)}
     table, folds = tables(part)[split]
@@ -333,17 +337,18 @@ def main() -> None:
                 jobs += [
                     (part, row, split, seed) for row in rows if not (row[1] in DETERMINISTIC and seed > 0)
                 ]
-    results: list[dict] = []
-    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, *job) for job in jobs]
-        for i, fut in enumerate(as_completed(futures), 1):
-            results.append(fut.result())
-            print(
-                f"[{i}/{len(jobs)}] {results[-1]['row']} {results[-1]['split']} seed {results[-1]['seed']}",
-                flush=True,
-            )
-            if i % 10 == 0:
-                write_doc(results, [], args, started)
+    # Cached jobs are read here, the rest run in worker processes; the docs section is written
+    # once, after the pool is closed (drawing figures in the parent while a pool ran hung it).
+    cached = [job for job in jobs if job_path(*job).exists()]
+    results: list[dict] = [run_job(*job) for job in cached]
+    todo = [job for job in jobs if job not in cached]
+    if todo:
+        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(run_job, *job) for job in todo]
+            for i, fut in enumerate(as_completed(futures), 1):
+                results.append(fut.result())
+                r = results[-1]
+                print(f"[{i}/{len(todo)}] {r['row']} {r['split']} seed {r['seed']}", flush=True)
     write_doc(results, part_speed() if "speed" in parts else [], args, started)
 
 
