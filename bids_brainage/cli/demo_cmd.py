@@ -52,7 +52,18 @@ def run(args: argparse.Namespace) -> int:
             n_volumes=args.n_volumes,
         )
     common = [str(bids_dir), str(out_dir)]
-    options = ["-w", str(work_dir), "--sloppy", "--random-seed", str(args.random_seed), "--min-volumes", "30"]
+    # Half of the simulated run must survive scrubbing (30 of the default 60 volumes): a fixed
+    # minimum of 30 excluded a short run (--n-volumes 40) after 11 scrubbed volumes.
+    min_volumes = str(min(30, args.n_volumes // 2))
+    options = [
+        "-w",
+        str(work_dir),
+        "--sloppy",
+        "--random-seed",
+        str(args.random_seed),
+        "--min-volumes",
+        min_volumes,
+    ]
     if args.nprocs:
         options += ["--nprocs", str(args.nprocs)]
     options += ["-v"] * args.verbose
