@@ -231,6 +231,8 @@ def verdicts(frame: pd.DataFrame, speed: dict[str, float]) -> list[str]:
     if not all(n in mae for n in need):
         return ["(targets are judged when the main rows have finished)"]
     base = frame[frame["group"] == "baseline"]
+    if base.empty:
+        return ["(targets are judged when the baselines have finished)"]
     best = base.loc[base["mae"].idxmin()]
     fused = mae["SA-AVAE fused"]
     single = min(mae["SA-AVAE sMRI only"], mae["SA-AVAE fMRI only"])
@@ -381,6 +383,11 @@ def write_doc(
 
     load = os.getloadavg()[0]
     fig = figure(frame) if len(frame) else ""
+    people = load_cohort()[0]
+    counts = (
+        f"{int((people['sex'] == 0).sum())} women, {int((people['group'] == 'TC').sum())} typical "
+        f"controls (TC), {int((people['group'] == 'ASD').sum())} autism (ASD)"
+    )
     text = [
         START,
         "## SA-AVAE on real multimodal data (ABIDE I, leave-one-site-out)",
@@ -389,10 +396,10 @@ def write_doc(
         f"(started {started}, written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC) on {cpu_name()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__}, CPU only, load average at writing {load:.1f} "
         f"(the machine was shared with other jobs). Data: `../shared/data/real/abide` (749 people, 12 sites, "
-        "6.5-56 years; 131 women; 403 typical controls (TC), 346 autism (ASD)). Everyone is trained on; "
+        f"6.5-56 years; {counts}). Everyone is trained on; "
         "metrics are reported by sex and by group. Folds: one per site (12). Structural: FreeSurfer 6 "
         "Desikan thickness, area and volume per region and hemisphere plus aseg volumes / eTIV and eTIV "
-        "(266 features). Functional: nilearn `ConnectivityMeasure` on the CC200 time series (19 900 edges), "
+        f"({speed.get('d_s', 'n/a')} features). Functional: nilearn `ConnectivityMeasure` on the CC200 time series (19 900 edges), "
         "tangent space with the reference (geometric mean) fitted on the 11 training sites of each fold; "
         "rows marked *correlation* use Pearson correlation. The SA-AVAE and the baselines reduce the edges to "
         "96 PCA scores fitted on the training rows.",
@@ -445,8 +452,8 @@ def main() -> None:
         for row in rows
         if not (row.kind in DETERMINISTIC and seed > 0)
     ]
-    # Cached jobs are read here; the rest run in worker processes. The docs section is written
-    # once, after the pool is closed (drawing figures in the parent while the pool ran hung it).
+    # Cached jobs are read here, the rest run in worker processes; the docs section is written
+    # once, from all rows, after the pool is closed.
     cached = [(row, seed) for row, seed in jobs if job_path(row, seed).exists()]
     results = [run_job(row, seed) for row, seed in cached]
     todo = [job for job in jobs if job not in cached]

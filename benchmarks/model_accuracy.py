@@ -338,7 +338,7 @@ def main() -> None:
                     (part, row, split, seed) for row in rows if not (row[1] in DETERMINISTIC and seed > 0)
                 ]
     # Cached jobs are read here, the rest run in worker processes; the docs section is written
-    # once, after the pool is closed (drawing figures in the parent while a pool ran hung it).
+    # once, from all rows, after the pool is closed.
     cached = [job for job in jobs if job_path(*job).exists()]
     results: list[dict] = [run_job(*job) for job in cached]
     todo = [job for job in jobs if job not in cached]
