@@ -47,6 +47,7 @@ from real_tables import fcon_table
 from bids_brainage.model.baselines import ABLATIONS, baseline_oof
 from bids_brainage.model.calibration import cross_fitted
 from bids_brainage.model.cv import arrays_from_table, fit_cross_validated, make_folds, predict_table
+from bids_brainage.model.features import canonicalise
 from bids_brainage.model.synthetic import simulate_feature_table
 from bids_brainage.model.train import SAAVAERegressor, TrainSettings
 from bids_brainage.simulate import simulate_features
@@ -93,7 +94,7 @@ def tables(part: str) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
         table = fcon_table()
         site = pd.factorize(table["site"])[0]
         return {"10-fold": (table, make_folds(table, 10, random_seed=0)), "leave-site-out": (table, site)}
-    sim = simulate_features(SIM_N, seed=0, n_sites=3)
+    sim = canonicalise(simulate_features(SIM_N, seed=0, n_sites=3))  # sex M/F -> 1/0
     return {"5-fold": (sim, make_folds(sim, 5, random_seed=0))}
 
 
