@@ -198,7 +198,7 @@ def init_func_wf(
             min_volumes=min_volumes, global_signal=global_signal, participant_id=f"sub-{subject}",
             dummy_scans=n_dummy,
             extra_meta={"Sources": src, "Atlas": atlas_info.name, "Space": "MNI152NLin2009aSym",
-                        "MotionCorrection": "fMRIPrep" if fmriprep else "bids_brainage.hmc"},
+                        "MotionCorrection": "fMRIPrep" if fmriprep else "bids_brainage.compute.hmc"},
         ),
         name="connectivity",
     )  # fmt: skip
