@@ -197,9 +197,7 @@ class SAAVAERegressor:
         """Inverse of `get_params`."""
         p = dict(params)
         p["weights"] = LossWeights(**p["weights"])
-        # Settings of older bundles (the removed per-fit head choice and latent gate) are dropped.
-        known = set(TrainSettings.__dataclass_fields__)
-        p["settings"] = TrainSettings(**{k: v for k, v in p["settings"].items() if k in known})
+        p["settings"] = TrainSettings(**p["settings"])
         p.update(overrides)
         return cls(**p)
 
