@@ -424,6 +424,7 @@ def _write_model_card(model_dir: Path, config: Any) -> None:
         "# Model card: bids_brainage SA-AVAE brain-age model",
         "",
         f"- Package version: {meta.get('package_version', 'unknown')}; created {meta.get('created', 'unknown')}",
+        f"- Network: {meta.get('network', 'SA-AVAE')}",
         f"- Modalities: {', '.join(meta.get('modalities', []))}; "
         f"{len(features.get('smri', []))} structural and {len(features.get('fmri', []))} functional features",
         f"- Training data: {summary.get('n_participants', '?')} participants ({summary.get('n_rows', '?')} scans), "
