@@ -85,7 +85,16 @@ def test_demo(tmp_path):
     assert (derivatives / "group_report.html").is_file()
     assert len(list(derivatives.glob("sub-*.html"))) == 6
     brainage = pd.read_csv(derivatives / "brainage.tsv", sep="\t")
-    assert len(brainage) == 6 and brainage["predicted_age"].notna().all()
+    assert len(brainage) == 6
+    # Every participant is predicted unless the structural QC excluded them (at 4 mm the
+    # simulated 67-year-old with a fast ageing pace fails the partial-volume WM check); the
+    # exclusion is a row of its own, with its reason in group/qc.tsv.
+    excluded = brainage["split"] == "excluded"
+    assert brainage.loc[~excluded, "predicted_age"].notna().all() and (~excluded).sum() >= 5
+    assert brainage.loc[excluded, "predicted_age"].isna().all()
+    qc = pd.read_csv(derivatives / "group" / "qc.tsv", sep="\t")
+    flagged = set(qc.loc[qc["reason"].astype(str).str.contains("structural QC"), "participant_id"])
+    assert set(brainage.loc[excluded, "participant_id"]) <= flagged
 
 
 def test_simulate_images(tmp_path):
