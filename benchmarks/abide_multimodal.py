@@ -26,10 +26,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing import get_context
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from doc_section import cpu_name, replace_section
+from doc_section import cpu_name, replace_section, run_cached, slug
 from real_tables import abide_structural, abide_timeseries, connectivity_features
 
 from bids_brainage.model.baselines import ABLATIONS, baseline_oof
@@ -89,11 +88,8 @@ ROWS = [
 DETERMINISTIC = {"ridge", "stacked_ridge", "svr"}
 
 
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
-
-
 # ----------------------------------------------------------------------------- features
+@cache
 def load_cohort() -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     """The structural table, the fold (site) index per row and the site names."""
     table = abide_structural().reset_index(drop=True)
@@ -452,17 +448,8 @@ def main() -> None:
         for row in rows
         if not (row.kind in DETERMINISTIC and seed > 0)
     ]
-    # Cached jobs are read here, the rest run in worker processes; the docs section is written
-    # once, from all rows, after the pool is closed.
-    cached = [(row, seed) for row, seed in jobs if job_path(row, seed).exists()]
-    results = [run_job(row, seed) for row, seed in cached]
-    todo = [job for job in jobs if job not in cached]
-    if todo:
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_job, row, seed) for row, seed in todo]
-            for i, fut in enumerate(as_completed(futures), 1):
-                results.append(fut.result())
-                print(f"[{i}/{len(todo)}] {results[-1]['row']} seed {results[-1]['seed']}", flush=True)
+    # The docs section is written once, from all rows, after the pool is closed.
+    results = run_cached(jobs, run_job, lambda row, seed: job_path(row, seed).exists(), args.workers)
     speed = speed_check(table, folds)
     fused = [r["fit_s"] for r in results if r["row"] == "SA-AVAE fused"]
     speed.update(

@@ -1,4 +1,5 @@
-"""Shared by the benchmark scripts: the machine they ran on, and their section of the docs.
+"""Shared by the benchmark scripts: the machine they ran on, their section of the docs, and
+running their cached jobs.
 
 Each script owns the part of docs/benchmarks.md between its two HTML comment markers and
 rewrites only that part, so the scripts can run separately (and on different days).
@@ -8,7 +9,11 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -36,3 +41,32 @@ def replace_section(start: str, end: str, text: str, doc: Path = DOC) -> None:
     tmp = doc.with_name(f".{doc.name}.tmp")
     tmp.write_text(new)
     os.replace(tmp, doc)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a row name (cache file names)."""
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def run_cached(
+    jobs: Sequence[tuple],
+    run: Callable[..., dict[str, Any]],
+    cached: Callable[..., bool],
+    workers: int,
+) -> list[dict[str, Any]]:
+    """``run(*job)`` for every job: cached ones in this process, the rest in a process pool.
+
+    ``run`` must read its own cache when ``cached(*job)``; workers are spawned (not forked)
+    so torch starts fresh in each. Results come back in completion order.
+    """
+    done = [job for job in jobs if cached(*job)]
+    results = [run(*job) for job in done]
+    todo = [job for job in jobs if job not in done]
+    if todo:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(run, *job) for job in todo]
+            for i, fut in enumerate(as_completed(futures), 1):
+                results.append(fut.result())
+                label = " ".join(str(results[-1][k]) for k in ("row", "split", "seed") if k in results[-1])
+                print(f"[{i}/{len(todo)}] {label}", flush=True)
+    return results

@@ -28,9 +28,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import UTC, datetime
-from multiprocessing import get_context
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from doc_section import cpu_name, replace_section
+from doc_section import cpu_name, replace_section, run_cached, slug
 from real_tables import fcon_table
 
 from bids_brainage.model.baselines import ABLATIONS, baseline_oof
@@ -84,10 +83,7 @@ SIM_ROWS = [
 ]
 
 
-def slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
-
-
+@cache
 def tables(part: str) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     """``split name -> (table, folds)`` of a part."""
     if part == "fcon":
@@ -338,18 +334,8 @@ def main() -> None:
                 jobs += [
                     (part, row, split, seed) for row in rows if not (row[1] in DETERMINISTIC and seed > 0)
                 ]
-    # Cached jobs are read here, the rest run in worker processes; the docs section is written
-    # once, from all rows, after the pool is closed.
-    cached = [job for job in jobs if job_path(*job).exists()]
-    results: list[dict] = [run_job(*job) for job in cached]
-    todo = [job for job in jobs if job not in cached]
-    if todo:
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_job, *job) for job in todo]
-            for i, fut in enumerate(as_completed(futures), 1):
-                results.append(fut.result())
-                r = results[-1]
-                print(f"[{i}/{len(todo)}] {r['row']} {r['split']} seed {r['seed']}", flush=True)
+    # The docs section is written once, from all rows, after the pool is closed.
+    results = run_cached(jobs, run_job, lambda *job: job_path(*job).exists(), args.workers)
     write_doc(results, part_speed() if "speed" in parts else [], args, started)
 
 
