@@ -55,12 +55,26 @@ DEFAULT_FD_THRESHOLD = 0.5
 #: Ages (years) a prediction interval may span: bounds are clipped to this range.
 PLAUSIBLE_AGE_YEARS = (0.0, 120.0)
 
+#: Kinds of prediction interval (``model/calibration.py``) and the default. Age-conditional
+#: (Mondrian conformal in bins of chronological age) is the default because leave-site-out on
+#: ABIDE and FCON1000 it was the only kind whose 90 % intervals covered 87-93 % of people in
+#: every age tercile, and it was also the narrowest (docs/benchmarks.md, uncertainty section).
+INTERVAL_KINDS = ("age_conditional", "normalised", "constant")
+#: Miscoverage of the prediction intervals (0.1: 90 % intervals).
+DEFAULT_ALPHA = 0.1
+DEFAULT_INTERVAL = "age_conditional"
+#: Most chronological-age bins of the age-conditional interval, and the fewest calibration
+#: people per bin (fewer people: fewer bins; under this number: one bin for everyone).
+INTERVAL_AGE_BINS = 6
+INTERVAL_MIN_BIN_SIZE = 50
+
 #: Choices of ``--harmonize`` (site harmonisation before training; see ``model/harmonize.py``).
 HARMONIZE_CHOICES = ("none", "combat")
 
 #: Age-bias corrections of the brain-age gap, and the default. Quadratic (Smith 2019) is the
-#: default because leave-site-out on ABIDE and FCON1000 it left the corrected gap nearly
-#: uncorrelated with age within every age tercile, where linear (Beheshti 2019) left
-#: |r| up to 0.36 in the oldest tercile (docs/benchmarks.md, uncertainty section).
+#: default because leave-site-out on ABIDE and FCON1000 it left the corrected gap least
+#: correlated with age within the age terciles (|r| at most 0.26, in ABIDE's youngest tercile,
+#: and at most 0.06 in the oldest) where linear (Beheshti 2019) left |r| up to 0.31 in the
+#: oldest tercile (docs/benchmarks.md, uncertainty section).
 BIAS_CORRECTIONS = ("linear", "quadratic")
 DEFAULT_BIAS_CORRECTION = "quadratic"

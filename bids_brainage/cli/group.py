@@ -18,11 +18,9 @@ import numpy as np
 import pandas as pd
 
 from bids_brainage import bids
-from bids_brainage.cli.execution import WorkflowFailed, run_workflow
 from bids_brainage.errors import InputError, UsageError
 from bids_brainage.gather import gather_features, join_demographics
 from bids_brainage.utils import atomic
-from bids_brainage.workflows.group import init_group_wf
 
 LOGGER = logging.getLogger("bids_brainage.group")
 
@@ -37,11 +35,11 @@ BRAINAGE_COLUMNS = {
         "Units": "years",
     },
     "interval_lower": {
-        "Description": "Lower bound of the split-conformal prediction interval.",
+        "Description": "Lower bound of the prediction interval (split-conformal, calibrated within bins of chronological age; see the methods text).",
         "Units": "years",
     },
     "interval_upper": {
-        "Description": "Upper bound of the split-conformal prediction interval.",
+        "Description": "Upper bound of the prediction interval (split-conformal, calibrated within bins of chronological age; see the methods text).",
         "Units": "years",
     },
     "brainage_gap": {"Description": "predicted_age - age.", "Units": "years"},
@@ -142,19 +140,13 @@ def _run_group(config: Any) -> int:
     atomic.write_tsv(table_file, model_rows)
     LOGGER.info("group level: %s %d subject(s)", "training on" if train else "predicting", len(model_rows))
 
-    workflow = init_group_wf(config, table_file, train)
-    try:
-        run_workflow(workflow, config, config.output_dir / "logs" / f"group_{config.run_uuid}")
-    except WorkflowFailed as err:
-        LOGGER.error("group level failed: %s", err.reason)
+    step = _model_step(config, table_file, train, work / "model_step")
+    if step is None:
         return 1
-    node_dir = config.work_dir / "group_wf" / ("train" if train else "predict")
-    predictions = pd.read_csv(
-        node_dir / "predictions.tsv", sep="\t", keep_default_na=False, na_values=["n/a"]
-    )
+    predictions = pd.read_csv(step["predictions"], sep="\t", keep_default_na=False, na_values=["n/a"])
     if train:
         predictions["split"] = "oof"
-        model_dir = _publish_bundle(node_dir / "model", config.output_dir / "model")
+        model_dir = _publish_bundle(step["bundle_dir"], config.output_dir / "model")
         extra = table[~usable & table["sex"].notna()]
         if not extra.empty:
             # Subjects without age: predicted by the trained ensemble (no gap without age).
@@ -164,7 +156,7 @@ def _run_group(config: Any) -> int:
             more = predict_table(load_bundle(model_dir, device=config.device), extra.reset_index(drop=True))
             more["split"] = "predict"
             predictions = pd.concat([predictions, more], ignore_index=True)
-        _write_group_files(node_dir, group_dir, qc, predictions)
+        _write_group_files(step, group_dir, qc, predictions)
         _write_model_card(model_dir, config)
     else:
         predictions["split"] = "predict"
@@ -180,6 +172,42 @@ def _run_group(config: Any) -> int:
     LOGGER.info("wrote %s (%d rows)", config.output_dir / "brainage.tsv", len(brainage))
     _reports(config, len(brainage))
     return 1 if refused or not_predicted else 0
+
+
+def _model_step(config: Any, table_file: Path, train: bool, out_dir: Path) -> dict[str, Path] | None:
+    """Train the model (K-fold CV) or apply ``--model``: a plain call of
+    :func:`~bids_brainage.compute.brainage.train_brainage` or
+    :func:`~bids_brainage.compute.brainage.predict_brainage` writing into ``out_dir`` (emptied
+    first). Returns the paths of what it wrote, or None when it failed: then the reason is
+    logged as one line and the traceback kept in ``logs/group_<run id>/crash-*.txt`` (shown
+    in the group report's Errors section).
+    """
+    import traceback
+
+    from bids_brainage.compute.brainage import predict_brainage, train_brainage
+    from bids_brainage.errors import BrainAgeError
+
+    crash_dir = config.output_dir / "logs" / f"group_{config.run_uuid}"
+    crash_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    name = "group.train" if train else "group.predict"
+    try:
+        if train:
+            return train_brainage(
+                table_file, out_dir, n_folds=config.n_folds, random_seed=config.random_seed,
+                device=config.device, harmonize=config.harmonize, bias_correction=config.bias_correction,
+            )  # fmt: skip
+        return {"predictions": predict_brainage(table_file, config.model, out_dir, device=config.device)}
+    except Exception as err:  # any failure of the model step: one line, exit 1
+        first = (str(err).splitlines() or [""])[0]
+        reason = first if isinstance(err, BrainAgeError) else f"{type(err).__name__}: {first}"
+        atomic.write_text(
+            crash_dir / f"crash-{config.run_uuid}-{name}.txt",
+            f"Node: {name}\nWorking directory: {out_dir}\n\n{traceback.format_exc()}",
+        )
+        LOGGER.error("group level failed: %s: %s", name, reason)
+        return None
 
 
 def _features_file(config: Any, participant_id: str, session_id: Any, reason: str) -> Path:
@@ -357,9 +385,13 @@ def _publish_bundle(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _write_group_files(node_dir: Path, group_dir: Path, qc: pd.DataFrame, predictions: pd.DataFrame) -> None:
-    metrics = pd.read_csv(node_dir / "metrics.tsv", sep="\t", keep_default_na=False, na_values=["n/a"])
-    summary = json.loads((node_dir / "summary.json").read_text())
+def _write_group_files(
+    step: dict[str, Path], group_dir: Path, qc: pd.DataFrame, predictions: pd.DataFrame
+) -> None:
+    """``group/``: metrics, baselines, learning curves, latent codes and QC, from the files the
+    training step returned (``step``)."""
+    metrics = pd.read_csv(step["metrics"], sep="\t", keep_default_na=False, na_values=["n/a"])
+    summary = json.loads(step["summary"].read_text())
     oof = summary.get("out_of_fold", {})
 
     def _row(row: pd.Series) -> dict[str, float]:
@@ -387,8 +419,8 @@ def _write_group_files(node_dir: Path, group_dir: Path, qc: pd.DataFrame, predic
 
     oof_rows = predictions[predictions["split"] == "oof"]
     atomic.write_tsv(group_dir / "metrics_by_group.tsv", metrics_by_group(oof_rows).round(4))
-    for name in ("baselines.tsv", "learning_curves.tsv", "latent.tsv"):
-        atomic.write_with(group_dir / name, lambda tmp, name=name: shutil.copyfile(node_dir / name, tmp))
+    for name in ("baselines", "learning_curves", "latent"):
+        atomic.write_with(group_dir / f"{name}.tsv", lambda tmp, src=step[name]: shutil.copyfile(src, tmp))
     baselines = pd.read_csv(group_dir / "baselines.tsv", sep="\t")
     if "pearson_r" in baselines.columns:
         atomic.write_tsv(group_dir / "baselines.tsv", baselines.rename(columns={"pearson_r": "r"}))

@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from bids_brainage.defaults import PLAUSIBLE_AGE_YEARS
+from bids_brainage.defaults import (
+    DEFAULT_ALPHA,
+    DEFAULT_INTERVAL,
+    INTERVAL_AGE_BINS,
+    INTERVAL_KINDS,
+    INTERVAL_MIN_BIN_SIZE,
+    PLAUSIBLE_AGE_YEARS,
+)
 
 LOGGER = logging.getLogger("bids_brainage.model")
 
@@ -74,7 +81,7 @@ class ConformalInterval:
     marginal coverage ≥ 1−α for exchangeable subjects.
     """
 
-    alpha: float = 0.1
+    alpha: float = DEFAULT_ALPHA
     half_width: float = float("nan")
     n_calibration: int = 0
 
@@ -86,7 +93,8 @@ class ConformalInterval:
         self.n_calibration = n
         return self
 
-    def interval(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def interval(self, pred: np.ndarray, age: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``pred ± q`` (``age`` is not used: the same width for everyone)."""
         pred = np.asarray(pred, float)
         return pred - self.half_width, pred + self.half_width
 
@@ -135,7 +143,7 @@ class AdaptiveInterval:
     ``PLAUSIBLE_AGE_YEARS`` (no negative ages).
     """
 
-    alpha: float = 0.1
+    alpha: float = DEFAULT_ALPHA
     scale: ErrorScale = field(default_factory=ErrorScale)
     #: Sorted normalised calibration scores |residual| / σ (crepes' ``alphas``).
     scores: list[float] = field(default_factory=list)
@@ -156,7 +164,8 @@ class AdaptiveInterval:
     def n_calibration(self) -> int:
         return len(self.scores)
 
-    def interval(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def interval(self, pred: np.ndarray, age: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``pred ± q·σ(pred)``, clipped (``age`` is not used: the width depends on ``pred``)."""
         pred = np.asarray(pred, float)
         lower, upper = np.full(pred.shape, np.nan), np.full(pred.shape, np.nan)
         ok = np.isfinite(pred)
@@ -184,20 +193,120 @@ class AdaptiveInterval:
         return cls(alpha=float(data["alpha"]), scale=ErrorScale(**data["scale"]), scores=list(data["scores"]))
 
 
-def interval_from_dict(data: dict) -> AdaptiveInterval | ConformalInterval:
+@dataclass
+class AgeConditionalInterval:
+    """Mondrian split-conformal interval in bins of chronological age (the default).
+
+    The calibration people are split into quantile bins of their chronological age (up to
+    :data:`INTERVAL_AGE_BINS`, at least :data:`INTERVAL_MIN_BIN_SIZE` people per bin), and
+    each bin is calibrated on its own residuals (crepes' Mondrian
+    ``ConformalRegressor``): a person's interval is ``pred ± q`` with q the conformal quantile
+    of the absolute residuals in the bin of their age, clipped to ``PLAUSIBLE_AGE_YEARS``.
+    (Asymmetric bounds from the signed residuals, crepes' ``ConformalPredictiveSystem``, were
+    narrower for the oldest people but under-covered young adults of held-out sites: see
+    docs/benchmarks.md, uncertainty section.) Coverage ≥ 1−α holds within every bin, not only on
+    average: an interval given the prediction alone under-covers the oldest people, whose
+    predictions regress towards the training mean. Brain-age studies know every person's age
+    (the gap needs it); a person without one gets the :class:`AdaptiveInterval` stored as
+    ``without_age`` (coverage on average only), and :meth:`conditioned_on` says which.
+    """
+
+    alpha: float = DEFAULT_ALPHA
+    #: Inner bin edges (years); ``len(edges) + 1`` bins.
+    edges: list[float] = field(default_factory=list)
+    #: Sorted absolute calibration residuals per bin (crepes' Mondrian ``alphas``).
+    scores: list[list[float]] = field(default_factory=list)
+    without_age: AdaptiveInterval = field(default_factory=AdaptiveInterval)
+
+    def fit(self, age: np.ndarray, pred: np.ndarray) -> AgeConditionalInterval:
+        age, pred = np.asarray(age, float), np.asarray(pred, float)
+        n_bins = int(np.clip(len(age) // INTERVAL_MIN_BIN_SIZE, 1, INTERVAL_AGE_BINS))
+        while True:
+            # Ties (ages in whole years) can leave a quantile bin short: then use fewer bins.
+            self.edges = [float(e) for e in np.unique(np.quantile(age, np.linspace(0, 1, n_bins + 1)[1:-1]))]
+            counts = np.bincount(self._bins(age), minlength=len(self.edges) + 1)
+            if n_bins == 1 or counts.min() >= INTERVAL_MIN_BIN_SIZE:
+                break
+            n_bins -= 1
+        bins = self._bins(age)
+        residual = np.abs(age - pred)
+        self.scores = [sorted(float(r) for r in residual[bins == b]) for b in range(len(self.edges) + 1)]
+        self.without_age = AdaptiveInterval(self.alpha).fit(age, pred)
+        return self
+
+    def _bins(self, age: np.ndarray) -> np.ndarray:
+        return np.digitize(np.asarray(age, float), self.edges, right=True)
+
+    @property
+    def n_calibration(self) -> int:
+        return sum(len(s) for s in self.scores)
+
+    def conditioned_on(self, age: np.ndarray) -> np.ndarray:
+        """``age`` where the person's age is known, ``predicted age`` where it is not."""
+        return np.where(np.isfinite(np.asarray(age, float)), "age", "predicted age")
+
+    def interval(self, pred: np.ndarray, age: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        from crepes import ConformalRegressor
+
+        pred = np.asarray(pred, float)
+        age = np.full(pred.shape, np.nan) if age is None else np.asarray(age, float)
+        lower, upper = self.without_age.interval(pred)
+        ok = np.isfinite(pred) & np.isfinite(age)
+        if ok.any() and self.scores:
+            scores = np.concatenate([np.asarray(s, float) for s in self.scores])
+            labels = np.repeat(np.arange(len(self.scores)), [len(s) for s in self.scores])
+            regressor = ConformalRegressor().fit(residuals=scores, bins=labels)
+            bounds = regressor.predict_int(
+                pred[ok], bins=self._bins(age[ok]), confidence=1 - self.alpha,
+                y_min=PLAUSIBLE_AGE_YEARS[0], y_max=PLAUSIBLE_AGE_YEARS[1],
+            )  # fmt: skip
+            lower[ok], upper[ok] = bounds[:, 0], bounds[:, 1]
+        return lower, upper
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "age_conditional",
+            "alpha": self.alpha,
+            "edges": list(self.edges),
+            "scores": [list(s) for s in self.scores],
+            "n_calibration": self.n_calibration,
+            "without_age": self.without_age.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AgeConditionalInterval:
+        return cls(
+            alpha=float(data["alpha"]),
+            edges=[float(e) for e in data["edges"]],
+            scores=[list(map(float, s)) for s in data["scores"]],
+            without_age=AdaptiveInterval.from_dict(data["without_age"]),
+        )
+
+
+Interval = AgeConditionalInterval | AdaptiveInterval | ConformalInterval
+
+
+def interval_from_dict(data: dict) -> Interval:
     """The interval stored in a bundle (bundles before adaptive intervals hold a constant one)."""
+    if data.get("kind") == "age_conditional":
+        return AgeConditionalInterval.from_dict(data)
     if data.get("kind") == "normalised":
         return AdaptiveInterval.from_dict(data)
     return ConformalInterval(**{k: v for k, v in data.items() if k != "kind"})
 
 
-def make_interval(kind: str, alpha: float) -> AdaptiveInterval | ConformalInterval:
-    """``normalised`` (default: width follows the expected error) or ``constant`` (± one q)."""
-    if kind == "normalised":
-        return AdaptiveInterval(alpha)
-    if kind == "constant":
-        return ConformalInterval(alpha)
-    raise ValueError(f"unknown interval kind {kind!r}; use normalised or constant")
+def make_interval(kind: str, alpha: float) -> Interval:
+    """One of :data:`INTERVAL_KINDS`: ``age_conditional`` (default: calibrated within bins of
+    chronological age), ``normalised`` (width follows the error expected at the predicted
+    age) or ``constant`` (± one q)."""
+    classes = {
+        "age_conditional": AgeConditionalInterval,
+        "normalised": AdaptiveInterval,
+        "constant": ConformalInterval,
+    }
+    if kind not in classes:
+        raise ValueError(f"unknown interval kind {kind!r}; use one of {', '.join(INTERVAL_KINDS)}")
+    return classes[kind](alpha)
 
 
 def cross_fitted(
@@ -205,8 +314,8 @@ def cross_fitted(
     pred: np.ndarray,
     folds: np.ndarray,
     bias_kind: str = "linear",
-    alpha: float = 0.1,
-    interval_kind: str = "normalised",
+    alpha: float = DEFAULT_ALPHA,
+    interval_kind: str = DEFAULT_INTERVAL,
 ) -> dict[str, np.ndarray | float]:
     """Corrected gaps and interval bounds for out-of-fold predictions, fold by fold.
 
@@ -217,7 +326,7 @@ def cross_fitted(
     folds
         Fold index of every subject (the fold in which it was held out).
     interval_kind
-        ``normalised`` (:class:`AdaptiveInterval`) or ``constant`` (:class:`ConformalInterval`).
+        One of :data:`INTERVAL_KINDS` (see :func:`make_interval`).
 
     Returns
     -------
@@ -232,7 +341,7 @@ def cross_fitted(
         bc = BiasCorrector(bias_kind).fit(age[train], pred[train])
         ci = make_interval(interval_kind, alpha).fit(age[train], pred[train])
         cgap[test] = bc.corrected_gap(age[test], pred[test])
-        lo[test], hi[test] = ci.interval(pred[test])
+        lo[test], hi[test] = ci.interval(pred[test], age[test])
     coverage = float(((age >= lo) & (age <= hi)).mean())
     return {"corrected_gap": cgap, "lower": lo, "upper": hi, "coverage": coverage}
 

@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bids_brainage.defaults import DEFAULT_BIAS_CORRECTION, HARMONIZE_CHOICES
+from bids_brainage.defaults import DEFAULT_ALPHA, DEFAULT_BIAS_CORRECTION, DEFAULT_INTERVAL, HARMONIZE_CHOICES
 from bids_brainage.errors import InputError, ModelBundleError
 from bids_brainage.model.calibration import (
-    AdaptiveInterval,
     BiasCorrector,
-    ConformalInterval,
+    Interval,
     cross_fitted,
     make_interval,
 )
@@ -100,7 +99,7 @@ class BrainAgeEnsemble:
     smri_features: list[str]
     fmri_features: list[str]
     bias: BiasCorrector
-    interval: AdaptiveInterval | ConformalInterval
+    interval: Interval
     metrics: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     #: Training median and scale of every feature, to refuse implausible inputs (None in
@@ -130,11 +129,11 @@ def fit_cross_validated(
     random_seed: int = 0,
     device: str = "auto",
     bias_kind: str = DEFAULT_BIAS_CORRECTION,
-    alpha: float = 0.1,
+    alpha: float = DEFAULT_ALPHA,
     folds: np.ndarray | None = None,
     progress: bool | None = False,
     harmonize: str = "none",
-    interval_kind: str = "normalised",
+    interval_kind: str = DEFAULT_INTERVAL,
     **estimator_kwargs: Any,
 ) -> tuple[pd.DataFrame, BrainAgeEnsemble, pd.DataFrame]:
     """K-fold SA-AVAE with out-of-fold predictions for every row and a fold ensemble.
@@ -155,7 +154,8 @@ def fit_cross_validated(
         ``none`` or ``combat``: ComBat per modality (:mod:`.harmonize`), fitted on each fold's
         training rows; a held-out site the fold never saw is harmonised from its own people.
     interval_kind
-        ``normalised`` (width follows the expected error, the default) or ``constant``.
+        One of ``INTERVAL_KINDS`` (:func:`.calibration.make_interval`); the default,
+        ``age_conditional``, is calibrated within bins of chronological age.
     **estimator_kwargs
         Passed to `SAAVAERegressor` (``modalities``, ``weights``, ``settings``...).
 
@@ -342,7 +342,17 @@ def predict_table(ensemble: BrainAgeEnsemble, table: pd.DataFrame) -> pd.DataFra
     ok = ~refused
     if ok.any():
         pred[ok] = ensemble.predict_arrays(_rows(x_s, ok), _rows(x_f, ok), sex[ok])
-    lo, hi = ensemble.interval.interval(pred)
+    lo, hi = ensemble.interval.interval(pred, age)
+    if hasattr(ensemble.interval, "conditioned_on"):
+        given = ensemble.interval.conditioned_on(age)
+        no_age = ok & (given != "age")
+        if no_age.any():
+            LOGGER.warning(
+                "%d people have no age: their intervals are calibrated given the predicted age only",
+                int(no_age.sum()),
+            )
+            for i in np.flatnonzero(no_age):
+                notes[i] = "; ".join(filter(None, [notes[i], "interval given the predicted age (no age)"]))
     cgap = ensemble.bias.corrected_gap(age, pred)
     out = _frame(table, pred, lo, hi, cgap, ensemble.models[0].fmri_mask(x_f, len(table)))
     out.loc[refused, "modalities"] = "none"

@@ -14,9 +14,13 @@ from typing import Any
 from bids_brainage import __version__
 from bids_brainage.defaults import (
     BIAS_CORRECTIONS,
+    DEFAULT_ALPHA,
     DEFAULT_BIAS_CORRECTION,
     DEFAULT_FD_THRESHOLD,
     DUMMY_KEYS,
+    INTERVAL_AGE_BINS,
+    INTERVAL_MIN_BIN_SIZE,
+    PLAUSIBLE_AGE_YEARS,
     SPHERE_RADIUS_VOXELS,
 )
 from bids_brainage.templates import PUBLISHED_RADIUS_MM
@@ -385,6 +389,19 @@ def _group_settings(settings: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _interval_text() -> str:
+    """Methods text of the prediction interval, from the defaults the code uses."""
+    return (
+        f"Prediction intervals ({1 - DEFAULT_ALPHA:.0%}) were obtained by Mondrian split-conformal prediction "
+        f"[vovk2005; lei2018] with crepes [bostrom2022], calibrated separately within up to "
+        f"{INTERVAL_AGE_BINS} quantile bins of chronological age (at least {INTERVAL_MIN_BIN_SIZE} training "
+        f"participants per bin), so that coverage holds at every age and not only on average; bounds are "
+        f"clipped to {PLAUSIBLE_AGE_YEARS[0]:g}-{PLAUSIBLE_AGE_YEARS[1]:g} years. Participants without a "
+        f"recorded age received a normalised split-conformal interval [papadopoulos2011] whose width follows "
+        f"the expected error at the predicted age."
+    )
+
+
 def _network_text(settings: Any) -> str:
     """The fitted network as ``brainage.json`` records it (``Model``), or nothing before a group run."""
     output_dir = _get(settings, "output_dir")
@@ -525,10 +542,7 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
         f"{harmonize_text}"
         f"Training used {folds}-fold cross-validation so that every training participant receives an "
         f"out-of-fold prediction, on {_device({**_as_dict(settings), **group})}. The age dependence of the brain-age gap was "
-        f"removed with {bias_text} fitted on training data only [{bias_ref}]. Prediction intervals were "
-        f"obtained by normalised split-conformal prediction [vovk2005; lei2018; papadopoulos2011] with "
-        f"crepes [bostrom2022]: the interval width follows a linear model of the expected absolute error "
-        f"as a function of the predicted age, and bounds are clipped to plausible ages."
+        f"removed with {bias_text} fitted on training data only [{bias_ref}]. {_interval_text()}"
     )
     model_refs = [
         "saavae",

@@ -93,3 +93,55 @@ def test_interval_bounds_never_below_zero_and_round_trip():
     # Bundles written before adaptive intervals hold a constant one; they still load.
     old = interval_from_dict({"alpha": 0.1, "half_width": 5.0, "n_calibration": 10})
     assert isinstance(old, ConformalInterval) and old.interval(np.array([30.0]))[0][0] == 25.0
+
+
+def _regressing_to_the_mean(n=3000, seed=0):
+    """Predictions shrunk towards the mean age, with errors that grow with age (real brain age)."""
+    rng = np.random.default_rng(seed)
+    age = rng.uniform(5, 90, n)
+    pred = age.mean() + 0.75 * (age - age.mean()) + rng.normal(0, 1 + 0.08 * age)
+    return age, pred
+
+
+def test_age_conditional_interval_covers_every_age_tercile_where_normalised_fails():
+    """Calibrated within age bins: ~90 % in each age tercile even when predictions regress to
+    the mean, which leaves the normalised interval under-covering the oldest third."""
+    from bids_brainage.model.calibration import age_terciles, coverage_by_group
+
+    age, pred = _regressing_to_the_mean()
+    folds = np.arange(len(age)) % 5
+    by = {}
+    for kind in ("normalised", "age_conditional"):
+        out = cross_fitted(age, pred, folds, alpha=0.1, interval_kind=kind)
+        rows = coverage_by_group(age, out["lower"], out["upper"], {"tercile": age_terciles(age)})
+        by[kind] = {r["level"]: r for r in rows}
+    assert by["normalised"]["3 old"]["coverage"] < 0.85
+    for level in ("1 young", "2 middle", "3 old"):
+        assert 0.87 <= by["age_conditional"][level]["coverage"] <= 0.93, (level, by["age_conditional"][level])
+    assert by["age_conditional"]["all"]["median_width"] < by["normalised"]["all"]["median_width"]
+
+
+def test_age_conditional_interval_bins_bounds_and_people_without_age():
+    from bids_brainage.defaults import INTERVAL_AGE_BINS, INTERVAL_MIN_BIN_SIZE
+    from bids_brainage.model.calibration import AgeConditionalInterval, interval_from_dict
+
+    age, pred = _regressing_to_the_mean(n=2000, seed=2)
+    interval = AgeConditionalInterval(0.1).fit(age, pred)
+    assert len(interval.edges) + 1 == INTERVAL_AGE_BINS
+    assert min(len(s) for s in interval.scores) >= INTERVAL_MIN_BIN_SIZE
+    # Too few people for more than one bin: one width for everyone.
+    small = AgeConditionalInterval(0.1).fit(
+        age[: INTERVAL_MIN_BIN_SIZE + 5], pred[: INTERVAL_MIN_BIN_SIZE + 5]
+    )
+    assert small.edges == [] and len(small.scores) == 1
+    # A child's interval never goes below 0; a person without an age gets the interval given
+    # the predicted age (the stored normalised one), and says so.
+    query_pred = np.array([1.0, 60.0, 60.0, np.nan])
+    query_age = np.array([3.0, 80.0, np.nan, 40.0])
+    lower, upper = interval.interval(query_pred, query_age)
+    assert lower[0] >= 0 and np.all(upper[:3] > lower[:3]) and np.isnan(lower[3])
+    expected = interval.without_age.interval(query_pred[2:3])
+    assert (lower[2], upper[2]) == (expected[0][0], expected[1][0])
+    assert list(interval.conditioned_on(query_age)[:3]) == ["age", "age", "predicted age"]
+    again = interval_from_dict(interval.to_dict())
+    np.testing.assert_allclose(again.interval(query_pred, query_age)[0], lower)

@@ -72,6 +72,10 @@ def test_fit_predict_evaluate(tmp_path, table_path, capsys):
     )
     pred = pd.read_csv(out, sep="\t", na_values="n/a")
     assert len(pred) == 10 and pred["gap"].isna().all() and (pred["modalities"] == "smri").all()
+    # Without ages the intervals cannot be conditioned on age: the interval given the predicted
+    # age is used, and every row says so.
+    assert pred["lower"].notna().all() and (pred["upper"] > pred["lower"]).all()
+    assert pred["note"].str.contains("interval given the predicted age").all()
 
     report = tmp_path / "report"
     assert (
