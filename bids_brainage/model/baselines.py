@@ -2,6 +2,9 @@
 
 Baselines (scikit-learn) see the same inputs as the SA-AVAE: standardised structural
 features, PCA-reduced functional features (fitted inside each training fold) and sex.
+Every model is a scikit-learn estimator on the same design ``[sMRI | fMRI | sex]``
+(:mod:`.design`): `MultimodalBaseline` for the baselines, `SAAVAERegressor` for the
+SA-AVAE variants; `oof_predictions` is the one cross-validation loop they all share.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bids_brainage.model.calibration import cross_fitted
 from bids_brainage.model.cv import arrays_from_table
+from bids_brainage.model.design import check_modalities, multimodal_design, split_design
 from bids_brainage.model.features import Preprocessor, feature_columns
 from bids_brainage.model.losses import LossWeights
 from bids_brainage.model.metrics import regression_metrics
@@ -81,7 +87,7 @@ def make_baseline(name: str, random_seed: int = 0) -> Any:
     raise ValueError(f"unknown baseline {name!r}; choose from {BASELINES}")
 
 
-class SubsampledGPR:
+class SubsampledGPR(RegressorMixin, BaseEstimator):
     """Gaussian process whose kernel hyperparameters are learned on a training subsample.
 
     Maximising the marginal likelihood on ~1000 subjects took ~100 s per fit on the shared
@@ -105,7 +111,7 @@ class SubsampledGPR:
         return self.model_.predict(x)
 
 
-class PlainVAERegressor:
+class PlainVAERegressor(RegressorMixin, BaseEstimator):
     """A plain VAE regressor on the concatenated inputs: one encoder, one code, no sex prior.
 
     The SA-AVAE's own code path with everything the paper adds removed: a single modality
@@ -129,21 +135,21 @@ class PlainVAERegressor:
             n_pca=None,
             device="cpu",
             random_seed=self.random_seed,
-        ).fit(x, None, np.zeros(len(x)), y)
+        ).fit_arrays(x, None, np.zeros(len(x)), y)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.model_.predict(x, None, np.zeros(len(x)))
+        return self.model_.predict_arrays(x, None, np.zeros(len(x)))
 
 
-class StackedRidge:
+class StackedRidge(RegressorMixin, BaseEstimator):
     """Per-modality ridge regressions stacked on their leave-one-out predictions.
 
     The linear late fusion the SA-AVAE's skip head starts from (`train._ridge_init`), alone:
     a ridge per modality on [x_m, sex] (penalty by exact leave-one-out error), combined by a
     non-negative least-squares fit on the leave-one-out predictions of the people with fMRI;
     people without fMRI get the sMRI ridge. Reads the baselines' design matrix
-    ``[x_s, x_f, sex, fMRI mask]``; ``d_s`` is set by `baseline_oof`.
+    ``[x_s, x_f, sex, fMRI mask]``; ``d_s`` is set by `MultimodalBaseline`.
     """
 
     def __init__(self, d_s: int = 0) -> None:
@@ -182,11 +188,124 @@ class StackedRidge:
 
 
 def _design(pre: Preprocessor, x_s: np.ndarray | None, x_f: np.ndarray | None, sex: np.ndarray) -> np.ndarray:
+    """The baselines' design matrix ``[zs, zf, sex, fMRI mask]`` (no mask column without fMRI)."""
     zs, zf, mask = pre.transform(x_s, x_f)
     cols = [zs, zf, np.asarray(sex, float)[:, None]]
     if zf.shape[1]:
         cols.append(mask[:, None])
     return np.concatenate(cols, axis=1)
+
+
+class MultimodalBaseline(RegressorMixin, BaseEstimator):
+    """A baseline on the SA-AVAE's inputs: `make_baseline` (``name``) behind its preprocessing.
+
+    Reads ``X = [sMRI | fMRI | sex]`` like `SAAVAERegressor` (``n_smri``, ``modalities``: see
+    :mod:`.design`), fits the SA-AVAE's `Preprocessor` (standardisation, fMRI PCA) on the
+    training rows, and fits the baseline on ``[zs, zf, sex, fMRI mask]`` against standardised
+    age.
+
+    Parameters
+    ----------
+    name
+        One of `BASELINES`.
+    modalities, n_smri, n_pca
+        As for `SAAVAERegressor`.
+    random_seed
+        Passed to `make_baseline`.
+    """
+
+    def __init__(
+        self,
+        name: str = "ridge",
+        modalities: Sequence[str] = ("smri",),
+        n_smri: int | None = None,
+        n_pca: int | None = 96,
+        random_seed: int = 0,
+    ) -> None:
+        self.name = name
+        self.modalities = modalities
+        self.n_smri = n_smri
+        self.n_pca = n_pca
+        self.random_seed = random_seed
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # imputed by the Preprocessor; all-NaN fMRI: no fMRI
+        return tags
+
+    def fit(self, X: Any, y: Any) -> MultimodalBaseline:
+        mods = check_modalities(self.modalities)
+        model = make_baseline(self.name, self.random_seed)
+        X, y = validate_data(
+            self, X, y, dtype="numeric", ensure_all_finite="allow-nan", ensure_min_samples=2, y_numeric=True
+        )
+        x_s, x_f, sex = split_design(X, self.n_smri, mods)
+        _check_sex(sex)
+        self.preprocessor_ = Preprocessor(n_pca=self.n_pca).fit(x_s, x_f)
+        self.age_mean_, self.age_std_ = y.mean(), y.std()
+        if isinstance(model, StackedRidge):
+            model.set_params(d_s=self.preprocessor_.d_s)
+        design = _design(self.preprocessor_, x_s, x_f, sex)
+        self.model_ = model.fit(design, (y - self.age_mean_) / self.age_std_)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype="numeric", ensure_all_finite="allow-nan", reset=False)
+        x_s, x_f, sex = split_design(X, self.n_smri, self.modalities)
+        _check_sex(sex)
+        return (
+            self.model_.predict(_design(self.preprocessor_, x_s, x_f, sex)) * self.age_std_ + self.age_mean_
+        )
+
+
+def _check_sex(sex: np.ndarray) -> None:
+    """Sex is a column of every baseline's design: missing values are refused, not imputed."""
+    if not np.isfinite(sex).all():
+        raise ValueError(f"the last column of X (sex) has {int((~np.isfinite(sex)).sum())} missing value(s)")
+
+
+def table_design(table: pd.DataFrame) -> tuple[np.ndarray, int]:
+    """``[sMRI | fMRI | sex]`` of a canonical table, and ``n_smri`` (see :mod:`.design`)."""
+    x_s, x_f = arrays_from_table(table)
+    return multimodal_design(x_s, x_f, table["sex"].to_numpy(float))
+
+
+def oof_predictions(
+    estimator: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    predict_folds: Sequence[int] | None = None,
+    seed_per_fold: bool = False,
+) -> np.ndarray:
+    """Out-of-fold predictions of clones of ``estimator``: the shared cross-validation loop.
+
+    Fold ``k`` trains a clone on the rows with ``folds != k`` and predicts the others, as
+    ``cross_val_predict(estimator, X, y, cv=PredefinedSplit(folds))`` does.
+
+    Parameters
+    ----------
+    predict_folds
+        Only these folds (the other rows stay NaN); every fold's training rows are still all
+        rows outside it.
+    seed_per_fold
+        The clone of the i-th fold (in sorted order) gets ``random_seed + i``, so fold models
+        differ in initialisation (as in `bids_brainage.model.cv.fit_cross_validated`).
+    """
+    folds = np.asarray(folds)
+    y = np.asarray(y, dtype=float)
+    pred = np.full(len(y), np.nan)
+    wanted = None if predict_folds is None else set(predict_folds)
+    for i, k in enumerate(np.unique(folds)):
+        if wanted is not None and k not in wanted:
+            continue
+        tr, te = folds != k, folds == k
+        est = clone(estimator)
+        if seed_per_fold:
+            est.set_params(random_seed=estimator.get_params()["random_seed"] + i)
+        pred[te] = est.fit(X[tr], y[tr]).predict(X[te])
+    return pred
 
 
 def baseline_oof(
@@ -198,42 +317,20 @@ def baseline_oof(
     random_seed: int = 0,
     predict_folds: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Out-of-fold predictions of one baseline on the given folds.
+    """Out-of-fold predictions of one baseline (`MultimodalBaseline`) on the given folds.
 
     ``predict_folds`` limits the work to those folds (the other rows stay NaN).
     """
-    x_s, x_f = arrays_from_table(table)
-    x_s = x_s if "smri" in modalities else None
-    x_f = x_f if "fmri" in modalities else None
-    age, sex = table["age"].to_numpy(float), table["sex"].to_numpy(float)
-    pred = np.full(len(table), np.nan)
-    for k in np.unique(folds) if predict_folds is None else predict_folds:
-        tr, te = folds != k, folds == k
-        pre = Preprocessor(n_pca=n_pca).fit(
-            None if x_s is None else x_s[tr], None if x_f is None else x_f[tr]
-        )
-        xtr = _design(pre, None if x_s is None else x_s[tr], None if x_f is None else x_f[tr], sex[tr])
-        xte = _design(pre, None if x_s is None else x_s[te], None if x_f is None else x_f[te], sex[te])
-        mu, sd = age[tr].mean(), age[tr].std()
-        model = make_baseline(name, random_seed)
-        if isinstance(model, StackedRidge):
-            model.d_s = pre.d_s
-        model.fit(xtr, (age[tr] - mu) / sd)
-        pred[te] = model.predict(xte) * sd + mu
-    return pred
+    X, n_smri = table_design(table)
+    est = MultimodalBaseline(name, tuple(modalities), n_smri, n_pca, random_seed)
+    return oof_predictions(est, X, table["age"].to_numpy(float), folds, predict_folds)
 
 
 def saavae_oof(table: pd.DataFrame, folds: np.ndarray, random_seed: int = 0, **kwargs: Any) -> np.ndarray:
-    """Out-of-fold predictions of an SA-AVAE variant on the given folds."""
-    x_s, x_f = arrays_from_table(table)
-    age, sex = table["age"].to_numpy(float), table["sex"].to_numpy(float)
-    pred = np.full(len(table), np.nan)
-    for i, k in enumerate(np.unique(folds)):
-        tr, te = folds != k, folds == k
-        est = SAAVAERegressor(random_seed=random_seed + i, **kwargs)
-        est.fit(None if x_s is None else x_s[tr], None if x_f is None else x_f[tr], sex[tr], age[tr])
-        pred[te] = est.predict(None if x_s is None else x_s[te], None if x_f is None else x_f[te], sex[te])
-    return pred
+    """Out-of-fold predictions of an SA-AVAE variant on the given folds (fold i: seed + i)."""
+    X, n_smri = table_design(table)
+    est = SAAVAERegressor(random_seed=random_seed, n_smri=n_smri, **kwargs)
+    return oof_predictions(est, X, table["age"].to_numpy(float), folds, seed_per_fold=True)
 
 
 def default_variants(

@@ -94,7 +94,9 @@ def save_bundle(ensemble: BrainAgeEnsemble, directory: str | Path) -> Path:
         "network": ensemble.models[0].network,
         "features": {"smri": list(ensemble.smri_features), "fmri": list(ensemble.fmri_features)},
         "hyperparameters": {
-            k: v for k, v in ensemble.models[0].get_params().items() if k not in ("random_seed", "device")
+            k: v
+            for k, v in ensemble.models[0].hyperparameters().items()
+            if k not in ("random_seed", "device")
         },
         "folds": folds,
         "bias_correction": ensemble.bias.to_dict(),

@@ -6,14 +6,18 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import Tags, metadata_routing
+from sklearn.utils.validation import check_is_fitted, validate_data
 from tqdm.auto import tqdm
 
 from bids_brainage.errors import BrainAgeError, InputError, UsageError
+from bids_brainage.model.design import check_modalities, split_design
 from bids_brainage.model.features import Preprocessor
 from bids_brainage.model.losses import LossWeights, compute_losses, discriminator_loss
 from bids_brainage.model.saavae import SAAVAE, SAAVAEConfig
@@ -101,16 +105,24 @@ class TrainSettings:
         return asdict(self)
 
 
-@dataclass
-class SAAVAERegressor:
-    """Brain-age regressor: preprocessing + SA-AVAE, with ``fit``/``predict`` on raw arrays.
+class SAAVAERegressor(RegressorMixin, BaseEstimator):
+    """Brain-age regressor: preprocessing + SA-AVAE, a scikit-learn estimator.
+
+    Two ways to fit and predict, with the same results for the same data and seed:
+
+    - scikit-learn: ``fit(X, y)`` / ``predict(X)`` on one design matrix
+      ``X = [sMRI | fMRI | sex]`` (see :mod:`bids_brainage.model.design`; ``n_smri`` says
+      where the sMRI block ends) and ages ``y``. ``get_params``/``set_params``/``clone``,
+      ``cross_val_predict`` and ``GridSearchCV`` work as for any regressor.
+    - multimodal arrays: `fit_arrays` (x_s, x_f, sex, age) / `predict_arrays` (x_s, x_f, sex);
+      ``fit(x_s, x_f, sex, age)`` and ``predict(x_s, x_f, sex)`` are the same calls.
 
     Parameters
     ----------
     modalities
         ``("smri", "fmri")`` (fused), ``("smri",)`` or ``("fmri",)``.
     weights
-        Loss-term weights; ``LossWeights()`` by default.
+        Loss-term weights (`LossWeights`; ``None``: the defaults).
     n_pca
         fMRI PCA components (``None``: no PCA).
     latent_shared, latent_specific, hidden, dropout, skip_head, sex_aware
@@ -118,50 +130,100 @@ class SAAVAERegressor:
         the shared code and ``latent_shared=0`` every one in the specific codes (ablations);
         the loss terms that need the missing part must then be switched off in ``weights``.
     settings
-        Optimisation schedule (`TrainSettings`).
+        Optimisation schedule (`TrainSettings`; ``None``: the defaults).
     device
         ``auto``, ``cpu`` or ``cuda``. CUDA uses mixed precision (bf16 autocast).
     random_seed
         Seeds initialisation, minibatches, sampling and the validation split.
     progress
         Show a tqdm bar with the loss terms (``None``: only on a terminal).
+    n_threads
+        CPU threads for torch and BLAS while fitting and predicting.
+    n_smri
+        Number of sMRI columns at the start of ``X`` (scikit-learn form only); ``None`` for a
+        single-modality ``X = [x_m | sex]``. A model that uses one modality ignores the other
+        block, so one design serves every variant.
+
+    Parameters are validated in ``fit`` (scikit-learn convention); fitted attributes end in
+    ``_`` (``preprocessor_``, ``model_``, ``history_``, ``n_features_in_`` in the
+    scikit-learn form...).
     """
 
-    modalities: Sequence[str] = ("smri", "fmri")
-    weights: LossWeights = field(default_factory=LossWeights)
-    n_pca: int | None = 96
-    latent_shared: int = 16
-    latent_specific: int = 16
-    hidden: int = 0
-    dropout: float = 0.1
-    skip_head: bool = False
-    sex_aware: bool = True
-    settings: TrainSettings = field(default_factory=TrainSettings)
-    device: str = "auto"
-    random_seed: int = 0
-    progress: bool | None = False
-    n_threads: int = 1
+    # fit(x_s, x_f, sex, age) and predict(x_s, x_f, sex) take arrays, not metadata to route.
+    __metadata_request__fit = {"sex": metadata_routing.UNUSED, "age": metadata_routing.UNUSED}
+    __metadata_request__predict = {"x_f": metadata_routing.UNUSED, "sex": metadata_routing.UNUSED}
 
-    def __post_init__(self) -> None:
-        self.modalities = tuple(self.modalities)
-        if not set(self.modalities) <= {"smri", "fmri"} or not self.modalities:
-            raise ValueError(
-                f"modalities must be a non-empty subset of ('smri', 'fmri'), got {self.modalities}"
-            )
-        self._check_terms()
-        self.preprocessor_: Preprocessor | None = None
-        self.model_: SAAVAE | None = None
-        self.history_: list[dict[str, float]] = []
+    def __init__(
+        self,
+        modalities: Sequence[str] = ("smri", "fmri"),
+        weights: LossWeights | None = None,
+        n_pca: int | None = 96,
+        latent_shared: int = 16,
+        latent_specific: int = 16,
+        hidden: int = 0,
+        dropout: float = 0.1,
+        skip_head: bool = False,
+        sex_aware: bool = True,
+        settings: TrainSettings | None = None,
+        device: str = "auto",
+        random_seed: int = 0,
+        progress: bool | None = False,
+        n_threads: int = 1,
+        n_smri: int | None = None,
+    ) -> None:
+        self.modalities = modalities
+        self.weights = weights
+        self.n_pca = n_pca
+        self.latent_shared = latent_shared
+        self.latent_specific = latent_specific
+        self.hidden = hidden
+        self.dropout = dropout
+        self.skip_head = skip_head
+        self.sex_aware = sex_aware
+        self.settings = settings
+        self.device = device
+        self.random_seed = random_seed
+        self.progress = progress
+        self.n_threads = n_threads
+        self.n_smri = n_smri
 
-    def _check_terms(self) -> None:
-        """Refuse loss terms the architecture cannot compute (no silent switch-off)."""
-        w = self.weights
+    def _weights(self) -> LossWeights:
+        return LossWeights() if self.weights is None else self.weights
+
+    def _settings(self) -> TrainSettings:
+        return TrainSettings() if self.settings is None else self.settings
+
+    def _check_params(self) -> tuple[str, ...]:
+        """Valid modalities as a tuple; refuse loss terms the architecture cannot compute."""
+        mods = check_modalities(self.modalities)
+        w = self._weights()
         if self.latent_shared == 0 and (w.adv or w.cross or w.ratio):
             raise ValueError("without shared codes (latent_shared=0) set adv, cross and ratio to 0")
         if w.ratio and self.latent_shared != self.latent_specific:
             raise ValueError(
                 "the distance ratio compares shared and specific codes: it needs latent_shared == latent_specific"
             )
+        return mods
+
+    def _check_sex(self, sex: np.ndarray) -> np.ndarray:
+        """Sex as floats; a sex-aware model needs 0 (female) or 1 (male) for everyone."""
+        sex = np.asarray(sex, dtype=np.float64)
+        if self.sex_aware and not np.isin(sex, (0.0, 1.0)).all():
+            bad = sorted(set(sex[~np.isin(sex, (0.0, 1.0))].tolist()))[:3]
+            raise ValueError(f"sex must be 0 (female) or 1 (male) for a sex-aware model, got e.g. {bad}")
+        return sex
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        # Missing values are imputed; a row of all-NaN fMRI values means "no fMRI".
+        tags.input_tags.allow_nan = True
+        tags.non_deterministic = self.device == "cuda" or (
+            self.device == "auto" and torch.cuda.is_available()
+        )
+        return tags
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, "model_", None) is not None
 
     @property
     def network(self) -> str:
@@ -175,11 +237,14 @@ class SAAVAERegressor:
         return " ".join(parts)
 
     # ----------------------------------------------------------------- parameters
-    def get_params(self) -> dict[str, Any]:
-        """Hyperparameters as plain JSON-able values (stored in the bundle)."""
+    def hyperparameters(self) -> dict[str, Any]:
+        """Hyperparameters as plain JSON-able values (stored in the bundle; inverse: `from_params`).
+
+        ``get_params`` (scikit-learn) returns every constructor parameter as given.
+        """
         return {
             "modalities": list(self.modalities),
-            "weights": self.weights.to_dict(),
+            "weights": self._weights().to_dict(),
             "n_pca": self.n_pca,
             "latent_shared": self.latent_shared,
             "latent_specific": self.latent_specific,
@@ -187,14 +252,14 @@ class SAAVAERegressor:
             "dropout": self.dropout,
             "skip_head": self.skip_head,
             "sex_aware": self.sex_aware,
-            "settings": self.settings.to_dict(),
+            "settings": self._settings().to_dict(),
             "device": self.device,
             "random_seed": self.random_seed,
         }
 
     @classmethod
     def from_params(cls, params: dict[str, Any], **overrides: Any) -> SAAVAERegressor:
-        """Inverse of `get_params`."""
+        """Inverse of `hyperparameters`."""
         p = dict(params)
         p["weights"] = LossWeights(**p["weights"])
         p["settings"] = TrainSettings(**p["settings"])
@@ -208,6 +273,32 @@ class SAAVAERegressor:
         return (x_s if "smri" in self.modalities else None), (x_f if "fmri" in self.modalities else None)
 
     def fit(
+        self, X: Any, y: Any = None, sex: np.ndarray | None = None, age: np.ndarray | None = None
+    ) -> SAAVAERegressor:
+        """Fit on the design ``X`` and ages ``y``, or on separate arrays.
+
+        Parameters
+        ----------
+        X
+            (n, p) design ``[sMRI | fMRI | sex]`` (array or DataFrame; see ``n_smri``).
+        y
+            Chronological age in years, shape (n,).
+        sex, age
+            Only in the multimodal form ``fit(x_s, x_f, sex, age)``, which is `fit_arrays`
+            (``X`` and ``y`` are then ``x_s`` and ``x_f``).
+        """
+        if sex is not None or age is not None:
+            if sex is None or age is None:
+                raise TypeError("fit(x_s, x_f, sex, age) needs both sex and age; fit(X, y) takes neither")
+            return self.fit_arrays(X, y, sex, age)
+        mods = self._check_params()
+        X, y = validate_data(
+            self, X, y, dtype="numeric", ensure_all_finite="allow-nan", ensure_min_samples=2, y_numeric=True
+        )
+        x_s, x_f, sex = split_design(X, self.n_smri, mods)
+        return self.fit_arrays(x_s, x_f, sex, y)
+
+    def fit_arrays(
         self, x_s: np.ndarray | None, x_f: np.ndarray | None, sex: np.ndarray, age: np.ndarray
     ) -> SAAVAERegressor:
         """Fit preprocessing and network on raw feature arrays.
@@ -222,6 +313,8 @@ class SAAVAERegressor:
         age
             Chronological age in years, shape (n,).
         """
+        self._check_params()
+        sex = self._check_sex(sex)
         x_s, x_f = self._inputs(x_s, x_f)
         age = np.asarray(age, dtype=np.float64)
         if not np.isfinite(age).all():
@@ -249,7 +342,7 @@ class SAAVAERegressor:
         y = ((age - self.age_mean_) / self.age_std_).astype(np.float32)
         # The "no sex" ablation: sex is 0 for everyone, in the ridge head too.
         sex = np.asarray(sex, np.float32) if self.sex_aware else np.zeros(len(y), np.float32)
-        st = self.settings
+        st = self._settings()
         rng = np.random.default_rng(self.random_seed)
         val_idx = (
             _stratified_holdout(y, st.val_fraction, rng)
@@ -272,7 +365,8 @@ class SAAVAERegressor:
         mask: np.ndarray,
         val_idx: np.ndarray,
     ) -> None:
-        st, dev, model = self.settings, self.device_, self.model_
+        st, dev, model = self._settings(), self.device_, self.model_
+        weights = self._weights()
         n = len(y)
         train_idx = np.setdiff1d(np.arange(n), val_idx)
         # At least 4 steps per epoch: with one full-batch step per epoch, early stopping
@@ -329,7 +423,7 @@ class SAAVAERegressor:
         for epoch in bar:
             model.train()
             ramp = min(1.0, (epoch + 1) / max(1.0, st.adv_warmup * st.max_epochs))
-            w = LossWeights(**{**self.weights.to_dict(), "adv": self.weights.adv * ramp})
+            w = LossWeights(**{**weights.to_dict(), "adv": weights.adv * ramp})
             order = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=gen)]
             sums: dict[str, float] = {}
             for start in range(0, len(order), batch):
@@ -411,10 +505,25 @@ class SAAVAERegressor:
             model.train()
         return pred.float().cpu().numpy()
 
-    def predict(self, x_s: np.ndarray | None, x_f: np.ndarray | None, sex: np.ndarray) -> np.ndarray:
-        """Predicted age (years). Subjects with all-NaN ``x_f`` are predicted from sMRI alone."""
-        if self.model_ is None:
-            raise RuntimeError("SAAVAERegressor is not fitted")
+    def predict(self, X: Any, x_f: np.ndarray | None = None, sex: np.ndarray | None = None) -> np.ndarray:
+        """Predicted age (years) for the design ``X`` (the layout it was fitted on).
+
+        ``predict(x_s, x_f, sex)`` is `predict_arrays`. Subjects whose fMRI values are all
+        NaN are predicted from sMRI alone.
+        """
+        if sex is not None:
+            return self.predict_arrays(X, x_f, sex)
+        if x_f is not None:
+            raise TypeError("predict(x_s, x_f, sex) needs sex; predict(X) takes the design alone")
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype="numeric", ensure_all_finite="allow-nan", reset=False)
+        x_s, x_f, sex = split_design(X, self.n_smri, self.modalities)
+        return self.predict_arrays(x_s, x_f, sex)
+
+    def predict_arrays(self, x_s: np.ndarray | None, x_f: np.ndarray | None, sex: np.ndarray) -> np.ndarray:
+        """Predicted age (years) from raw feature arrays (as in `fit_arrays`)."""
+        check_is_fitted(self)
+        sex = self._check_sex(sex)
         with inference_threads(self.n_threads):
             return self._predict_raw(x_s, x_f, sex)
 

@@ -86,12 +86,16 @@ def test_each_ablation_fits_and_predicts(small_table, tiny, name):
     assert (est.model_.discriminator is None) == (name == "all_specific")
 
 
-def test_terms_the_architecture_cannot_compute_are_refused():
+def test_terms_the_architecture_cannot_compute_are_refused(small_table):
+    """Refused when fitting (scikit-learn estimators validate parameters in ``fit``)."""
+    x_s, x_f, sex, age = _arrays(small_table)
+    one = TrainSettings(max_epochs=1)
     with pytest.raises(ValueError, match="latent_shared=0"):
-        SAAVAERegressor(latent_shared=0, latent_specific=32)
+        SAAVAERegressor(latent_shared=0, latent_specific=32, settings=one).fit(x_s, x_f, sex, age)
     with pytest.raises(ValueError, match="latent_shared == latent_specific"):
-        SAAVAERegressor(latent_shared=32, latent_specific=0)
-    SAAVAERegressor(latent_shared=32, latent_specific=0, weights=LossWeights(ratio=0.0))
+        SAAVAERegressor(latent_shared=32, latent_specific=0, settings=one).fit(x_s, x_f, sex, age)
+    est = SAAVAERegressor(latent_shared=32, latent_specific=0, weights=LossWeights(ratio=0.0), settings=one)
+    assert np.isfinite(est.fit(x_s, x_f, sex, age).predict(x_s, x_f, sex)).all()
 
 
 def test_network_description():
