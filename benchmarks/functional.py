@@ -74,12 +74,15 @@ def run_workflow(base: Path, n_volumes: int, seed: int) -> dict:
         np.array([hmc.params_to_matrix(p) for p in tmot.to_numpy()])
     )
     nodes = {}
-    for node in ("validate", "hmc", "coreg", "confounds", "atlas_to_bold", "connectivity", "reportlets"):
+    steps = ("prepare_bold", "hmc", "coreg", "confounds", "atlas_to_bold", "denoise", "connectivity",
+             "run_qc", "features", "func_reports_wf/reportlets")  # fmt: skip
+    for path in steps:
         import gzip
         import pickle
 
-        with gzip.open(base / "work" / "func_wf" / node / f"result_{node}.pklz") as fh:
-            nodes[node] = round(float(pickle.load(fh).runtime.duration), 1)
+        node = path.rsplit("/", 1)[-1]
+        with gzip.open(base / "work" / "func_wf" / path / f"result_{node}.pklz") as fh:
+            nodes[path.replace("/", ".")] = round(float(pickle.load(fh).runtime.duration), 1)
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,

@@ -94,10 +94,14 @@ def derivative_path(
     extension: str,
     **entities: str | None,
 ) -> Path:
-    """Path of a derivative: ``OUTPUT_DIR/sub-X[/ses-Y]/DATATYPE/<name>``."""
+    """Path of a derivative: ``OUTPUT_DIR/sub-X[/ses-Y]/DATATYPE/<name>``.
+
+    Reportlets (``datatype="figures"``) go to ``OUTPUT_DIR/sub-X/figures/<name>`` for every
+    session (the session stays in the name), as fMRIPrep and XCP-D keep them.
+    """
     sub = check_label(entities["sub"], "sub")
     folder = Path(output_dir) / f"sub-{sub}"
-    if entities.get("ses"):
+    if entities.get("ses") and datatype != "figures":
         folder = folder / f"ses-{check_label(entities['ses'], 'ses')}"
     if datatype:
         folder = folder / datatype

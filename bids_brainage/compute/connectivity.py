@@ -1,5 +1,7 @@
-"""Connectivity maths: atlases on the BOLD grid, ROI time series, denoising with scrubbing,
-connectivity features and run QC (no nipype; wrapped by :mod:`bids_brainage.interfaces.connectivity`)."""
+"""Connectivity maths: atlases on the BOLD grid, ROI time series, the connectivity matrix and
+the feature table (no nipype; wrapped by :mod:`bids_brainage.interfaces.connectivity`).
+Denoising and censoring are in :mod:`bids_brainage.compute.denoise`, the run QC in
+:mod:`bids_brainage.compute.run_qc`."""
 
 from __future__ import annotations
 
@@ -14,15 +16,12 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from bids_brainage.compute.hmc import PARAM_NAMES
 from bids_brainage.defaults import (
     CONNECTIVITY_KINDS,
     SPHERE_RADIUS_VOXELS,
     connectivity_kind,
 )
 from bids_brainage.templates import COORD_ATLASES, coord_atlas, desikan_killiany
-
-HIGH_PASS, LOW_PASS = 0.01, 0.1
 
 
 @dataclass
@@ -247,100 +246,61 @@ def feature_names(labels: list[str]) -> list[str]:
     return [f"fmri__{labels[i]}__{labels[j]}" for i, j in zip(*iu, strict=True)]
 
 
-def connectivity_features(
-    bold: str,
-    atlas_file: str,
-    atlas_tsv: str,
-    confounds: str,
-    tr: float,
-    out_dir: str,
-    participant_id: str,
-    *,
-    kind: str,
-    sphere_radius_mm: float,
-    fd_threshold: float,
-    max_scrubbed_fraction: float,
-    min_volumes: int,
-    global_signal: bool,
-    high_pass: float,
-    low_pass: float,
-    dummy_scans: int,
-    tsnr: float | None = None,
-    session_id: str | None = None,
-    extra_meta: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Denoise ROI time series (24P + WM + CSF [+ GS], band-pass, scrubbing) and compute connectivity.
+def connectivity_relmat(timeseries_array: str, atlas_tsv: str, kind: str, out_dir: str) -> dict[str, str]:
+    """The ROI x ROI matrix (Fisher z) of the denoised time series of one run.
 
-    ROI means are taken *before* regression and filtering: both are linear in time and the
-    same for every voxel, so cleaning the ROI means equals averaging cleaned voxels, at a
-    fraction of the cost. Scrubbing follows XCP-D: volumes with FD above the threshold are
-    interpolated for the band-pass filter and then dropped (``nilearn.signal.clean``'s
-    ``sample_mask``). Writes the time series, matrix, features and run QC (TSV + JSON) in
-    ``out_dir``; returns their paths, ``excluded`` and ``exclusion_reason``.
+    ``timeseries_array`` is the full-precision ``.npy`` of
+    :func:`bids_brainage.compute.denoise.denoise_timeseries`: ROIs that are NaN throughout
+    (no voxels) get NaN rows and columns; when nothing was cleaned the matrix is all NaN.
+    Writes ``relmat.tsv`` (the derivative, 5 significant digits) and ``relmat.npy`` (full
+    precision, for the feature table) in ``out_dir`` and returns their paths.
     """
-    from nilearn.signal import clean
-
-    img = nib.load(bold)
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    labels = np.asarray(nib.load(atlas_file).dataobj).astype(np.int32)
-    table = pd.read_csv(atlas_tsv, sep="\t")
-    roi_names = list(table["name"].astype(str))
+    ts = np.load(timeseries_array)
+    roi_names = list(pd.read_csv(atlas_tsv, sep="\t")["name"].astype(str))
     n_rois = len(roi_names)
-    conf = pd.read_csv(confounds, sep="\t")
-    regressors = [c for c in conf.columns if c.startswith(PARAM_NAMES)] + ["white_matter", "csf"]
-    if global_signal:
-        regressors.append("global_signal")
-    fd = conf["framewise_displacement"].fillna(0).to_numpy()
-    keep = fd <= fd_threshold
-    n_vols = len(fd)
-    n_keep = int(keep.sum())
-    frac = 1.0 - n_keep / n_vols
-    reasons = []
-    if frac > max_scrubbed_fraction:
-        reasons.append(
-            f"{frac:.0%} of volumes scrubbed (FD > {fd_threshold} mm), more than {max_scrubbed_fraction:.0%}"
-        )
-    if n_keep < min_volumes:
-        reasons.append(f"{n_keep} usable volumes, fewer than the minimum {min_volumes}")
-    raw = roi_timeseries(data, labels, n_rois)
-    missing = np.isnan(raw).any(0)
-    if missing.all():
-        reasons.append("no atlas ROI overlaps the BOLD brain mask (failed registration?)")
-    ts = np.full((n_keep, n_rois), np.nan)
+    valid = ~np.isnan(ts).all(0)
     mat = np.full((n_rois, n_rois), np.nan)
-    filtered = True
-    if n_keep >= 5 and not missing.all():
-        nyquist = 0.5 / tr
-        low = low_pass if 0 < low_pass < nyquist else None
-        kwargs = dict(
-            confounds=conf[regressors].fillna(0).to_numpy(), detrend=True, standardize="zscore_sample",
-            t_r=tr, sample_mask=np.flatnonzero(keep),
-        )  # fmt: skip
-        try:
-            cleaned = clean(
-                raw[:, ~missing], filter="butterworth", high_pass=high_pass or None,
-                low_pass=low, **kwargs,
-            )  # fmt: skip
-        except ValueError:
-            # Too few volumes for the Butterworth filter's padding (short runs): regress only.
-            filtered = False
-            cleaned = clean(raw[:, ~missing], filter=False, **kwargs)
-        ts[:, ~missing] = cleaned
-        sub = connectivity_matrix(cleaned, kind)
-        mat[np.ix_(~missing, ~missing)] = sub
+    if valid.any():
+        mat[np.ix_(valid, valid)] = connectivity_matrix(ts[:, valid], kind)
         np.fill_diagonal(mat, 0.0)
-    excluded = bool(reasons)
-    reason = "; ".join(reasons)
     cwd = Path(out_dir)
-    ts_file = cwd / "timeseries.tsv"
-    pd.DataFrame(ts, columns=roi_names).to_csv(
-        ts_file, sep="\t", index=False, float_format="%.5g", na_rep="n/a"
-    )
     relmat = cwd / "relmat.tsv"
     pd.DataFrame(mat, columns=roi_names).to_csv(
         relmat, sep="\t", index=False, float_format="%.5g", na_rep="n/a"
     )
-    # Features: the upper triangle; all n/a when the run is excluded so nothing downstream can use it.
+    relmat_array = cwd / "relmat.npy"
+    np.save(relmat_array, mat)
+    return dict(relmat=str(relmat), relmat_array=str(relmat_array))
+
+
+def feature_table(
+    relmat_array: str,
+    atlas_tsv: str,
+    out_dir: str,
+    participant_id: str,
+    *,
+    excluded: bool,
+    qc: dict[str, Any],
+    kind: str,
+    regressors: list[str],
+    high_pass: float,
+    low_pass: float,
+    fd_threshold: float,
+    sphere_radius_mm: float,
+    session_id: str | None = None,
+    extra_meta: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """The run's feature table: one row, ``fmri__<roiA>__<roiB>`` for the upper triangle of the
+    matrix (row-major, no diagonal), all n/a when the run QC excluded the run, so nothing
+    downstream can use it.
+
+    Writes ``features.tsv`` and its sidecar ``features.json`` (connectivity, denoising,
+    ``QC`` block from :func:`bids_brainage.compute.run_qc.run_qc`, ``extra_meta``) in
+    ``out_dir`` and returns their paths.
+    """
+    mat = np.load(relmat_array)
+    roi_names = list(pd.read_csv(atlas_tsv, sep="\t")["name"].astype(str))
+    n_rois = len(roi_names)
     names = feature_names(roi_names)
     values = mat[np.triu_indices(n_rois, k=1)]
     if excluded:
@@ -349,29 +309,9 @@ def connectivity_features(
     if session_id:
         ids["session_id"] = session_id
     feats = pd.concat([pd.DataFrame([ids]), pd.DataFrame([values], columns=names)], axis=1)
+    cwd = Path(out_dir)
     features_tsv = cwd / "features.tsv"
     feats.to_csv(features_tsv, sep="\t", index=False, float_format="%.5g", na_rep="n/a")
-    dv = conf["dvars"].to_numpy(dtype=float)
-    qc = {
-        "excluded": excluded,
-        "exclusion_reason": reason,
-        "n_volumes": n_vols,
-        "n_dummy_scans": dummy_scans,
-        "n_volumes_retained": n_keep,
-        "fraction_scrubbed": round(frac, 4),
-        "mean_fd": round(float(fd[1:].mean()) if n_vols > 1 else 0.0, 4),
-        "max_fd": round(float(fd.max()), 4),
-        "mean_dvars": round(float(np.nanmean(dv)), 4) if np.isfinite(dv).any() else None,
-        "mean_std_dvars": round(float(np.nanmean(conf["std_dvars"])), 4) if np.isfinite(dv).any() else None,
-        "tsnr": round(tsnr, 3) if tsnr is not None else None,
-        "band_pass_applied": filtered,
-        "n_rois_missing": int(missing.sum()),
-        "missing_rois": [roi_names[i] for i in np.flatnonzero(missing)],
-    }
-    qc_tsv = cwd / "qc.tsv"
-    pd.DataFrame([{k: v for k, v in qc.items() if k != "missing_rois"}]).to_csv(
-        qc_tsv, sep="\t", index=False, na_rep="n/a"
-    )
     meta = {
         "Description": "Functional connectivity features: upper triangle (row-major, no diagonal) of the ROI x ROI matrix",
         "Connectivity": kind,
@@ -379,7 +319,7 @@ def connectivity_features(
         "NumberOfFeatures": len(names),
         "NumberOfROIs": n_rois,
         "Denoising": {
-            "Confounds": regressors,
+            "Confounds": list(regressors),
             "HighPass": high_pass,
             "LowPass": low_pass,
             "Detrend": True,
@@ -387,15 +327,9 @@ def connectivity_features(
             "Censoring": "high-FD volumes interpolated for filtering, then removed (nilearn.signal.clean)",
         },
         **({"SphereRadius": sphere_radius_mm} if sphere_radius_mm > 0 else {}),
-        "QC": qc,
+        "QC": dict(qc),
         **(dict(extra_meta) if extra_meta is not None else {}),
     }
     features_json = cwd / "features.json"
     features_json.write_text(json.dumps(meta, indent=2))
-    qc_json = cwd / "qc.json"
-    qc_json.write_text(json.dumps({"Description": "Quality control of the BOLD run", **qc}, indent=2))
-    return dict(
-        timeseries=str(ts_file), relmat=str(relmat), features_tsv=str(features_tsv),
-        features_json=str(features_json), qc_tsv=str(qc_tsv), qc_json=str(qc_json),
-        excluded=excluded, exclusion_reason=reason,
-    )  # fmt: skip
+    return dict(features_tsv=str(features_tsv), features_json=str(features_json))

@@ -8,8 +8,6 @@ directory and a rerun with the same inputs does nothing. Interfaces that call IT
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -32,7 +30,6 @@ __all__ = [
     "ModulatedGM",
     "N4BiasFieldCorrection",
     "RegisterToTemplate",
-    "ReportletSink",
     "StructuralFeatures",
     "ValidateT1w",
     "check_t1w",
@@ -323,35 +320,4 @@ class AnatReportlets(SimpleInterface):
                 self.inputs.std_t1w, int(self.inputs.resolution), cwd / "reg.svg", label=self.inputs.label
             )
         )
-        return runtime
-
-
-class _ReportletSinkInputSpec(BaseInterfaceInputSpec):
-    in_files = InputMultiObject(File(exists=True), mandatory=True)
-    out_names = traits.List(traits.Str, mandatory=True, desc="file names, one per input")
-    base_directory = traits.Str(mandatory=True, desc="OUTPUT_DIR")
-    subject = traits.Str(mandatory=True)
-
-
-class _ReportletSinkOutputSpec(TraitedSpec):
-    out_files = traits.List(File(exists=True))
-
-
-class ReportletSink(SimpleInterface):
-    """Copy reportlets to ``OUTPUT_DIR/sub-X/figures/`` (fMRIPrep keeps sessions in the name)."""
-
-    input_spec = _ReportletSinkInputSpec
-    output_spec = _ReportletSinkOutputSpec
-
-    def _run_interface(self, runtime):
-        from bids_brainage.derivatives import check_label
-        from bids_brainage.utils import atomic
-
-        folder = Path(self.inputs.base_directory) / f"sub-{check_label(self.inputs.subject)}" / "figures"
-        outs = []
-        for src, name in zip(self.inputs.in_files, self.inputs.out_names, strict=True):
-            dst = folder / os.path.basename(name)
-            atomic.write_with(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
-            outs.append(str(dst))
-        self._results["out_files"] = outs
         return runtime

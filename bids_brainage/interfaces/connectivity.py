@@ -1,5 +1,6 @@
-"""Nipype wrappers of :mod:`bids_brainage.compute.connectivity`: the atlas into BOLD space,
-and denoising, connectivity features and run QC."""
+"""Nipype wrappers of the connectivity steps: the atlas into BOLD space and the connectivity
+matrix and feature table (:mod:`bids_brainage.compute.connectivity`), censoring and denoising
+(:mod:`bids_brainage.compute.denoise`), run QC and exclusion (:mod:`bids_brainage.compute.run_qc`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from bids_brainage.compute.connectivity import HIGH_PASS, LOW_PASS, atlas_to_bold, connectivity_features
+from bids_brainage.compute.connectivity import atlas_to_bold, connectivity_relmat, feature_table
+from bids_brainage.compute.denoise import HIGH_PASS, LOW_PASS, denoise_timeseries
+from bids_brainage.compute.run_qc import run_qc
 from bids_brainage.defaults import CONNECTIVITY_KINDS, DEFAULT_FD_THRESHOLD
 
 
@@ -56,55 +59,147 @@ class AtlasToBold(SimpleInterface):
         return runtime
 
 
-class _FCInputSpec(BaseInterfaceInputSpec):
+class _DenoiseInputSpec(BaseInterfaceInputSpec):
     bold = File(exists=True, mandatory=True)
     atlas_file = File(exists=True, mandatory=True)
     atlas_tsv = File(exists=True, mandatory=True)
     confounds = File(exists=True, mandatory=True)
     tr = traits.Float(mandatory=True)
-    tsnr = traits.Float(desc="median tSNR (from the confounds step)")
-    kind = traits.Enum(*CONNECTIVITY_KINDS, usedefault=True)
-    sphere_radius_mm = traits.Float(0.0, usedefault=True, desc="sphere radius used (0: label atlas)")
     fd_threshold = traits.Float(DEFAULT_FD_THRESHOLD, usedefault=True)
-    max_scrubbed_fraction = traits.Float(0.5, usedefault=True)
-    min_volumes = traits.Int(50, usedefault=True)
     global_signal = traits.Bool(False, usedefault=True)
     high_pass = traits.Float(HIGH_PASS, usedefault=True)
     low_pass = traits.Float(LOW_PASS, usedefault=True)
-    participant_id = traits.Str(mandatory=True)
-    session_id = traits.Str(desc="ses-Y when sessions exist")
-    dummy_scans = traits.Int(0, usedefault=True)
-    extra_meta = traits.Dict(desc="provenance added to the features sidecar")
 
 
-class _FCOutputSpec(TraitedSpec):
-    timeseries = File(desc="denoised ROI time series of the retained volumes")
-    relmat = File(desc="connectivity matrix TSV")
-    features_tsv = File()
-    features_json = File()
-    qc_tsv = File()
-    qc_json = File()
-    excluded = traits.Bool()
-    exclusion_reason = traits.Str()
+class _DenoiseOutputSpec(TraitedSpec):
+    timeseries = File(desc="denoised ROI time series of the retained volumes (TSV derivative)")
+    timeseries_array = File(desc="the same at full precision (.npy)")
+    regressors = traits.List(traits.Str, desc="confound columns regressed out")
+    n_rois = traits.Int()
+    missing_rois = traits.List(traits.Str, desc="ROIs without voxels")
+    band_pass_applied = traits.Bool()
 
 
-class FunctionalConnectivity(SimpleInterface):
-    """Denoise ROI time series (24P + WM + CSF [+ GS], band-pass, scrubbing) and compute
-    connectivity (see :func:`bids_brainage.compute.connectivity.connectivity_features`)."""
+class DenoiseTimeseries(SimpleInterface):
+    """Censor high-FD volumes and clean the ROI means (24P + WM + CSF [+ GS], band-pass)
+    (see :func:`bids_brainage.compute.denoise.denoise_timeseries`)."""
 
-    input_spec = _FCInputSpec
-    output_spec = _FCOutputSpec
+    input_spec = _DenoiseInputSpec
+    output_spec = _DenoiseOutputSpec
 
     def _run_interface(self, runtime):
         i = self.inputs
         self._results.update(
-            connectivity_features(
-                i.bold, i.atlas_file, i.atlas_tsv, i.confounds, i.tr, runtime.cwd, i.participant_id,
-                kind=i.kind, sphere_radius_mm=i.sphere_radius_mm, fd_threshold=i.fd_threshold,
+            denoise_timeseries(
+                i.bold, i.atlas_file, i.atlas_tsv, i.confounds, i.tr, runtime.cwd,
+                fd_threshold=i.fd_threshold, global_signal=i.global_signal, high_pass=i.high_pass,
+                low_pass=i.low_pass,
+            )
+        )  # fmt: skip
+        return runtime
+
+
+class _ConnectivityInputSpec(BaseInterfaceInputSpec):
+    timeseries_array = File(exists=True, mandatory=True, desc="denoised time series (.npy)")
+    atlas_tsv = File(exists=True, mandatory=True)
+    kind = traits.Enum(*CONNECTIVITY_KINDS, usedefault=True)
+
+
+class _ConnectivityOutputSpec(TraitedSpec):
+    relmat = File(desc="connectivity matrix TSV (derivative)")
+    relmat_array = File(desc="the same at full precision (.npy)")
+
+
+class ConnectivityMatrix(SimpleInterface):
+    """ROI x ROI connectivity, Fisher z (see :func:`bids_brainage.compute.connectivity.connectivity_relmat`)."""
+
+    input_spec = _ConnectivityInputSpec
+    output_spec = _ConnectivityOutputSpec
+
+    def _run_interface(self, runtime):
+        self._results.update(
+            connectivity_relmat(
+                self.inputs.timeseries_array, self.inputs.atlas_tsv, self.inputs.kind, runtime.cwd
+            )
+        )
+        return runtime
+
+
+class _RunQCInputSpec(BaseInterfaceInputSpec):
+    confounds = File(exists=True, mandatory=True)
+    n_rois = traits.Int(mandatory=True)
+    missing_rois = traits.List(traits.Str, desc="ROIs without voxels (from the denoising step)")
+    band_pass_applied = traits.Bool(True, usedefault=True)
+    tsnr = traits.Float(desc="median tSNR (from the confounds step)")
+    fd_threshold = traits.Float(DEFAULT_FD_THRESHOLD, usedefault=True)
+    max_scrubbed_fraction = traits.Float(0.5, usedefault=True)
+    min_volumes = traits.Int(50, usedefault=True)
+    dummy_scans = traits.Int(0, usedefault=True)
+
+
+class _RunQCOutputSpec(TraitedSpec):
+    qc_tsv = File()
+    qc_json = File()
+    qc = traits.Dict(desc="the QC numbers (the features sidecar's QC block)")
+    excluded = traits.Bool()
+    exclusion_reason = traits.Str()
+
+
+class RunQC(SimpleInterface):
+    """Run QC and the exclusion rule (see :func:`bids_brainage.compute.run_qc.run_qc`)."""
+
+    input_spec = _RunQCInputSpec
+    output_spec = _RunQCOutputSpec
+
+    def _run_interface(self, runtime):
+        i = self.inputs
+        missing = list(i.missing_rois) if isdefined(i.missing_rois) else []
+        self._results.update(
+            run_qc(
+                i.confounds, runtime.cwd, n_rois=i.n_rois, missing_rois=missing,
+                band_pass_applied=i.band_pass_applied, fd_threshold=i.fd_threshold,
                 max_scrubbed_fraction=i.max_scrubbed_fraction, min_volumes=i.min_volumes,
-                global_signal=i.global_signal, high_pass=i.high_pass, low_pass=i.low_pass,
-                dummy_scans=i.dummy_scans, tsnr=_optional(i.tsnr), session_id=_optional(i.session_id),
-                extra_meta=_optional(i.extra_meta),
+                dummy_scans=i.dummy_scans, tsnr=_optional(i.tsnr),
+            )
+        )  # fmt: skip
+        return runtime
+
+
+class _FeaturesInputSpec(BaseInterfaceInputSpec):
+    relmat_array = File(exists=True, mandatory=True, desc="connectivity matrix (.npy)")
+    atlas_tsv = File(exists=True, mandatory=True)
+    participant_id = traits.Str(mandatory=True)
+    session_id = traits.Str(desc="ses-Y when sessions exist")
+    excluded = traits.Bool(mandatory=True)
+    qc = traits.Dict(mandatory=True, desc="QC numbers of the run")
+    regressors = traits.List(traits.Str, mandatory=True)
+    kind = traits.Enum(*CONNECTIVITY_KINDS, usedefault=True)
+    sphere_radius_mm = traits.Float(0.0, usedefault=True, desc="sphere radius used (0: label atlas)")
+    fd_threshold = traits.Float(DEFAULT_FD_THRESHOLD, usedefault=True)
+    high_pass = traits.Float(HIGH_PASS, usedefault=True)
+    low_pass = traits.Float(LOW_PASS, usedefault=True)
+    extra_meta = traits.Dict(desc="provenance added to the features sidecar")
+
+
+class _FeaturesOutputSpec(TraitedSpec):
+    features_tsv = File()
+    features_json = File()
+
+
+class FunctionalFeatures(SimpleInterface):
+    """The run's feature table (see :func:`bids_brainage.compute.connectivity.feature_table`)."""
+
+    input_spec = _FeaturesInputSpec
+    output_spec = _FeaturesOutputSpec
+
+    def _run_interface(self, runtime):
+        i = self.inputs
+        self._results.update(
+            feature_table(
+                i.relmat_array, i.atlas_tsv, runtime.cwd, i.participant_id, excluded=i.excluded,
+                qc=i.qc, kind=i.kind, regressors=list(i.regressors), high_pass=i.high_pass,
+                low_pass=i.low_pass, fd_threshold=i.fd_threshold, sphere_radius_mm=i.sphere_radius_mm,
+                session_id=_optional(i.session_id), extra_meta=_optional(i.extra_meta),
             )
         )  # fmt: skip
         return runtime

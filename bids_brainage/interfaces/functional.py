@@ -123,16 +123,18 @@ class _FuncReportletsInputSpec(BaseInterfaceInputSpec):
     connectivity = File(exists=True, mandatory=True, desc="relmat TSV")
     networks = InputMultiObject(traits.Str, desc="network of each ROI")
     fd_threshold = traits.Float(DEFAULT_FD_THRESHOLD, usedefault=True)
-    out_dir = traits.Str(mandatory=True, desc="OUTPUT_DIR/sub-X/figures")
-    prefix = traits.Str(mandatory=True, desc="e.g. sub-01_task-rest")
 
 
 class _FuncReportletsOutputSpec(TraitedSpec):
-    out_files = traits.List(File())
+    out_carpet = File(exists=True, desc="carpet plot with FD and DVARS")
+    out_coreg = File(exists=True, desc="BOLD->T1w overlay")
+    out_connectivity = File(exists=True, desc="network-ordered connectivity matrix")
 
 
 class FunctionalReportlets(SimpleInterface):
-    """Carpet plot with FD/DVARS, BOLD->T1w overlay and the network-ordered connectivity matrix."""
+    """Carpet plot with FD/DVARS, BOLD->T1w overlay and the network-ordered connectivity matrix
+    (see :mod:`bids_brainage.reports.functional`), drawn in the node's directory; the
+    ``ds_report_*`` sinks store them."""
 
     input_spec = _FuncReportletsInputSpec
     output_spec = _FuncReportletsOutputSpec
@@ -140,19 +142,22 @@ class FunctionalReportlets(SimpleInterface):
     def _run_interface(self, runtime):
         from bids_brainage.reports import functional as rep
 
-        out = Path(self.inputs.out_dir)
-        prefix = self.inputs.prefix
-        files = [
+        cwd = Path(runtime.cwd)
+        i = self.inputs
+        self._results["out_carpet"] = str(
             rep.plot_carpet(
-                self.inputs.bold, self.inputs.tissue_dseg, self.inputs.bold_mask, self.inputs.confounds,
-                out / f"{prefix}_desc-carpet_bold.svg", fd_threshold=self.inputs.fd_threshold,
-            ),
-            rep.plot_coregistration(
-                self.inputs.t1w_brain, self.inputs.boldref_t1w, out / f"{prefix}_desc-coreg_bold.svg"
-            ),
-            rep.plot_connectivity(
-                self.inputs.connectivity, list(self.inputs.networks), out / f"{prefix}_desc-connectivity_bold.svg"
-            ),
-        ]  # fmt: skip
-        self._results["out_files"] = [str(f) for f in files]
+                i.bold,
+                i.tissue_dseg,
+                i.bold_mask,
+                i.confounds,
+                cwd / "carpet.svg",
+                fd_threshold=i.fd_threshold,
+            )
+        )
+        self._results["out_coreg"] = str(
+            rep.plot_coregistration(i.t1w_brain, i.boldref_t1w, cwd / "coreg.svg")
+        )
+        self._results["out_connectivity"] = str(
+            rep.plot_connectivity(i.connectivity, list(i.networks), cwd / "connectivity.svg")
+        )
         return runtime

@@ -1,4 +1,5 @@
-"""Write derivatives into OUTPUT_DIR with BIDS names, sidecars and atomic renames."""
+"""The one sink of the pipeline: every derivative and reportlet is written into OUTPUT_DIR by
+:class:`DerivativesDataSink` (BIDS names, sidecars, atomic renames)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ from bids_brainage.utils import atomic
 class _DerivativesDataSinkInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="file to store")
     base_directory = traits.Str(mandatory=True, desc="OUTPUT_DIR")
-    datatype = traits.Str("anat", usedefault=True, desc="anat, func, or '' for the subject folder")
+    datatype = traits.Str(
+        "anat",
+        usedefault=True,
+        desc="anat, func, figures (reportlets, sub-X/figures), or '' for the subject folder",
+    )
     suffix = traits.Str(mandatory=True, desc="BIDS suffix, e.g. T1w, probseg, xfm")
     extension = traits.Str(desc="extension with the dot; default: taken from in_file")
     entities = traits.Dict(mandatory=True, desc="BIDS entities, at least 'sub'")

@@ -7,25 +7,21 @@ See :func:`init_anat_wf`; the image operations live in
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_brainage.derivatives import bids_name, check_label, derivative_path
+from bids_brainage.derivatives import check_label
 from bids_brainage.interfaces.anatomical import (
-    AnatReportlets,
     AtroposSegmentation,
     InitialBrainMask,
     ModulatedGM,
     N4BiasFieldCorrection,
     RegisterToTemplate,
-    ReportletSink,
     StructuralFeatures,
     ValidateT1w,
 )
-from bids_brainage.interfaces.io import DerivativesDataSink
-from bids_brainage.templates import TEMPLATE_SPACE
+from bids_brainage.workflows.outputs import init_ds_anat_wf
+from bids_brainage.workflows.reports import init_anat_reports_wf
 
 OUTPUT_FIELDS = [
     "t1w_preproc",
@@ -40,18 +36,6 @@ OUTPUT_FIELDS = [
     "features_json",
     "reportlets",
 ]
-
-# Ignored by nipype's hash (sink settings only), so editing them never re-runs the pipeline.
-_DSEG_META = {
-    "Description": "Atropos three-class segmentation with MNI152NLin2009aSym tissue priors",
-    "Labels": {"0": "background", "1": "GM", "2": "WM", "3": "CSF"},
-}
-
-
-def _raw_sources(t1w: str, bids_root: str) -> list[str]:
-    from bids_brainage.derivatives import bids_uri
-
-    return [bids_uri(t1w, bids_root, "raw")]
 
 
 def init_anat_wf(
@@ -76,7 +60,8 @@ def init_anat_wf(
     registration to ``MNI152NLin2009aSym`` (SyN from the first-pass affine on the 2 mm
     template brain; outputs on the 1 mm grid, 2 mm when ``sloppy``) → Atropos GM/WM/CSF with warped template priors → Jacobian-modulated GM in
     template space → structural features and the segmentation QC (in the features sidecar)
-    → reportlets and derivatives.
+    → derivatives (``ds_anat_wf``, :func:`~bids_brainage.workflows.outputs.init_ds_anat_wf`)
+    and reportlets (``anat_reports_wf``, :func:`~bids_brainage.workflows.reports.init_anat_reports_wf`).
 
     Parameters
     ----------
@@ -134,7 +119,6 @@ def init_anat_wf(
     subject = check_label(subject, "sub")
     session = check_label(session, "ses") if session else None
     resolution = 2 if sloppy else 1
-    entities = {"sub": subject, "ses": session}
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
@@ -160,17 +144,9 @@ def init_anat_wf(
         name="features",
         n_procs=omp_nthreads,
     )
-    label = f"sub-{subject}" + (f" ses-{session}" if session else "")
-    reports = pe.Node(AnatReportlets(resolution=resolution, label=label), name="reportlets")
-    raw_sources = pe.Node(
-        niu.Function(function=_raw_sources, input_names=["t1w", "bids_root"], output_names=["sources"]),
-        name="raw_sources",
-    )
-    raw_sources.inputs.bids_root = bids_root
 
     workflow.connect([
         (inputnode, validate, [("t1w", "in_file")]),
-        (inputnode, raw_sources, [("t1w", "t1w")]),
         (validate, n4, [("out_file", "in_file")]),
         (n4, init_mask, [("out_file", "in_file")]),
         (n4, register, [("out_file", "in_file")]),
@@ -184,9 +160,6 @@ def init_anat_wf(
         (modulate, features, [("out_file", "in_modulated")]),
         (register, features, [("std2anat_xfm", "std2anat_xfm"), ("out_priors", "in_priors")]),
         (n4, features, [("out_file", "in_t1w")]),
-        (n4, reports, [("out_file", "in_t1w")]),
-        (segment, reports, [("out_mask", "in_mask"), ("out_dseg", "in_dseg")]),
-        (register, reports, [("std_t1w", "std_t1w")]),
         (n4, outputnode, [("out_file", "t1w_preproc")]),
         (segment, outputnode, [
             ("out_brain", "t1w_brain"),
@@ -198,95 +171,28 @@ def init_anat_wf(
         (modulate, outputnode, [("out_file", "std_gm_modulated")]),
     ])  # fmt: skip
 
-    # ---- derivatives ------------------------------------------------------------------
-    def uri(suffix: str, ext: str, **ents: str | None) -> str:
-        path = derivative_path(output_dir, "anat", suffix, ext, **entities, **ents)
-        return "bids::" + path.relative_to(Path(output_dir)).as_posix()
-
-    preproc_uri = uri("T1w", ".nii.gz", desc="preproc")
-    mask_uri = uri("mask", ".nii.gz", desc="brain")
-    tpm_uris = [uri("probseg", ".nii.gz", label=t) for t in ("GM", "WM", "CSF")]
-    xfm_uri = uri("xfm", ".h5", **{"from": "T1w", "to": TEMPLATE_SPACE, "mode": "image"})
-    template_uri = f"bids:{TEMPLATE_SPACE}:tpl-{TEMPLATE_SPACE}_res-0{resolution}_T1w.nii.gz"
-
-    def sink(node_name: str, suffix: str, ents: dict, meta: dict | None = None) -> pe.Node:
-        node = pe.Node(
-            DerivativesDataSink(
-                base_directory=output_dir, datatype="anat", suffix=suffix, entities={**entities, **ents}
-            ),
-            name=node_name,
-            run_without_submitting=True,
-        )
-        if meta:
-            node.inputs.metadata = meta
-        return node
-
-    ds_preproc = sink("ds_t1w_preproc", "T1w", {"desc": "preproc"}, {"SkullStripped": False})
-    ds_mask = sink("ds_t1w_mask", "mask", {"desc": "brain"}, {"Type": "Brain", "Sources": [preproc_uri]})
-    ds_dseg = sink("ds_t1w_dseg", "dseg", {}, {**_DSEG_META, "Sources": [preproc_uri, mask_uri]})
-    ds_tpms = pe.MapNode(
-        DerivativesDataSink(base_directory=output_dir, datatype="anat", suffix="probseg"),
-        iterfield=["in_file", "entities"],
-        name="ds_t1w_tpms",
-        run_without_submitting=True,
+    # ---- derivatives and reportlets ------------------------------------------------------
+    ds_wf = init_ds_anat_wf(
+        output_dir=output_dir, subject=subject, session=session, bids_root=bids_root, resolution=resolution
     )
-    ds_tpms.inputs.entities = [{**entities, "label": t} for t in ("GM", "WM", "CSF")]
-    ds_tpms.inputs.metadata = {"Sources": [preproc_uri, mask_uri]}
-    xfm_meta = {
-        "Sources": [preproc_uri, mask_uri, template_uri],
-        "Software": "ANTs (antspyx) antsRegistration",
-    }
-    ds_fwd = sink(
-        "ds_anat2std_xfm", "xfm", {"from": "T1w", "to": TEMPLATE_SPACE, "mode": "image"},
-        {**xfm_meta, "Description": "ANTs composite transform (affine + SyN), HDF5", "FromSpace": "T1w",
-         "ToSpace": TEMPLATE_SPACE},
-    )  # fmt: skip
-    ds_inv = sink(
-        "ds_std2anat_xfm", "xfm", {"from": TEMPLATE_SPACE, "to": "T1w", "mode": "image"},
-        {**xfm_meta, "Description": "ANTs composite transform (inverse SyN + affine), HDF5",
-         "FromSpace": TEMPLATE_SPACE, "ToSpace": "T1w"},
-    )  # fmt: skip
-    ds_mod = sink(
-        "ds_std_gm_modulated", "probseg", {"space": TEMPLATE_SPACE, "label": "GM", "desc": "modulated"},
-        {"Description": "GM probability warped to the template times the Jacobian determinant of the "
-                        "template-to-T1w mapping; sum x voxel volume = the participant's GM volume",
-         "Sources": [tpm_uris[0], xfm_uri], "Resolution": f"{resolution} mm"},
-    )  # fmt: skip
-    ds_features = sink("ds_features", "features", {"desc": "structural"})
-    ds_features.inputs.source_files = [preproc_uri, mask_uri, *tpm_uris, xfm_uri]
-    ds_features.inputs.datatype = "anat"
-    ds_features.inputs.extension = ".tsv"
-
-    base = bids_name("", "", **entities).rstrip("_")
-    figures = pe.Node(
-        ReportletSink(
-            base_directory=output_dir,
-            subject=subject,
-            out_names=[
-                f"{base}_desc-brain_mask.svg",
-                f"{base}_dseg.svg",
-                f"{base}_space-{TEMPLATE_SPACE}_T1w.svg",
-            ],
-        ),
-        name="ds_reportlets",
-        run_without_submitting=True,
+    reports_wf = init_anat_reports_wf(
+        output_dir=output_dir, subject=subject, session=session, resolution=resolution
     )
-    merge_reports = pe.Node(niu.Merge(3), name="merge_reportlets", run_without_submitting=True)
-
     workflow.connect([
-        (raw_sources, ds_preproc, [("sources", "source_files")]),
-        (n4, ds_preproc, [("out_file", "in_file")]),
-        (segment, ds_mask, [("out_mask", "in_file")]),
-        (segment, ds_dseg, [("out_dseg", "in_file")]),
-        (segment, ds_tpms, [("out_tpms", "in_file")]),
-        (register, ds_fwd, [(("anat2std_xfm", _first), "in_file")]),
-        (register, ds_inv, [(("std2anat_xfm", _first), "in_file")]),
-        (modulate, ds_mod, [("out_file", "in_file")]),
-        (features, ds_features, [("out_tsv", "in_file"), ("out_metadata", "metadata")]),
-        (reports, merge_reports, [("out_mask", "in1"), ("out_dseg", "in2"), ("out_registration", "in3")]),
-        (merge_reports, figures, [("out", "in_files")]),
-        (ds_features, outputnode, [("out_file", "features_tsv"), ("out_meta", "features_json")]),
-        (figures, outputnode, [("out_files", "reportlets")]),
+        (inputnode, ds_wf, [("t1w", "inputnode.source_file")]),
+        (n4, ds_wf, [("out_file", "inputnode.t1w_preproc")]),
+        (segment, ds_wf, [("out_mask", "inputnode.t1w_mask"), ("out_dseg", "inputnode.t1w_dseg"),
+                          ("out_tpms", "inputnode.t1w_tpms")]),
+        (register, ds_wf, [("anat2std_xfm", "inputnode.anat2std_xfm"),
+                           ("std2anat_xfm", "inputnode.std2anat_xfm")]),
+        (modulate, ds_wf, [("out_file", "inputnode.std_gm_modulated")]),
+        (features, ds_wf, [("out_tsv", "inputnode.features_tsv"), ("out_metadata", "inputnode.features_meta")]),
+        (ds_wf, outputnode, [("outputnode.features_tsv", "features_tsv"),
+                             ("outputnode.features_json", "features_json")]),
+        (n4, reports_wf, [("out_file", "inputnode.t1w_preproc")]),
+        (segment, reports_wf, [("out_mask", "inputnode.t1w_mask"), ("out_dseg", "inputnode.t1w_dseg")]),
+        (register, reports_wf, [("std_t1w", "inputnode.std_t1w")]),
+        (reports_wf, outputnode, [("outputnode.reportlets", "reportlets")]),
     ])  # fmt: skip
     return workflow
 

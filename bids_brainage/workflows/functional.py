@@ -9,21 +9,22 @@ from nipype.pipeline import engine as pe
 
 from bids_brainage import bids
 from bids_brainage.compute.bold import MIN_BOLD_VOLUMES, resolve_dummy_scans
-from bids_brainage.compute.confounds import CONFOUNDS_META
 from bids_brainage.compute.connectivity import load_atlas
 from bids_brainage.compute.fmriprep import find_fmriprep_run
-from bids_brainage.defaults import DEFAULT_FD_THRESHOLD, RELMAT_STAT, connectivity_kind
+from bids_brainage.defaults import DEFAULT_FD_THRESHOLD, connectivity_kind
 from bids_brainage.derivatives import ENTITY_ORDER, bids_uri, check_label
 from bids_brainage.interfaces.confounds import BoldConfounds
-from bids_brainage.interfaces.connectivity import AtlasToBold, FunctionalConnectivity
-from bids_brainage.interfaces.functional import (
-    BoldT1wCoregistration,
-    FmriprepBold,
-    FunctionalReportlets,
-    PrepareBold,
+from bids_brainage.interfaces.connectivity import (
+    AtlasToBold,
+    ConnectivityMatrix,
+    DenoiseTimeseries,
+    FunctionalFeatures,
+    RunQC,
 )
-from bids_brainage.interfaces.io import DerivativesDataSink
+from bids_brainage.interfaces.functional import BoldT1wCoregistration, FmriprepBold, PrepareBold
 from bids_brainage.interfaces.motion import HeadMotionCorrection
+from bids_brainage.workflows.outputs import FUNC_OUTPUT_FIELDS, init_ds_func_wf
+from bids_brainage.workflows.reports import init_func_reports_wf
 
 INPUT_FIELDS = ["t1w_preproc", "t1w_brain", "t1w_mask", "t1w_dseg", "t1w_tpms", "std2anat_xfm"]
 OUTPUT_FIELDS = [
@@ -67,12 +68,15 @@ def init_func_wf(
 ) -> pe.Workflow:
     """Build the workflow of one resting-state BOLD run.
 
-    Steps: dummy-scan removal → head-motion correction (:mod:`bids_brainage.compute.hmc`,
-    one resampling) → BOLD→T1w rigid coregistration (ANTs) → WM/CSF maps and the atlas carried
-    into BOLD space (the atlas is resampled, never the BOLD) → confounds (24P, WM, CSF, GS, FD,
-    DVARS) → ROI time series → denoising (``nilearn.signal.clean``: detrend, confounds,
-    band-pass 0.01-0.1 Hz, scrubbing) → connectivity (Fisher z) → features, QC, exclusion →
-    derivatives and reportlets. With ``fmriprep_dir`` holding this run's
+    Steps (node names in brackets): dummy-scan removal [``prepare_bold``] → head-motion
+    correction [``hmc``] (:mod:`bids_brainage.compute.hmc`, one resampling) → BOLD→T1w rigid
+    coregistration [``coreg``] (ANTs) → confounds [``confounds``] (24P, WM, CSF, GS, FD, DVARS)
+    → the atlas carried into BOLD space [``atlas_to_bold``] (the atlas is resampled, never the
+    BOLD) → ROI time series, censoring and denoising [``denoise``] (``nilearn.signal.clean``:
+    detrend, confounds, band-pass 0.01-0.1 Hz, scrubbing) → connectivity [``connectivity``]
+    (Fisher z) → run QC and exclusion [``run_qc``] → feature table [``features``] →
+    derivatives [``ds_func_wf``, :func:`~bids_brainage.workflows.outputs.init_ds_func_wf`] and
+    reportlets [``func_reports_wf``, :func:`~bids_brainage.workflows.reports.init_func_reports_wf`]. With ``fmriprep_dir`` holding this run's
     ``space-T1w_desc-preproc_bold``, confounds and transforms, HMC and coregistration are
     skipped and fMRIPrep's motion parameters are used.
 
@@ -192,18 +196,25 @@ def init_func_wf(
 
     confounds = pe.Node(BoldConfounds(fd_threshold=fd_threshold), name="confounds")
     to_bold = pe.Node(AtlasToBold(atlas=atlas), name="atlas_to_bold")
-    fc = pe.Node(
-        FunctionalConnectivity(
-            kind=connectivity, fd_threshold=fd_threshold, max_scrubbed_fraction=max_scrubbed_fraction,
-            min_volumes=min_volumes, global_signal=global_signal, participant_id=f"sub-{subject}",
-            dummy_scans=n_dummy,
+    denoise = pe.Node(
+        DenoiseTimeseries(fd_threshold=fd_threshold, global_signal=global_signal), name="denoise"
+    )
+    conn = pe.Node(ConnectivityMatrix(kind=connectivity), name="connectivity")
+    run_qc = pe.Node(
+        RunQC(fd_threshold=fd_threshold, max_scrubbed_fraction=max_scrubbed_fraction,
+              min_volumes=min_volumes, dummy_scans=n_dummy),
+        name="run_qc",
+    )  # fmt: skip
+    features = pe.Node(
+        FunctionalFeatures(
+            kind=connectivity, fd_threshold=fd_threshold, participant_id=f"sub-{subject}",
             extra_meta={"Sources": src, "Atlas": atlas_info.name, "Space": "MNI152NLin2009aSym",
                         "MotionCorrection": "fMRIPrep" if fmriprep else "bids_brainage.compute.hmc"},
         ),
-        name="connectivity",
+        name="features",
     )  # fmt: skip
     if session:
-        fc.inputs.session_id = f"ses-{session}"
+        features.inputs.session_id = f"ses-{session}"
     wf.connect([
         (bold_src, confounds, [("out_file", "bold"), ("bold_mask", "bold_mask"), ("boldref", "boldref"),
                                ("motion_tsv", "motion_tsv")]),
@@ -213,106 +224,61 @@ def init_func_wf(
         (confounds, to_bold, [("brain_mask", "brain_mask")]),
         (xfm_src, to_bold, [(xfm_field, "xfm")]),
         (inputnode, to_bold, [("std2anat_xfm", "std2anat_xfm")]),
-        (bold_src, fc, [("out_file", "bold")]),
-        (prepare, fc, [("tr", "tr")]),
-        (to_bold, fc, [("atlas_file", "atlas_file"), ("atlas_tsv", "atlas_tsv"), ("radius_mm", "sphere_radius_mm")]),
-        (confounds, fc, [("confounds", "confounds"), ("tsnr", "tsnr")]),
+        (bold_src, denoise, [("out_file", "bold")]),
+        (prepare, denoise, [("tr", "tr")]),
+        (to_bold, denoise, [("atlas_file", "atlas_file"), ("atlas_tsv", "atlas_tsv")]),
+        (confounds, denoise, [("confounds", "confounds")]),
+        (denoise, conn, [("timeseries_array", "timeseries_array")]),
+        (to_bold, conn, [("atlas_tsv", "atlas_tsv")]),
+        (confounds, run_qc, [("confounds", "confounds"), ("tsnr", "tsnr")]),
+        (denoise, run_qc, [("n_rois", "n_rois"), ("missing_rois", "missing_rois"),
+                           ("band_pass_applied", "band_pass_applied")]),
+        (conn, features, [("relmat_array", "relmat_array")]),
+        (to_bold, features, [("atlas_tsv", "atlas_tsv"), ("radius_mm", "sphere_radius_mm")]),
+        (denoise, features, [("regressors", "regressors")]),
+        (run_qc, features, [("excluded", "excluded"), ("qc", "qc")]),
     ])  # fmt: skip
     if fmriprep:
         wf.connect([(prepare, prep, [("dummy_scans", "dummy_scans")])])
 
     # ------------------------------------------------------------------ derivatives
     func_ents = {k: v for k, v in ents.items() if v}
-
-    def sink(node_name, suffix, extra, metadata=None, ext=None):
-        node = DerivativesDataSink(
-            base_directory=output_dir, datatype="func", suffix=suffix, entities={**func_ents, **extra}
-        )
-        node.inputs.metadata = {"Sources": src, **(metadata or {})}
-        if ext:
-            node.inputs.extension = ext
-        return pe.Node(node, name=node_name, run_without_submitting=True)
-
-    stat = RELMAT_STAT[connectivity]
-    ds_conf = sink("ds_confounds", "timeseries", {"desc": "confounds"}, CONFOUNDS_META)
-    ds_motion = sink(
-        "ds_motion", "motion", {},
-        {"trans_x": {"Units": "mm"}, "rot_x": {"Units": "rad"},
-         "Description": "Rigid head motion relative to the reference volume and Power FD",
-         "SamplingFrequency": 1.0 / tr},
+    ds_wf = init_ds_func_wf(
+        output_dir=output_dir, entities=func_ents, sources=src, tr=tr, atlas=atlas_info.name,
+        connectivity=connectivity, hmc_and_coreg=not fmriprep,
     )  # fmt: skip
-    ds_ts = sink(
-        "ds_timeseries", "timeseries", {"atlas": atlas_info.name, "stat": "mean"},
-        {"Description": "Denoised mean time series per ROI (retained volumes only)",
-         "SamplingFrequency": 1.0 / tr},
-    )  # fmt: skip
-    ds_relmat = sink(
-        "ds_relmat", "relmat", {"atlas": atlas_info.name, "stat": stat},
-        {"Description": f"ROI x ROI {connectivity} (Fisher z)", "RelationshipMeasure": connectivity},
-    )  # fmt: skip
-    ds_feat = sink("ds_features", "features", {"desc": "functional"})
-    ds_qc = sink("ds_qc", "qc", {"desc": "functional"}, ext=".tsv")
-    ds_ref = sink("ds_boldref", "boldref", {"desc": "hmc"})
     wf.connect([
-        (confounds, ds_conf, [("confounds", "in_file")]),
-        (bold_src, ds_motion, [("motion_tsv", "in_file")]),
-        (fc, ds_ts, [("timeseries", "in_file")]),
-        (fc, ds_relmat, [("relmat", "in_file")]),
-        (fc, ds_qc, [("qc_tsv", "in_file")]),
-        (ref_src, ds_ref, [("boldref", "in_file")]),
-        (fc, ds_feat, [("features_tsv", "in_file"), (("features_json", _read_json), "metadata")]),
-        (ds_feat, outputnode, [("out_file", "features_tsv"), ("out_meta", "features_json")]),
-        (fc, ds_qc, [(("qc_json", _read_json), "metadata")]),
-        (ds_qc, outputnode, [("out_meta", "qc")]),
-        (ds_conf, outputnode, [("out_file", "confounds")]),
-        (ds_motion, outputnode, [("out_file", "motion_tsv")]),
-        (ds_ts, outputnode, [("out_file", "timeseries")]),
-        (ds_relmat, outputnode, [("out_file", "relmat")]),
+        (confounds, ds_wf, [("confounds", "inputnode.confounds")]),
+        (bold_src, ds_wf, [("motion_tsv", "inputnode.motion_tsv")]),
+        (denoise, ds_wf, [("timeseries", "inputnode.timeseries")]),
+        (conn, ds_wf, [("relmat", "inputnode.relmat")]),
+        (run_qc, ds_wf, [("qc_tsv", "inputnode.qc_tsv"), ("qc_json", "inputnode.qc_json")]),
+        (features, ds_wf, [("features_tsv", "inputnode.features_tsv"),
+                           ("features_json", "inputnode.features_json")]),
+        (ref_src, ds_wf, [("boldref", "inputnode.boldref")]),
+        (ds_wf, outputnode, [(f"outputnode.{f}", f) for f in FUNC_OUTPUT_FIELDS]),
         (ref_src, outputnode, [("boldref", "boldref")]),
         (xfm_src, outputnode, [(xfm_field, "bold2anat_xfm")]),
-        (fc, outputnode, [("excluded", "excluded"), ("exclusion_reason", "exclusion_reason")]),
+        (run_qc, outputnode, [("excluded", "excluded"), ("exclusion_reason", "exclusion_reason")]),
     ])  # fmt: skip
     if not fmriprep:
-        ds_hmc = sink(
-            "ds_hmc_xfm", "xfm", {"from": "orig", "to": "boldref", "mode": "image", "desc": "hmc"},
-            {"Description": "Head-motion correction: one ITK affine per volume (boldref -> volume, LPS)"},
-        )  # fmt: skip
-        ds_coreg = sink(
-            "ds_coreg_xfm", "xfm", {"from": "boldref", "to": "T1w", "mode": "image", "desc": "coreg"},
-            {"Description": "ANTs rigid BOLD->T1w transform (ITK binary)"},
-        )  # fmt: skip
         wf.connect([
-            (bold_src, ds_hmc, [("xfm_file", "in_file")]),
-            (coreg, ds_coreg, [("xfm", "in_file")]),
+            (bold_src, ds_wf, [("xfm_file", "inputnode.hmc_xfm")]),
+            (coreg, ds_wf, [("xfm", "inputnode.coreg_xfm")]),
         ])  # fmt: skip
 
     # ------------------------------------------------------------------ reportlets
-    prefix = "_".join(f"{k}-{v}" for k, v in func_ents.items() if k in ("sub", "ses", "task", "acq", "run"))
-    reports = pe.Node(
-        FunctionalReportlets(
-            fd_threshold=fd_threshold,
-            out_dir=str(Path(output_dir) / f"sub-{subject}" / "figures"),
-            prefix=prefix,
-        ),
-        name="reportlets",
-    )
+    reports_wf = init_func_reports_wf(output_dir=output_dir, entities=func_ents, fd_threshold=fd_threshold)
     wf.connect([
-        (bold_src, reports, [("out_file", "bold"), ("bold_mask", "bold_mask")]),
-        (confounds, reports, [("tissue_dseg", "tissue_dseg"), ("confounds", "confounds")]),
-        (coreg_report_src, reports, [(coreg_report_field, "boldref_t1w")]),
-        (inputnode, reports, [("t1w_brain", "t1w_brain")]),
-        (fc, reports, [("relmat", "connectivity")]),
-        (to_bold, reports, [("networks", "networks")]),
-        (reports, outputnode, [("out_files", "reportlets")]),
+        (bold_src, reports_wf, [("out_file", "inputnode.bold"), ("bold_mask", "inputnode.bold_mask")]),
+        (confounds, reports_wf, [("tissue_dseg", "inputnode.tissue_dseg"), ("confounds", "inputnode.confounds")]),
+        (coreg_report_src, reports_wf, [(coreg_report_field, "inputnode.boldref_t1w")]),
+        (inputnode, reports_wf, [("t1w_brain", "inputnode.t1w_brain")]),
+        (conn, reports_wf, [("relmat", "inputnode.relmat")]),
+        (to_bold, reports_wf, [("networks", "inputnode.networks")]),
+        (reports_wf, outputnode, [("outputnode.reportlets", "reportlets")]),
     ])  # fmt: skip
     return wf
-
-
-def _read_json(path):
-    import json
-
-    with open(path) as fh:
-        return json.load(fh)
 
 
 __all__ = ["init_func_wf", "INPUT_FIELDS", "OUTPUT_FIELDS", "MIN_BOLD_VOLUMES"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -19,7 +20,12 @@ from bids_brainage.compute.connectivity import (
 )
 from bids_brainage.defaults import CONNECTIVITY_KINDS
 from bids_brainage.errors import InputError
-from bids_brainage.interfaces.connectivity import FunctionalConnectivity
+from bids_brainage.interfaces.connectivity import (
+    ConnectivityMatrix,
+    DenoiseTimeseries,
+    FunctionalFeatures,
+    RunQC,
+)
 
 
 def _bids_bold(root, data, affine=None, meta=None):
@@ -157,15 +163,38 @@ def _fc_inputs(tmp_path, fd):
     }
     conf |= {"framewise_displacement": fd, "dvars": np.abs(rng.normal(size=n_t)), "std_dvars": np.ones(n_t)}
     pd.DataFrame(conf).to_csv(tmp_path / "conf.tsv", sep="\t", index=False)
-    return FunctionalConnectivity(
-        bold=str(tmp_path / "bold.nii"), atlas_file=str(tmp_path / "atlas.nii"), atlas_tsv=str(tmp_path / "atlas.tsv"),
-        confounds=str(tmp_path / "conf.tsv"), tr=2.0, tsnr=50.0, participant_id="sub-01", min_volumes=40,
-    )  # fmt: skip
+    return tmp_path
+
+
+def _run_fc_nodes(tmp_path):
+    """The functional workflow's denoise -> connectivity -> run_qc -> features nodes, in turn;
+    returns their outputs merged."""
+    atlas_tsv = str(tmp_path / "atlas.tsv")
+    out = {}
+    for step in ("denoise", "connectivity", "run_qc", "features"):
+        (tmp_path / step).mkdir()
+    out |= DenoiseTimeseries(
+        bold=str(tmp_path / "bold.nii"), atlas_file=str(tmp_path / "atlas.nii"), atlas_tsv=atlas_tsv,
+        confounds=str(tmp_path / "conf.tsv"), tr=2.0,
+    ).run(cwd=str(tmp_path / "denoise")).outputs.get()  # fmt: skip
+    out |= (
+        ConnectivityMatrix(timeseries_array=out["timeseries_array"], atlas_tsv=atlas_tsv)
+        .run(cwd=str(tmp_path / "connectivity"))
+        .outputs.get()
+    )
+    out |= RunQC(
+        confounds=str(tmp_path / "conf.tsv"), n_rois=out["n_rois"], missing_rois=out["missing_rois"],
+        band_pass_applied=out["band_pass_applied"], tsnr=50.0, min_volumes=40,
+    ).run(cwd=str(tmp_path / "run_qc")).outputs.get()  # fmt: skip
+    out |= FunctionalFeatures(
+        relmat_array=out["relmat_array"], atlas_tsv=atlas_tsv, participant_id="sub-01",
+        excluded=out["excluded"], qc=out["qc"], regressors=out["regressors"],
+    ).run(cwd=str(tmp_path / "features")).outputs.get()  # fmt: skip
+    return SimpleNamespace(**out)
 
 
 def test_connectivity_features_and_usable_run(tmp_path):
-    fc = _fc_inputs(tmp_path, np.full(120, 0.1))
-    res = fc.run(cwd=str(tmp_path)).outputs
+    res = _run_fc_nodes(_fc_inputs(tmp_path, np.full(120, 0.1)))
     feats = pd.read_csv(res.features_tsv, sep="\t")
     assert list(feats.columns) == ["participant_id", *feature_names(["a", "b", "c"])]
     assert feats["fmri__a__b"].iloc[0] > 1.0  # shared signal -> large Fisher z
@@ -184,7 +213,7 @@ def test_connectivity_features_and_usable_run(tmp_path):
 def test_excluded_run_falls_back(tmp_path, fd, reason):
     from bids_brainage.gather import _functional_usable
 
-    res = _fc_inputs(tmp_path, fd).run(cwd=str(tmp_path)).outputs
+    res = _run_fc_nodes(_fc_inputs(tmp_path, fd))
     assert res.excluded is True and reason in res.exclusion_reason
     feats = pd.read_csv(res.features_tsv, sep="\t")
     assert feats.filter(like="fmri__").isna().all(axis=None)  # nothing the model could use
