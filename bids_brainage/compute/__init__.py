@@ -14,6 +14,10 @@ connects the nodes.
 - :mod:`~bids_brainage.compute.coregistration`: rigid BOLD -> T1w registration.
 - :mod:`~bids_brainage.compute.fmriprep`: reuse of fMRIPrep outputs.
 - :mod:`~bids_brainage.compute.confounds`: the confounds table (24P, WM/CSF, FD, DVARS).
-- :mod:`~bids_brainage.compute.connectivity`: atlas on the BOLD grid, denoising with
-  scrubbing, connectivity features and run QC.
+- :mod:`~bids_brainage.compute.connectivity`: atlas on the BOLD grid, the connectivity
+  matrix and the feature table.
+- :mod:`~bids_brainage.compute.denoise`: ROI time series, censoring and denoising.
+- :mod:`~bids_brainage.compute.run_qc`: run QC and the exclusion rule.
+- :mod:`~bids_brainage.compute.brainage`: the group level's model step (train with K-fold
+  CV or apply a bundle; wraps :mod:`bids_brainage.model`).
 """
