@@ -15,7 +15,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bids_brainage.defaults import DEFAULT_BIAS_CORRECTION, DEFAULT_FD_THRESHOLD
+from bids_brainage.defaults import (
+    DEFAULT_ATLAS,
+    DEFAULT_BIAS_CORRECTION,
+    DEFAULT_CONNECTIVITY,
+    DEFAULT_FD_THRESHOLD,
+    DEFAULT_HARMONIZE,
+    DEFAULT_MAX_SCRUBBED_FRACTION,
+    DEFAULT_MIN_VOLUMES,
+    DEFAULT_N_FOLDS,
+)
 from bids_brainage.errors import UsageError
 
 _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
@@ -60,19 +69,19 @@ class Config:
     device: str = "auto"
     reports_only: bool = False
     verbosity: int = 0
-    atlas: str = "Seitzman300"
+    atlas: str = DEFAULT_ATLAS
     anat_atlas: Path | None = None
     thickness: bool = False
-    connectivity: str = "correlation"
+    connectivity: str = DEFAULT_CONNECTIVITY
     fd_threshold: float = DEFAULT_FD_THRESHOLD
-    max_scrubbed_fraction: float = 0.5
-    min_volumes: int = 50
+    max_scrubbed_fraction: float = DEFAULT_MAX_SCRUBBED_FRACTION
+    min_volumes: int = DEFAULT_MIN_VOLUMES
     dummy_scans: int | None = None
     global_signal: bool = False
     derivatives: dict[str, Path] = field(default_factory=dict)
     model: Path | None = None
-    n_folds: int = 5
-    harmonize: str = "none"
+    n_folds: int = DEFAULT_N_FOLDS
+    harmonize: str = DEFAULT_HARMONIZE
     bias_correction: str = DEFAULT_BIAS_CORRECTION
     sex_map: dict[str, str] = field(default_factory=dict)
     command_line: str = ""

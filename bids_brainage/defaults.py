@@ -52,6 +52,28 @@ PLAUSIBLE_TR_SECONDS = (0.1, 10.0)
 #: Framewise displacement (mm, Power 2012) above which a volume is censored (``--fd-threshold``).
 DEFAULT_FD_THRESHOLD = 0.5
 
+#: Band-pass filter edges (Hz) of the ROI time series: the resting-state band.
+DEFAULT_BAND_PASS = (0.01, 0.1)
+
+#: A run censoring more than this fraction of its volumes is excluded (``--max-scrubbed-fraction``).
+DEFAULT_MAX_SCRUBBED_FRACTION = 0.5
+
+#: A run keeping fewer volumes is excluded (``--min-volumes``): ~2 min at TR 2.5 s; shorter
+#: runs give unreliable correlations.
+DEFAULT_MIN_VOLUMES = 50
+
+#: Connectivity measure (``--connectivity``; a key of :data:`CONNECTIVITY_KINDS`).
+DEFAULT_CONNECTIVITY = "correlation"
+
+#: Functional atlas (``--atlas``).
+DEFAULT_ATLAS = "Seitzman300"
+
+#: Cross-validation folds at the group level (``--n-folds``).
+DEFAULT_N_FOLDS = 5
+
+#: Site harmonisation (``--harmonize``; one of :data:`HARMONIZE_CHOICES`).
+DEFAULT_HARMONIZE = "none"
+
 #: Ages (years) a prediction interval may span: bounds are clipped to this range.
 PLAUSIBLE_AGE_YEARS = (0.0, 120.0)
 

@@ -10,7 +10,12 @@ import argparse
 from pathlib import Path
 
 from bids_brainage.cli.parser import HelpFormatter
-from bids_brainage.defaults import BIAS_CORRECTIONS, DEFAULT_BIAS_CORRECTION, HARMONIZE_CHOICES
+from bids_brainage.defaults import (
+    BIAS_CORRECTIONS,
+    DEFAULT_BIAS_CORRECTION,
+    DEFAULT_N_FOLDS,
+    HARMONIZE_CHOICES,
+)
 from bids_brainage.errors import InputError, UsageError
 
 # Plain text for --help (the module docstring is reStructuredText).
@@ -77,7 +82,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=Path, required=True, metavar="MODEL_DIR", help="directory for the model bundle"
     )
     fit.add_argument(
-        "--n-folds", type=int, default=5, help="cross-validation folds = ensemble size (default: 5)"
+        "--n-folds",
+        type=int,
+        default=DEFAULT_N_FOLDS,
+        help="cross-validation folds = ensemble size (default: %(default)s)",
     )
     fit.add_argument(
         "--bias-correction",
@@ -109,7 +117,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--out", type=Path, required=True, metavar="REPORT_DIR", help="directory for the comparison tables"
     )
-    ev.add_argument("--n-folds", type=int, default=5, help="cross-validation folds (default: 5)")
+    ev.add_argument(
+        "--n-folds", type=int, default=DEFAULT_N_FOLDS, help="cross-validation folds (default: %(default)s)"
+    )
     ev.add_argument("--no-ablations", action="store_true", help="skip the loss-term ablations (faster)")
     ev.add_argument("--max-epochs", type=int, default=None, help="override the training schedule's epoch cap")
     _common(ev)

@@ -14,8 +14,14 @@ from bids_brainage import __version__
 from bids_brainage.defaults import (
     BIAS_CORRECTIONS,
     CONNECTIVITY_KINDS,
+    DEFAULT_ATLAS,
     DEFAULT_BIAS_CORRECTION,
+    DEFAULT_CONNECTIVITY,
     DEFAULT_FD_THRESHOLD,
+    DEFAULT_HARMONIZE,
+    DEFAULT_MAX_SCRUBBED_FRACTION,
+    DEFAULT_MIN_VOLUMES,
+    DEFAULT_N_FOLDS,
     HARMONIZE_CHOICES,
     connectivity_spelling,
 )
@@ -173,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("Anatomical and functional processing")
     g.add_argument(
         "--atlas",
-        default="Seitzman300",
+        default=DEFAULT_ATLAS,
         help=f"functional parcellation: one of {', '.join(ALL_ATLASES)}, or a NIfTI label image (+ .tsv of labels)",
     )
     g.add_argument(
@@ -183,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--connectivity",
         type=connectivity_spelling,
         choices=tuple(CONNECTIVITY_KINDS),
-        default="correlation",
+        default=DEFAULT_CONNECTIVITY,
         help="connectivity measure of each BOLD run, Fisher z-transformed (nilearn's tangent space "
         "needs a group reference and is not offered per subject)",
     )
@@ -202,23 +208,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--max-scrubbed-fraction",
         type=_fraction,
-        default=0.5,
+        default=DEFAULT_MAX_SCRUBBED_FRACTION,
         help="exclude a run from the model when more than this fraction of volumes is scrubbed",
     )
     g.add_argument(
-        "--min-volumes", type=_positive_int, default=50, help="exclude runs with fewer usable volumes"
+        "--min-volumes",
+        type=_positive_int,
+        default=DEFAULT_MIN_VOLUMES,
+        help="exclude runs with fewer usable volumes",
     )
     g.add_argument("--global-signal", action="store_true", help="regress the global signal too")
 
     g = parser.add_argument_group("Brain-age model")
     g.add_argument("--model", metavar="DIR", help="trained model bundle: predict instead of training")
     g.add_argument(
-        "--n-folds", type=_positive_int, default=5, help="cross-validation folds at the group level"
+        "--n-folds",
+        type=_positive_int,
+        default=DEFAULT_N_FOLDS,
+        help="cross-validation folds at the group level",
     )
     g.add_argument(
         "--harmonize",
         choices=HARMONIZE_CHOICES,
-        default="none",
+        default=DEFAULT_HARMONIZE,
         help="site harmonisation of the features before training: combat = ComBat (neuroHarmonize), "
         "age and sex protected, fitted on training folds only and stored in the model",
     )

@@ -12,8 +12,9 @@ import pandas as pd
 
 from bids_brainage.compute.connectivity import roi_timeseries
 from bids_brainage.compute.hmc import PARAM_NAMES
+from bids_brainage.defaults import DEFAULT_BAND_PASS
 
-HIGH_PASS, LOW_PASS = 0.01, 0.1
+HIGH_PASS, LOW_PASS = DEFAULT_BAND_PASS
 
 
 def framewise_displacement(confounds: pd.DataFrame) -> np.ndarray:

@@ -17,7 +17,12 @@ from nipype.interfaces.base import (
 from bids_brainage.compute.connectivity import atlas_to_bold, connectivity_relmat, feature_table
 from bids_brainage.compute.denoise import HIGH_PASS, LOW_PASS, denoise_timeseries
 from bids_brainage.compute.run_qc import run_qc
-from bids_brainage.defaults import CONNECTIVITY_KINDS, DEFAULT_FD_THRESHOLD
+from bids_brainage.defaults import (
+    CONNECTIVITY_KINDS,
+    DEFAULT_FD_THRESHOLD,
+    DEFAULT_MAX_SCRUBBED_FRACTION,
+    DEFAULT_MIN_VOLUMES,
+)
 
 
 def _optional(value):
@@ -132,8 +137,8 @@ class _RunQCInputSpec(BaseInterfaceInputSpec):
     band_pass_applied = traits.Bool(True, usedefault=True)
     tsnr = traits.Float(desc="median tSNR (from the confounds step)")
     fd_threshold = traits.Float(DEFAULT_FD_THRESHOLD, usedefault=True)
-    max_scrubbed_fraction = traits.Float(0.5, usedefault=True)
-    min_volumes = traits.Int(50, usedefault=True)
+    max_scrubbed_fraction = traits.Float(DEFAULT_MAX_SCRUBBED_FRACTION, usedefault=True)
+    min_volumes = traits.Int(DEFAULT_MIN_VOLUMES, usedefault=True)
     dummy_scans = traits.Int(0, usedefault=True)
 
 
