@@ -12,19 +12,21 @@ from pathlib import Path
 from typing import Any
 
 from bids_brainage import __version__
+from bids_brainage.compute.brainage_methods import model_methods
 from bids_brainage.defaults import (
-    BIAS_CORRECTIONS,
-    DEFAULT_ALPHA,
+    DEFAULT_ATLAS,
+    DEFAULT_BAND_PASS,
     DEFAULT_BIAS_CORRECTION,
+    DEFAULT_CONNECTIVITY,
     DEFAULT_FD_THRESHOLD,
-    DUMMY_KEYS,
-    INTERVAL_AGE_BINS,
-    INTERVAL_MIN_BIN_SIZE,
-    PLAUSIBLE_AGE_YEARS,
-    SPHERE_RADIUS_VOXELS,
+    DEFAULT_HARMONIZE,
+    DEFAULT_MAX_SCRUBBED_FRACTION,
+    DEFAULT_MIN_VOLUMES,
+    DEFAULT_N_FOLDS,
 )
-from bids_brainage.templates import PUBLISHED_RADIUS_MM
 from bids_brainage.utils import atomic
+from bids_brainage.workflows.anatomical import anat_methods
+from bids_brainage.workflows.functional import func_methods
 
 # key -> (plain-text reference, BibTeX entry)
 REFERENCES: dict[str, tuple[str, str]] = {
@@ -267,23 +269,6 @@ REFERENCES: dict[str, tuple[str, str]] = {
     ),
 }
 
-ATLAS_TEXT = {
-    "Seitzman300": ("the 300 regions of Seitzman et al.", ["seitzman2018"]),
-    "Power264": ("the 264 regions of Power et al.", ["power2011"]),
-    "Dosenbach160": ("the 160 regions of Dosenbach et al.", ["dosenbach2010"]),
-    "DK83": ("the 83-region Desikan-Killiany volumetric atlas", ["desikan2006"]),
-    "custom": ("a user-supplied volumetric atlas", []),
-}
-CONNECTIVITY_TEXT = {
-    "correlation": ("Pearson correlation, Fisher z-transformed", []),
-    "ledoit-wolf": (
-        "Pearson correlation of the Ledoit-Wolf shrunk covariance, Fisher z-transformed",
-        ["ledoit2004"],
-    ),
-    "partial-correlation": ("partial correlation, Fisher z-transformed", []),
-}
-DEFAULT_BAND_PASS = (0.01, 0.1)  # the functional workflow's default
-
 
 def _get(settings: Any, key: str, default: Any = None) -> Any:
     if isinstance(settings, dict):
@@ -340,12 +325,6 @@ def recorded_values(sidecars: list[dict[str, Any]], getter: Any) -> list[Any]:
     return sorted(values)
 
 
-def _range_text(values: list[float], unit: str) -> str:
-    if len(values) == 1:
-        return f"{values[0]:g}{unit}"
-    return f"{values[0]:g}-{values[-1]:g}{unit}"
-
-
 def _find_band(meta: dict[str, Any]) -> tuple[float, float] | None:
     keys = {str(k).lower(): v for k, v in meta.items()}
     for key in ("bandpass", "band_pass", "bandpassfilter"):
@@ -360,14 +339,6 @@ def _find_band(meta: dict[str, Any]) -> tuple[float, float] | None:
             if found:
                 return found
     return None
-
-
-def _as_dict(settings: Any) -> dict[str, Any]:
-    if isinstance(settings, dict):
-        return dict(settings)
-    if hasattr(settings, "to_json_dict"):
-        return settings.to_json_dict()
-    return dict(vars(settings))
 
 
 def _group_settings(settings: Any) -> dict[str, Any]:
@@ -389,180 +360,99 @@ def _group_settings(settings: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _interval_text() -> str:
-    """Methods text of the prediction interval, from the defaults the code uses."""
-    return (
-        f"Prediction intervals ({1 - DEFAULT_ALPHA:.0%}) were obtained by Mondrian split-conformal prediction "
-        f"[vovk2005; lei2018] with crepes [bostrom2022], calibrated separately within up to "
-        f"{INTERVAL_AGE_BINS} quantile bins of chronological age (at least {INTERVAL_MIN_BIN_SIZE} training "
-        f"participants per bin), so that coverage holds at every age and not only on average; bounds are "
-        f"clipped to {PLAUSIBLE_AGE_YEARS[0]:g}-{PLAUSIBLE_AGE_YEARS[1]:g} years. Participants without a "
-        f"recorded age received a normalised split-conformal interval [papadopoulos2011] whose width follows "
-        f"the expected error at the predicted age."
-    )
-
-
-def _network_text(settings: Any) -> str:
-    """The fitted network as ``brainage.json`` records it (``Model``), or nothing before a group run."""
-    output_dir = _get(settings, "output_dir")
+def _model_record(output_dir: Any) -> dict[str, Any]:
+    """``brainage.json`` of the fitted model under ``output_dir``, or ``{}`` before a group run."""
     if output_dir is None:
-        return ""
+        return {}
     try:
         meta = json.loads((Path(output_dir) / "brainage.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return ""
-    model = meta.get("Model") if isinstance(meta, dict) else None
-    return f"Each fold's model was: {model}. " if isinstance(model, str) else ""
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
-def _device(settings: Any) -> str:
-    device = str(_get(settings, "device", "auto"))
-    output_dir = _get(settings, "output_dir")
-    if output_dir is not None:
-        sidecar = Path(output_dir) / "brainage.json"
-        try:
-            meta = json.loads(sidecar.read_text(encoding="utf-8"))
-            for key in ("Device", "device"):
-                if isinstance(meta.get(key), str):
-                    return meta[key]
-            generated = meta.get("GeneratedBy") or {}
-            if isinstance(generated, dict) and isinstance(generated.get("Device"), str):
-                return generated["Device"]
-        except (OSError, ValueError, AttributeError):
-            pass
-    return {"auto": "the GPU when one was available, otherwise the CPU", "cuda": "a CUDA GPU"}.get(
-        device, "the CPU" if device == "cpu" else device
-    )
+def _recorded_device(meta: dict[str, Any]) -> str | None:
+    for key in ("Device", "device"):
+        if isinstance(meta.get(key), str):
+            return meta[key]
+    generated = meta.get("GeneratedBy") or {}
+    if isinstance(generated, dict) and isinstance(generated.get("Device"), str):
+        return generated["Device"]
+    return None
+
+
+def _cited(text: str) -> list[str]:
+    """Reference keys cited in ``text`` (``[key; key]``), in order of first citation."""
+    keys: list[str] = []
+    for match in re.finditer(r"\[([a-z0-9]+(?:; [a-z0-9]+)*)\]", text):
+        for key in match.group(1).split("; "):
+            if key in REFERENCES and key not in keys:
+                keys.append(key)
+    return keys
 
 
 def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
     """The methods text as ``(heading, paragraph, reference keys)`` triples.
+
+    Each paragraph is the text written beside the step's builder (``anat_methods`` and
+    ``func_methods``, the ``__desc__`` of :func:`~bids_brainage.workflows.anatomical.init_anat_wf`
+    and :func:`~bids_brainage.workflows.functional.init_func_wf`; ``model_methods`` of the group
+    step), filled in with this run's settings and the values its outputs recorded.
 
     Parameters
     ----------
     settings : Config or dict
         A :class:`~bids_brainage.config.Config` or the JSON dict it was saved as.
     """
-    sloppy = bool(_get(settings, "sloppy", False))
-    atlas = str(_get(settings, "atlas", "Seitzman300"))
-    kind = str(_get(settings, "connectivity", "correlation"))
-    fd = float(_get(settings, "fd_threshold", DEFAULT_FD_THRESHOLD))
-    scrub = float(_get(settings, "max_scrubbed_fraction", 0.5))
-    min_vols = int(_get(settings, "min_volumes", 50))
-    dummy = _get(settings, "dummy_scans")
-    group = _group_settings(settings)
-    folds = int(group.get("n_folds") or _get(settings, "n_folds", 5))
-    gsr = bool(_get(settings, "global_signal", False))
-    thickness = bool(_get(settings, "thickness", False))
     output_dir = _get(settings, "output_dir")
     sidecars = _functional_sidecars(output_dir)  # read once: band-pass, dummy scans, sphere radius
-    band = band_pass_from_outputs(output_dir, sidecars) or DEFAULT_BAND_PASS
-    resolution = (
-        "at reduced resolution and with shortened optimisation schedules (--sloppy: for testing only, "
-        "not for analysis)"
-        if sloppy
-        else "at full resolution"
+    anat = anat_methods(
+        sloppy=bool(_get(settings, "sloppy", False)),
+        thickness=bool(_get(settings, "thickness", False)),
+        user_atlas=bool(_get(settings, "anat_atlas")),
     )
-    anat = (
-        f"The T1-weighted (T1w) image was corrected for intensity non-uniformity with N4 [n4] as "
-        f"implemented in ANTsPy (antspyx) [antsx], brain-extracted with a template-based mask and "
-        f"registered to the MNI152 ICBM 2009a symmetric template (MNI152NLin2009aSym) [fonov2009; "
-        f"fonov2011] with symmetric image normalisation (SyN) [syn], {resolution}. Grey matter (GM), "
-        f"white matter (WM) and cerebrospinal fluid (CSF) were segmented with Atropos [atropos] using "
-        f"template tissue priors. Structural features were the global GM, WM and CSF volumes, the total "
-        f"intracranial volume and Jacobian-modulated regional GM volumes in the Desikan-Killiany atlas "
-        f"[desikan2006]"
-        + (", plus regional cortical thickness from KellyKapowski [kellykapowski]." if thickness else ".")
+    # As init_single_subject_wf passes them: a user atlas (--anat-atlas) replaces --atlas.
+    atlas = "custom" if _get(settings, "anat_atlas") else str(_get(settings, "atlas", DEFAULT_ATLAS))
+    dummy = _get(settings, "dummy_scans")
+    given_dummy = None if dummy in (None, "", "None") else int(dummy)
+    derivatives = _get(settings, "derivatives", {})
+    func = func_methods(
+        atlas=atlas,
+        connectivity=str(_get(settings, "connectivity", DEFAULT_CONNECTIVITY)),
+        fd_threshold=float(_get(settings, "fd_threshold", DEFAULT_FD_THRESHOLD)),
+        max_scrubbed_fraction=float(_get(settings, "max_scrubbed_fraction", DEFAULT_MAX_SCRUBBED_FRACTION)),
+        min_volumes=int(_get(settings, "min_volumes", DEFAULT_MIN_VOLUMES)),
+        dummy_scans=given_dummy,
+        global_signal=bool(_get(settings, "global_signal", False)),
+        band_pass=band_pass_from_outputs(output_dir, sidecars) or DEFAULT_BAND_PASS,
+        fmriprep=isinstance(derivatives, dict) and bool(derivatives.get("fmriprep")),
+        dummy_counts=recorded_values(sidecars, lambda m: int(m["QC"]["n_dummy_scans"])),
+        sphere_radii=recorded_values(sidecars, lambda m: float(m["SphereRadius"])),
     )
-    anat_refs = ["n4", "antsx", "fonov2009", "fonov2011", "syn", "atropos", "desikan2006"]
-    if thickness:
-        anat_refs.append("kellykapowski")
-    atlas_text, atlas_refs = ATLAS_TEXT.get(atlas, (f"the {atlas} atlas", []))
-    kind_text, kind_refs = CONNECTIVITY_TEXT.get(kind, (kind, []))
-    if dummy not in (None, "", "None"):
-        dummy_text = f"the first {int(dummy)} volumes were discarded as non-steady-state (dummy) scans."
-    else:
-        counts = recorded_values(sidecars, lambda m: int(m["QC"]["n_dummy_scans"]))
-        dummy_text = (
-            "the initial volumes that the run's JSON sidecar marks as non-steady-state "
-            f"({', '.join(f'`{k}`' for k in DUMMY_KEYS)}) were discarded"
-            + (
-                f" ({_range_text(counts, '')} per run in this dataset)."
-                if counts
-                else "; none when it does not say."
-            )
-        )
-    if atlas in PUBLISHED_RADIUS_MM:
-        radii = recorded_values(sidecars, lambda m: float(m["SphereRadius"]))
-        atlas_text += (
-            f", as spheres of radius max({PUBLISHED_RADIUS_MM[atlas]:g} mm as published, "
-            f"{SPHERE_RADIUS_VOXELS:g} x the BOLD voxel size)"
-            + (f", {_range_text(radii, ' mm')} in this dataset," if radii else ",")
-            + " each voxel assigned to its nearest centre"
-        )
-    func = (
-        f"For each resting-state BOLD run, {dummy_text} Head motion was estimated with a rigid-body "
-        f"Gauss-Newton realignment to a reference volume, and the reference was coregistered to the T1w. "
-        f"Confounds were the 24 motion parameters [friston1996], the mean WM and CSF signals"
-        f"{' and the global signal' if gsr else ''}, framewise displacement (FD) and DVARS [power2012]. "
-        f"Confounds were regressed out and the signals band-pass filtered ({band[0]:g}-{band[1]:g} Hz); "
-        f"volumes with FD > {fd:g} mm were censored (scrubbing) [power2014]. Runs with more than "
-        f"{scrub:.0%} of volumes censored or fewer than {min_vols} remaining volumes were excluded. "
-        f"Regional time series were extracted from {atlas_text} [{'; '.join(atlas_refs) or 'user atlas'}] "
-        f"and functional connectivity computed as {kind_text}"
-        + (f" [{'; '.join(kind_refs)}]" if kind_refs else "")
-        + " with nilearn [nilearn]."
+    group = _group_settings(settings)
+    record = _model_record(output_dir)
+    network = record.get("Model")
+    model = model_methods(
+        n_folds=int(group.get("n_folds") or _get(settings, "n_folds", DEFAULT_N_FOLDS)),
+        harmonize=str(group.get("harmonize") or _get(settings, "harmonize", DEFAULT_HARMONIZE)),
+        bias_correction=str(
+            group.get("bias_correction") or _get(settings, "bias_correction", DEFAULT_BIAS_CORRECTION)
+        ),
+        device=_recorded_device(record) or str(group.get("device") or _get(settings, "device", "auto")),
+        network=network if isinstance(network, str) else None,
     )
-    if not atlas_refs:
-        func = func.replace(" [user atlas]", "")
-    func_refs = ["friston1996", "power2012", "power2014", *atlas_refs, "nilearn", *kind_refs]
-    harmonize = str(group.get("harmonize") or _get(settings, "harmonize", "none"))
-    bias_kind = str(
-        group.get("bias_correction") or _get(settings, "bias_correction", DEFAULT_BIAS_CORRECTION)
-    )
-    harmonize_text, harmonize_refs = "", []
-    if harmonize == "combat":
-        harmonize_text = (
-            "Site effects on the features were removed with ComBat [johnson2007] as implemented in "
-            "neuroHarmonize [pomponio2020], with age and sex protected, fitted on the training data of "
-            "each fold only. "
-        )
-        harmonize_refs = ["johnson2007", "pomponio2020"]
-    bias_text, bias_ref = {
-        "linear": ("a linear bias correction", "beheshti2019"),
-        "quadratic": ("a quadratic bias correction", "smith2019"),
-    }[bias_kind if bias_kind in BIAS_CORRECTIONS else DEFAULT_BIAS_CORRECTION]
-    model = (
-        f"Brain age was estimated with a sex-aware adversarial variational autoencoder (SA-AVAE) "
-        f"[saavae] implemented in PyTorch [pytorch], which encodes the structural and functional "
-        f"features into shared and modality-specific latent codes and regresses age from them. "
-        f"Sex enters the latent model: the encoders are conditioned on sex, the modality-specific codes "
-        f"have a sex-conditioned prior with learned means, and the age regressor has one output head per "
-        f"sex, so that ageing can differ between women and men. {_network_text(settings)}"
-        f"{harmonize_text}"
-        f"Training used {folds}-fold cross-validation so that every training participant receives an "
-        f"out-of-fold prediction, on {_device({**_as_dict(settings), **group})}. The age dependence of the brain-age gap was "
-        f"removed with {bias_text} fitted on training data only [{bias_ref}]. {_interval_text()}"
-    )
-    model_refs = [
-        "saavae",
-        "pytorch",
-        *harmonize_refs,
-        bias_ref,
-        "vovk2005",
-        "lei2018",
-        "papadopoulos2011",
-        "bostrom2022",
-    ]
     software = (
         f"Processing was performed with bids_brainage {__version__}, built on nipype [nipype] and "
         f"pybids [pybids]."
     )
     return [
-        ("Anatomical data", anat, anat_refs),
-        ("Functional data", func, func_refs),
-        ("Brain-age model", model, model_refs),
-        ("Software", software, ["nipype", "pybids"]),
+        (heading, text, _cited(text))
+        for heading, text in (
+            ("Anatomical data", anat),
+            ("Functional data", func),
+            ("Brain-age model", model),
+            ("Software", software),
+        )
     ]
 
 

@@ -38,6 +38,32 @@ OUTPUT_FIELDS = [
 ]
 
 
+def anat_methods(*, sloppy: bool, thickness: bool, user_atlas: bool = False) -> str:
+    """Methods text of :func:`init_anat_wf` built with these settings (its ``__desc__``).
+
+    Citations are ``[key]`` keys of :data:`bids_brainage.reports.citation.REFERENCES`.
+    """
+    resolution = (
+        "at reduced resolution and with shortened optimisation schedules (--sloppy: for testing only, "
+        "not for analysis)"
+        if sloppy
+        else "at full resolution"
+    )
+    return (
+        f"The T1-weighted (T1w) image was corrected for intensity non-uniformity with N4 [n4] as "
+        f"implemented in ANTsPy (antspyx) [antsx], brain-extracted with a template-based mask and "
+        f"registered to the MNI152 ICBM 2009a symmetric template (MNI152NLin2009aSym) [fonov2009; "
+        f"fonov2011] with symmetric image normalisation (SyN) [syn], {resolution}. Grey matter (GM), "
+        f"white matter (WM) and cerebrospinal fluid (CSF) were segmented with Atropos [atropos] using "
+        f"template tissue priors. Structural features were the global GM, WM and CSF volumes, the total "
+        f"intracranial volume and Jacobian-modulated regional GM volumes in the Desikan-Killiany atlas "
+        f"[desikan2006]"
+        + (" and in the user-supplied atlas" if user_atlas else "")
+        + (", plus regional cortical thickness from KellyKapowski [kellykapowski]" if thickness else "")
+        + "."
+    )
+
+
 def init_anat_wf(
     *,
     output_dir: str,
@@ -120,6 +146,7 @@ def init_anat_wf(
     session = check_label(session, "ses") if session else None
     resolution = 2 if sloppy else 1
     workflow = pe.Workflow(name=name)
+    workflow.__desc__ = anat_methods(sloppy=sloppy, thickness=thickness, user_atlas=atlas is not None)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
 

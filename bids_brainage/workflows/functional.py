@@ -11,7 +11,17 @@ from bids_brainage import bids
 from bids_brainage.compute.bold import MIN_BOLD_VOLUMES, resolve_dummy_scans
 from bids_brainage.compute.connectivity import load_atlas
 from bids_brainage.compute.fmriprep import find_fmriprep_run
-from bids_brainage.defaults import DEFAULT_FD_THRESHOLD, connectivity_kind
+from bids_brainage.defaults import (
+    DEFAULT_ATLAS,
+    DEFAULT_BAND_PASS,
+    DEFAULT_CONNECTIVITY,
+    DEFAULT_FD_THRESHOLD,
+    DEFAULT_MAX_SCRUBBED_FRACTION,
+    DEFAULT_MIN_VOLUMES,
+    DUMMY_KEYS,
+    SPHERE_RADIUS_VOXELS,
+    connectivity_kind,
+)
 from bids_brainage.derivatives import ENTITY_ORDER, bids_uri, check_label
 from bids_brainage.interfaces.confounds import BoldConfounds
 from bids_brainage.interfaces.connectivity import (
@@ -23,6 +33,7 @@ from bids_brainage.interfaces.connectivity import (
 )
 from bids_brainage.interfaces.functional import BoldT1wCoregistration, FmriprepBold, PrepareBold
 from bids_brainage.interfaces.motion import HeadMotionCorrection
+from bids_brainage.templates import PUBLISHED_RADIUS_MM
 from bids_brainage.workflows.outputs import FUNC_OUTPUT_FIELDS, init_ds_func_wf
 from bids_brainage.workflows.reports import init_func_reports_wf
 
@@ -31,7 +42,94 @@ OUTPUT_FIELDS = [
     "features_tsv", "features_json", "qc", "confounds", "motion_tsv", "timeseries", "relmat",
     "boldref", "bold2anat_xfm", "excluded", "exclusion_reason", "reportlets",
 ]  # fmt: skip
-DEFAULT_MIN_VOLUMES = 50  # ~2 min at TR 2.5 s; shorter runs give unreliable correlations
+
+#: How the methods text names each atlas, and the references it cites.
+ATLAS_TEXT = {
+    "Seitzman300": ("the 300 regions of Seitzman et al.", ["seitzman2018"]),
+    "Power264": ("the 264 regions of Power et al.", ["power2011"]),
+    "Dosenbach160": ("the 160 regions of Dosenbach et al.", ["dosenbach2010"]),
+    "DK83": ("the 83-region Desikan-Killiany volumetric atlas", ["desikan2006"]),
+    "custom": ("a user-supplied volumetric atlas", []),
+}
+#: How the methods text names each connectivity measure, and the references it cites.
+CONNECTIVITY_TEXT = {
+    "correlation": ("Pearson correlation, Fisher z-transformed", []),
+    "ledoit-wolf": (
+        "Pearson correlation of the Ledoit-Wolf shrunk covariance, Fisher z-transformed",
+        ["ledoit2004"],
+    ),
+    "partial-correlation": ("partial correlation, Fisher z-transformed", []),
+}
+
+
+def _range_text(values: list[float], unit: str) -> str:
+    if len(values) == 1:
+        return f"{values[0]:g}{unit}"
+    return f"{values[0]:g}-{values[-1]:g}{unit}"
+
+
+def func_methods(
+    *,
+    atlas: str = DEFAULT_ATLAS,
+    connectivity: str = DEFAULT_CONNECTIVITY,
+    fd_threshold: float = DEFAULT_FD_THRESHOLD,
+    max_scrubbed_fraction: float = DEFAULT_MAX_SCRUBBED_FRACTION,
+    min_volumes: int = DEFAULT_MIN_VOLUMES,
+    dummy_scans: int | None = None,
+    global_signal: bool = False,
+    band_pass: tuple[float, float] = DEFAULT_BAND_PASS,
+    fmriprep: bool = False,
+    dummy_counts: list[int] | None = None,
+    sphere_radii: list[float] | None = None,
+) -> str:
+    """Methods text of :func:`init_func_wf` built with these settings (its ``__desc__``).
+
+    ``dummy_counts`` and ``sphere_radii`` are values a finished run recorded in its sidecars
+    (the report adds them; a workflow being built describes the rule). Citations are ``[key]``
+    keys of :data:`bids_brainage.reports.citation.REFERENCES`.
+    """
+    kind = connectivity_kind(connectivity)
+    atlas_text, atlas_refs = ATLAS_TEXT.get(atlas, ATLAS_TEXT["custom"])
+    kind_text, kind_refs = CONNECTIVITY_TEXT[kind]
+    if dummy_scans is not None:
+        dummy_text = f"the first {int(dummy_scans)} volumes were discarded as non-steady-state (dummy) scans."
+    else:
+        dummy_text = (
+            "the initial volumes that the run's JSON sidecar marks as non-steady-state "
+            f"({', '.join(f'`{k}`' for k in DUMMY_KEYS)}) were discarded"
+            + (
+                f" ({_range_text(dummy_counts, '')} per run in this dataset)."
+                if dummy_counts
+                else "; none when it does not say."
+            )
+        )
+    if atlas in PUBLISHED_RADIUS_MM:
+        atlas_text += (
+            f", as spheres of radius max({PUBLISHED_RADIUS_MM[atlas]:g} mm as published, "
+            f"{SPHERE_RADIUS_VOXELS:g} x the BOLD voxel size)"
+            + (f", {_range_text(sphere_radii, ' mm')} in this dataset," if sphere_radii else ",")
+            + " each voxel assigned to its nearest centre"
+        )
+    motion = (
+        "Head motion parameters and the BOLD-to-T1w transform were taken from fMRIPrep's outputs, "
+        "and its T1w-space preprocessed BOLD series was used."
+        if fmriprep
+        else "Head motion was estimated with a rigid-body Gauss-Newton realignment to a reference "
+        "volume, and the reference was coregistered to the T1w."
+    )
+    atlas_cite = f" [{'; '.join(atlas_refs)}]" if atlas_refs else ""
+    return (
+        f"For each resting-state BOLD run, {dummy_text} {motion} "
+        f"Confounds were the 24 motion parameters [friston1996], the mean WM and CSF signals"
+        f"{' and the global signal' if global_signal else ''}, framewise displacement (FD) and DVARS "
+        f"[power2012]. Confounds were regressed out and the signals band-pass filtered "
+        f"({band_pass[0]:g}-{band_pass[1]:g} Hz); volumes with FD > {fd_threshold:g} mm were censored "
+        f"(scrubbing) [power2014]. Runs with more than {max_scrubbed_fraction:.0%} of volumes censored "
+        f"or fewer than {min_volumes} remaining volumes were excluded. Regional time series were "
+        f"extracted from {atlas_text}{atlas_cite} and functional connectivity computed as {kind_text}"
+        + (f" [{'; '.join(kind_refs)}]" if kind_refs else "")
+        + " with nilearn [nilearn]."
+    )
 
 
 def bold_entities(bold_file: str) -> dict[str, str]:
@@ -55,13 +153,14 @@ def init_func_wf(
     task: str = "rest",
     sloppy: bool,
     omp_nthreads: int,
-    atlas: str = "Seitzman300",
-    connectivity: str = "correlation",
+    atlas: str = DEFAULT_ATLAS,
+    connectivity: str = DEFAULT_CONNECTIVITY,
     fd_threshold: float = DEFAULT_FD_THRESHOLD,
-    max_scrubbed_fraction: float = 0.5,
+    max_scrubbed_fraction: float = DEFAULT_MAX_SCRUBBED_FRACTION,
     min_volumes: int = DEFAULT_MIN_VOLUMES,
     dummy_scans: int | None = None,
     global_signal: bool = False,
+    band_pass: tuple[float, float] = DEFAULT_BAND_PASS,
     fmriprep_dir: str | None = None,
     random_seed: int = 0,
     name: str = "func_wf",
@@ -73,7 +172,7 @@ def init_func_wf(
     coregistration [``coreg``] (ANTs) → confounds [``confounds``] (24P, WM, CSF, GS, FD, DVARS)
     → the atlas carried into BOLD space [``atlas_to_bold``] (the atlas is resampled, never the
     BOLD) → ROI time series, censoring and denoising [``denoise``] (``nilearn.signal.clean``:
-    detrend, confounds, band-pass 0.01-0.1 Hz, scrubbing) → connectivity [``connectivity``]
+    detrend, confounds, band-pass ``band_pass``, scrubbing) → connectivity [``connectivity``]
     (Fisher z) → run QC and exclusion [``run_qc``] → feature table [``features``] →
     derivatives [``ds_func_wf``, :func:`~bids_brainage.workflows.outputs.init_ds_func_wf`] and
     reportlets [``func_reports_wf``, :func:`~bids_brainage.workflows.reports.init_func_reports_wf`]. With ``fmriprep_dir`` holding this run's
@@ -109,6 +208,8 @@ def init_func_wf(
         (``NumberOfVolumesDiscardedByUser``/``NumberOfDummyScans``/...) or 0.
     global_signal : bool
         Also regress the global signal.
+    band_pass : (float, float)
+        High-pass and low-pass edges (Hz) of the time-series filter.
     fmriprep_dir : str, optional
         An fMRIPrep derivative folder to reuse.
     random_seed : int
@@ -165,6 +266,11 @@ def init_func_wf(
     fmriprep = find_fmriprep_run(fmriprep_dir, bold_file, bids_root) if fmriprep_dir else None
 
     wf = pe.Workflow(name=name)
+    wf.__desc__ = func_methods(
+        atlas=atlas, connectivity=connectivity, fd_threshold=fd_threshold,
+        max_scrubbed_fraction=max_scrubbed_fraction, min_volumes=min_volumes, dummy_scans=dummy_scans,
+        global_signal=global_signal, band_pass=band_pass, fmriprep=bool(fmriprep),
+    )  # fmt: skip
     inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
     prepare = pe.Node(PrepareBold(in_file=bold_file, tr=tr, dummy_scans=n_dummy), name="prepare_bold")
@@ -197,7 +303,13 @@ def init_func_wf(
     confounds = pe.Node(BoldConfounds(fd_threshold=fd_threshold), name="confounds")
     to_bold = pe.Node(AtlasToBold(atlas=atlas), name="atlas_to_bold")
     denoise = pe.Node(
-        DenoiseTimeseries(fd_threshold=fd_threshold, global_signal=global_signal), name="denoise"
+        DenoiseTimeseries(
+            fd_threshold=fd_threshold,
+            global_signal=global_signal,
+            high_pass=band_pass[0],
+            low_pass=band_pass[1],
+        ),
+        name="denoise",
     )
     conn = pe.Node(ConnectivityMatrix(kind=connectivity), name="connectivity")
     run_qc = pe.Node(
@@ -208,6 +320,7 @@ def init_func_wf(
     features = pe.Node(
         FunctionalFeatures(
             kind=connectivity, fd_threshold=fd_threshold, participant_id=f"sub-{subject}",
+            high_pass=band_pass[0], low_pass=band_pass[1],
             extra_meta={"Sources": src, "Atlas": atlas_info.name, "Space": "MNI152NLin2009aSym",
                         "MotionCorrection": "fMRIPrep" if fmriprep else "bids_brainage.compute.hmc"},
         ),
@@ -281,4 +394,4 @@ def init_func_wf(
     return wf
 
 
-__all__ = ["init_func_wf", "INPUT_FIELDS", "OUTPUT_FIELDS", "MIN_BOLD_VOLUMES"]
+__all__ = ["init_func_wf", "func_methods", "INPUT_FIELDS", "OUTPUT_FIELDS", "MIN_BOLD_VOLUMES"]

@@ -1,0 +1,84 @@
+"""The methods text is written beside each builder (``__desc__``, fMRIPrep style) from the
+values the workflow was built with, and the reports' methods are that same text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from bids_brainage import bids
+from bids_brainage.config import Config
+from bids_brainage.reports import citation
+from bids_brainage.workflows.base import init_single_subject_wf
+from bids_brainage.workflows.desc import visit_desc
+from bids_brainage.workflows.functional import init_func_wf
+
+
+def _inputs(root: Path) -> tuple[Path, Path]:
+    anat, func = root / "sub-01" / "anat", root / "sub-01" / "func"
+    anat.mkdir(parents=True)
+    func.mkdir(parents=True)
+    t1w = anat / "sub-01_T1w.nii.gz"
+    nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)).to_filename(t1w)
+    bold = func / "sub-01_task-rest_bold.nii.gz"
+    nib.Nifti1Image(np.zeros((4, 4, 4, 10), np.float32), np.eye(4)).to_filename(bold)
+    (func / "sub-01_task-rest_bold.json").write_text(json.dumps({"RepetitionTime": 2.0}))
+    return t1w, bold
+
+
+def _func_desc(tmp_path: Path, **options) -> tuple[str, object]:
+    root = tmp_path / "bids"
+    _, bold = _inputs(root)
+    wf = init_func_wf(
+        bold_file=str(bold), output_dir=str(tmp_path / "out"), subject="01", session=None,
+        bids_root=str(root), sloppy=True, omp_nthreads=1, **options,
+    )  # fmt: skip
+    return " ".join(visit_desc(wf)), wf
+
+
+def test_func_desc_follows_fd_threshold_and_band_pass(tmp_path):
+    default, _ = _func_desc(tmp_path / "a")
+    assert "FD > 0.5 mm" in default and "(0.01-0.1 Hz)" in default
+    changed, wf = _func_desc(tmp_path / "b", fd_threshold=0.3, band_pass=(0.02, 0.09))
+    assert "FD > 0.3 mm" in changed and "(0.02-0.09 Hz)" in changed
+    assert "FD > 0.5 mm" not in changed and "0.01-0.1 Hz" not in changed
+    # ... and the nodes were built with the values the text states.
+    denoise = wf.get_node("denoise").inputs
+    assert (denoise.high_pass, denoise.low_pass, denoise.fd_threshold) == (0.02, 0.09, 0.3)
+
+
+def test_participant_methods_are_the_built_workflows_desc(tmp_path):
+    """The report's Anatomical/Functional paragraphs equal the ``__desc__`` of the workflow
+    ``init_single_subject_wf`` builds from the same settings (non-default ones here)."""
+    root = tmp_path / "bids"
+    t1w, bold = _inputs(root)
+    config = Config(
+        bids_dir=root, output_dir=tmp_path / "out", analysis_level="participant", work_dir=tmp_path / "work",
+        fd_threshold=0.2, connectivity="ledoit-wolf", atlas="Power264", min_volumes=80,
+        max_scrubbed_fraction=0.25, global_signal=True, thickness=True, sloppy=True, dummy_scans=3,
+    )  # fmt: skip
+    data = bids.SessionData(subject="01", session=None, t1w=str(t1w), bold=[str(bold)])
+    built = visit_desc(init_single_subject_wf(config, data, [str(bold)]))
+    paragraphs = {heading: text for heading, text, _ in citation.methods_paragraphs(config)}
+    assert built == [paragraphs["Anatomical data"], paragraphs["Functional data"]]
+    assert "FD > 0.2 mm" in built[1] and "Ledoit-Wolf" in built[1] and "264 regions of Power" in built[1]
+    assert "the first 3 volumes were discarded" in built[1] and "and the global signal" in built[1]
+    assert "KellyKapowski" in built[0] and "--sloppy" in built[0]
+
+
+def test_visit_desc_orders_and_deduplicates(tmp_path):
+    from nipype.interfaces import utility as niu
+    from nipype.pipeline import engine as pe
+
+    outer = pe.Workflow(name="outer")
+    outer.__desc__, outer.__postdesc__ = "first", "last"
+    inner = [pe.Workflow(name=f"inner{i}") for i in range(3)]
+    for wf, text in zip(inner, ("second", "third", "second"), strict=True):
+        wf.__desc__ = text
+        wf.add_nodes([pe.Node(niu.IdentityInterface(fields=["x"]), name="node")])
+    outer.connect(inner[0], "node.x", inner[1], "node.x")
+    outer.connect(inner[1], "node.x", inner[2], "node.x")
+    assert visit_desc(outer) == ["first", "second", "third", "last"]
