@@ -19,11 +19,13 @@ from bids_brainage.defaults import (
     DEFAULT_ATLAS,
     DEFAULT_BIAS_CORRECTION,
     DEFAULT_CONNECTIVITY,
+    DEFAULT_DEVICE,
     DEFAULT_FD_THRESHOLD,
     DEFAULT_HARMONIZE,
     DEFAULT_MAX_SCRUBBED_FRACTION,
     DEFAULT_MIN_VOLUMES,
     DEFAULT_N_FOLDS,
+    DEFAULT_RANDOM_SEED,
 )
 from bids_brainage.errors import UsageError
 
@@ -65,8 +67,8 @@ class Config:
     skip_bids_validation: bool = False
     stop_on_first_crash: bool = False
     sloppy: bool = False
-    random_seed: int = 0
-    device: str = "auto"
+    random_seed: int = DEFAULT_RANDOM_SEED
+    device: str = DEFAULT_DEVICE
     reports_only: bool = False
     verbosity: int = 0
     atlas: str = DEFAULT_ATLAS

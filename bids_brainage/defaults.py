@@ -74,6 +74,13 @@ DEFAULT_N_FOLDS = 5
 #: Site harmonisation (``--harmonize``; one of :data:`HARMONIZE_CHOICES`).
 DEFAULT_HARMONIZE = "none"
 
+#: Seed of every random step (``--random-seed``): registrations' metric sampling, folds, model.
+DEFAULT_RANDOM_SEED = 0
+
+#: Where the model runs (``--device``): ``auto`` is the GPU when there is one.
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+DEFAULT_DEVICE = "auto"
+
 #: Ages (years) a prediction interval may span: bounds are clipped to this range.
 PLAUSIBLE_AGE_YEARS = (0.0, 120.0)
 

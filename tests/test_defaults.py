@@ -18,6 +18,7 @@ from bids_brainage import defaults
 from bids_brainage.cli.parser import build_parser
 from bids_brainage.config import Config
 from bids_brainage.interfaces.connectivity import DenoiseTimeseries, FunctionalFeatures, RunQC
+from bids_brainage.workflows.anatomical import init_anat_wf
 from bids_brainage.workflows.functional import func_methods, init_func_wf
 
 PACKAGE = Path(bids_brainage.__file__).parent
@@ -32,6 +33,8 @@ EXPECTED = {
     "n_folds": defaults.DEFAULT_N_FOLDS,
     "harmonize": defaults.DEFAULT_HARMONIZE,
     "bias_correction": defaults.DEFAULT_BIAS_CORRECTION,
+    "random_seed": defaults.DEFAULT_RANDOM_SEED,
+    "device": defaults.DEFAULT_DEVICE,
 }
 
 #: A default literal written outside defaults.py: ``fd_threshold = 0.5``, ``default=0.5``,
@@ -72,8 +75,16 @@ def test_parser_and_config_defaults_come_from_defaults_module():
 
 def test_builder_and_interface_defaults_come_from_defaults_module():
     params = inspect.signature(init_func_wf).parameters
-    for name in ("fd_threshold", "connectivity", "atlas", "max_scrubbed_fraction", "min_volumes"):
+    for name in (
+        "fd_threshold",
+        "connectivity",
+        "atlas",
+        "max_scrubbed_fraction",
+        "min_volumes",
+        "random_seed",
+    ):
         assert params[name].default == EXPECTED[name], name
+    assert inspect.signature(init_anat_wf).parameters["random_seed"].default == defaults.DEFAULT_RANDOM_SEED
     assert params["band_pass"].default == defaults.DEFAULT_BAND_PASS
     for interface in (DenoiseTimeseries, FunctionalFeatures):
         spec = interface().inputs

@@ -7,6 +7,8 @@ import logging
 import time
 from pathlib import Path
 
+from bids_brainage.defaults import DEFAULT_RANDOM_SEED
+
 LOGGER = logging.getLogger("bids_brainage.demo")
 
 
@@ -23,7 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resolution", type=float, default=3.0, help="simulated T1w voxel size (mm)")
     parser.add_argument("--n-volumes", type=int, default=60, help="simulated BOLD volumes")
     parser.add_argument("--nprocs", type=int, default=None, help="processes (default: all CPUs)")
-    parser.add_argument("--random-seed", type=int, default=0, help="seed of the simulation and the model")
+    parser.add_argument(
+        "--random-seed", type=int, default=DEFAULT_RANDOM_SEED, help="seed of the simulation and the model"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     parser.set_defaults(func=run)
 

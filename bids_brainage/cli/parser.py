@@ -17,11 +17,14 @@ from bids_brainage.defaults import (
     DEFAULT_ATLAS,
     DEFAULT_BIAS_CORRECTION,
     DEFAULT_CONNECTIVITY,
+    DEFAULT_DEVICE,
     DEFAULT_FD_THRESHOLD,
     DEFAULT_HARMONIZE,
     DEFAULT_MAX_SCRUBBED_FRACTION,
     DEFAULT_MIN_VOLUMES,
     DEFAULT_N_FOLDS,
+    DEFAULT_RANDOM_SEED,
+    DEVICE_CHOICES,
     HARMONIZE_CHOICES,
     connectivity_spelling,
 )
@@ -173,8 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--sloppy", action="store_true", help="2 mm template and fewer iterations: for tests and demos only"
     )
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the model runs")
-    g.add_argument("--random-seed", "--random_seed", type=int, default=0, help="seed for every random step")
+    g.add_argument("--device", choices=DEVICE_CHOICES, default=DEFAULT_DEVICE, help="where the model runs")
+    g.add_argument(
+        "--random-seed",
+        "--random_seed",
+        type=int,
+        default=DEFAULT_RANDOM_SEED,
+        help="seed for every random step",
+    )
 
     g = parser.add_argument_group("Anatomical and functional processing")
     g.add_argument(

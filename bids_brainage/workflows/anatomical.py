@@ -10,6 +10,7 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from bids_brainage.defaults import DEFAULT_RANDOM_SEED
 from bids_brainage.derivatives import check_label
 from bids_brainage.interfaces.anatomical import (
     AtroposSegmentation,
@@ -74,7 +75,7 @@ def init_anat_wf(
     omp_nthreads: int,
     atlas: dict | None = None,
     thickness: bool = False,
-    random_seed: int = 0,
+    random_seed: int = DEFAULT_RANDOM_SEED,
     name: str = "anat_wf",
 ) -> pe.Workflow:
     """Build the anatomical workflow of one subject/session.

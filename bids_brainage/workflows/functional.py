@@ -18,6 +18,7 @@ from bids_brainage.defaults import (
     DEFAULT_FD_THRESHOLD,
     DEFAULT_MAX_SCRUBBED_FRACTION,
     DEFAULT_MIN_VOLUMES,
+    DEFAULT_RANDOM_SEED,
     DUMMY_KEYS,
     SPHERE_RADIUS_VOXELS,
     connectivity_kind,
@@ -162,7 +163,7 @@ def init_func_wf(
     global_signal: bool = False,
     band_pass: tuple[float, float] = DEFAULT_BAND_PASS,
     fmriprep_dir: str | None = None,
-    random_seed: int = 0,
+    random_seed: int = DEFAULT_RANDOM_SEED,
     name: str = "func_wf",
 ) -> pe.Workflow:
     """Build the workflow of one resting-state BOLD run.
