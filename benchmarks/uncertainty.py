@@ -359,8 +359,7 @@ def report(datasets: list[str]) -> None:
         out += [f"### {dataset}: {len(frames[0])} people, {n_sites} sites, {len(frames)} seed(s)", "",
                 f"Intervals, bias correction and the by-group rows: out-of-fold predictions of the "
                 f"{SHARED_PREDICTIONS[dataset][1]}, the same folds. Harmonisation rows: this script's own "
-                "fits (SA-AVAE on sMRI), made before the SA-AVAE was reworked (issue 14); they compare ComBat "
-                "on and off within that version.", ""]  # fmt: skip
+                "fits of the same SA-AVAE on the structural features alone, ComBat off and on.", ""]  # fmt: skip
         harm = harmonisation_rows(dataset)
         out += ["**Harmonisation** (ComBat, age and sex protected, fitted on the training sites; `combat`: the "
                 "held-out site harmonised from its own people around their mean age, so that site's mean age "
