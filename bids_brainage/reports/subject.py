@@ -1,6 +1,8 @@
 """Per-subject HTML report (fMRIPrep layout), discovered entirely from OUTPUT_DIR.
 
-Sections: Summary, Anatomical, Functional, Brain age, About, Methods, Errors. Whatever is
+Sections: Summary, Anatomical, Functional, Brain age, About, Methods, Errors. The figures of
+Anatomical and Functional are the reportlets selected by BIDS entities in
+``data/reports-spec.yml`` (:mod:`bids_brainage.reports.spec`, nireports' assembler). Whatever is
 missing on disk is shown as "not available"; building a report never raises for missing
 or malformed outputs.
 """
@@ -13,89 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from bids_brainage.reports import citation, figures, html
+from bids_brainage.reports import citation, figures, html, spec
 
 LOGGER = logging.getLogger("bids_brainage.reports")
-
-# (section, key, title, match on the lower-cased desc entity / name) -- first match wins.
-_RULES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
-    ("func", "carpet", "Carpet plot with FD and DVARS", ("carpet", "confound", "motion", "dvars")),
-    ("func", "coreg", "Coregistration of BOLD to T1w", ("coreg", "bbr", "epi2t1", "boldref")),
-    ("func", "connectivity", "Functional connectivity", ("connectivity", "relmat", "conn", "matrix")),
-    ("anat", "mask", "Brain mask", ("brainmask", "mask", "brain", "skull")),
-    ("anat", "seg", "Tissue segmentation", ("seg", "tissue", "atropos", "probseg")),
-    ("anat", "reg", "Spatial normalisation to MNI152NLin2009aSym", ("reg", "norm", "mni", "template")),
-)
-_ANAT_ORDER = ("mask", "seg", "reg", "other")
-_FUNC_ORDER = ("carpet", "coreg", "connectivity", "other")
-
-
-def classify_figure(name: str) -> tuple[str, str, str]:
-    """Section (``anat``/``func``), kind and title of a reportlet from its file name.
-
-    The ``desc`` entity decides (``*_desc-brain_mask.svg`` → brain mask, ``*desc-carpet*`` →
-    carpet plot, ...); names carrying ``space-MNI`` count as registration; anything else goes
-    to *func* when it has a ``task`` entity, otherwise to *anat*.
-    """
-    ents = html.entities(name)
-    desc = ents.get("desc", "").lower()
-    suffix = ents.get("suffix", "").lower()
-    haystack = f"{desc} {suffix}"
-    is_func = "task" in ents or suffix in ("bold", "boldref", "timeseries", "relmat")
-    for section, key, title, words in _RULES:
-        if section == "anat" and is_func:
-            continue
-        if any(w in haystack for w in words):
-            return section, key, title
-    if "space" in ents and ents["space"].lower().startswith("mni") and not is_func:
-        return "anat", "reg", _RULES[-1][2]
-    return ("func" if is_func else "anat"), "other", desc or suffix or Path(name).stem
-
-
-def _matches_session(name: str, session: str | None) -> bool:
-    ses = html.entities(name).get("ses")
-    return ses is None or session is None or ses == session
-
-
-def _run_key(name: str) -> str:
-    ents = html.entities(name)
-    parts = [f"{k}-{ents[k]}" for k in ("ses", "task", "acq", "dir", "run", "echo") if k in ents]
-    return "_".join(parts) or "run"
-
-
-def _figure(path: Path, report_dir: Path, title: str, kind: str) -> html.Figure:
-    animated = False
-    try:
-        head = path.read_text(encoding="utf-8", errors="replace")
-        animated = "@keyframes" in head or "foreground-svg" in head
-    except OSError:
-        pass
-    return html.Figure(
-        title=title,
-        src=html.relpath(path, report_dir),
-        caption=path.name,
-        kind="animated" if animated else kind,
-    )
-
-
-def discover_figures(output_dir: Path, subject: str, session: str | None) -> dict[str, Any]:
-    """Reportlets under ``sub-X/figures`` grouped as ``{"anat": {kind: [...]}, "func": {run: {kind: [...]}}}``."""
-    folder = output_dir / f"sub-{subject}" / "figures"
-    anat: dict[str, list[html.Figure]] = {k: [] for k in _ANAT_ORDER}
-    func: dict[str, dict[str, list[html.Figure]]] = {}
-    for path in sorted(folder.glob("*.svg")):
-        if not _matches_session(path.name, session):
-            continue
-        section, kind, title = classify_figure(path.name)
-        if kind == "brainage" or "desc-brainage" in path.name or "desc-flicker" in path.name:
-            continue
-        figure = _figure(path, output_dir, title, kind)
-        if section == "anat":
-            anat[kind].append(figure)
-        else:
-            run = func.setdefault(_run_key(path.name), {k: [] for k in _FUNC_ORDER})
-            run[kind].append(figure)
-    return {"anat": anat, "func": func}
 
 
 def _data_dir(output_dir: Path, subject: str, session: str | None) -> Path:
@@ -108,31 +30,6 @@ def _glob(folder: Path, *patterns: str) -> list[Path]:
     for pattern in patterns:
         found.update(folder.glob(pattern))
     return sorted(found)
-
-
-def flicker_figure(output_dir: Path, subject: str, session: str | None) -> html.Figure | None:
-    """The registration fade (template ↔ participant in MNI space), made on first use."""
-    data = _data_dir(output_dir, subject, session)
-    moving = _glob(data / "anat", "*space-MNI152NLin2009aSym*desc-preproc_T1w.nii*", "*space-MNI*_T1w.nii*")
-    if not moving:
-        return None
-    label = f"sub-{subject}" + (f"_ses-{session}" if session else "")
-    out = output_dir / f"sub-{subject}" / "figures" / f"{label}_space-MNI152NLin2009aSym_desc-flicker_T1w.svg"
-    try:
-        if not out.exists() or out.stat().st_mtime < moving[0].stat().st_mtime:
-            from bids_brainage.reports.flicker import make_flicker_svg
-
-            make_flicker_svg(moving[0], out, label=label)
-    except Exception as err:  # noqa: BLE001 - a figure must never break the report
-        LOGGER.warning("%s: registration fade not made (%s)", label, err)
-        return None
-    return html.Figure(
-        title="Registration to MNI152NLin2009aSym: template ↔ participant (fade)",
-        src=html.relpath(out, output_dir),
-        caption="The template and the participant's T1w in template space fade into each other; "
-        "the red line is the template's brain outline (the same on both layers).",
-        kind="animated",
-    )
 
 
 def read_status(output_dir: Path, subject: str, session: str | None) -> dict[str, Any]:
@@ -223,7 +120,7 @@ def _sidecars(output_dir: Path, subject: str, session: str | None) -> dict[str, 
                 {
                     "name": path.name,
                     "href": html.relpath(path, output_dir),
-                    "run": _run_key(path.name),
+                    "run": spec.run_key(path.name),
                     "kind": "features" if is_features else "qc",
                     "rows": html.flatten({k: v for k, v in meta.items() if k not in documented}),
                     "feature_values": values,
@@ -406,9 +303,11 @@ def generate_subject_report(
     if bids_dir is not None and not Path(settings.get("bids_dir") or "").is_dir():
         settings["bids_dir"] = str(bids_dir)
     run_settings = settings
-    found = discover_figures(output_dir, subject, session)
-    animated = any(f.kind == "animated" for f in found["anat"]["reg"])
-    flicker = None if animated else flicker_figure(output_dir, subject, session)
+    try:
+        found = spec.assemble_figures(output_dir, subject, session)
+    except Exception as err:  # noqa: BLE001 - a malformed reportlet must never break the report
+        LOGGER.warning("%s: reportlets not assembled (%s)", label, err)
+        found = {"anat": {}, "func": {}}
     row, frame = brainage_row(output_dir, subject, session)
     age_figure = _brainage_figure(output_dir, subject, session, row, frame) if row else None
     steps = _steps(output_dir, subject, session, row is not None)
@@ -428,10 +327,9 @@ def generate_subject_report(
         "warnings": _warnings(sidecars, qc_rows, steps),
         "settings": settings,
         "anat": found["anat"],
-        "anat_order": _ANAT_ORDER,
-        "flicker": flicker,
+        "anat_order": spec.section_reportlets("Anatomical"),
         "func": found["func"],
-        "func_order": _FUNC_ORDER,
+        "func_order": spec.section_reportlets("Functional"),
         "func_runs": func_runs,
         "sidecars": sidecars,
         "qc_rows": qc_rows,
