@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT
+from container_helpers import PROJECT_ROOT
 from spython.main.parse.parsers import DockerParser, SingularityParser
 
 DOCKERFILE = PROJECT_ROOT / "Dockerfile"

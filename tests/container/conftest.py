@@ -11,11 +11,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from container_helpers import PROJECT_ROOT, Image, build
-
-# Modules that import PROJECT_ROOT from "conftest" get whichever conftest.py pytest loaded
-# last (tests/test_containers.py does): keep the name defined here too.
-__all__ = ["PROJECT_ROOT", "image"]
+from container_helpers import Image, build
 
 
 @pytest.fixture(scope="session")

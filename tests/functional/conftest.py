@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # func_synth, fixtures
+from fixtures import run_func_wf
 
 PUMI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "pumi"
-
-
-def run_func_wf(bold_file, bids_root, out_dir, work_dir, anat, subject, **kwargs):
-    """Build and run :func:`init_func_wf` with the anatomical inputs ``anat``; return the workflow."""
-    from bids_brainage.derivatives import init_derivatives
-    from bids_brainage.workflows.functional import init_func_wf
-
-    init_derivatives(out_dir, bids_root)
-    wf = init_func_wf(
-        bold_file=str(bold_file), output_dir=str(out_dir), subject=subject, session=None,
-        bids_root=str(bids_root), sloppy=True, omp_nthreads=1, **kwargs,
-    )  # fmt: skip
-    for key, value in anat.items():
-        setattr(wf.inputs.inputnode, key, value)
-    wf.base_dir = str(work_dir)
-    wf.config["execution"]["crashfile_format"] = "txt"
-    wf.config["execution"]["crashdump_dir"] = str(work_dir)
-    wf.run()
-    return wf
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Anatomical inputs for the functional workflow from a simulated dataset's truth (no anat_wf run)."""
+"""Anatomical inputs for the functional workflow from a simulated dataset's truth (no anat_wf
+run), and a runner of the functional workflow alone."""
 
 from __future__ import annotations
 
@@ -35,3 +36,22 @@ def anat_inputs_from_truth(bids_dir: Path, subject: str, work: Path) -> dict:
         "t1w_tpms": tpms,
         "std2anat_xfm": [str(truth / f"sub-{subject}_from-MNI152NLin2009aSym_to-T1w_mode-image_xfm.nii.gz")],
     }
+
+
+def run_func_wf(bold_file, bids_root, out_dir, work_dir, anat, subject, **kwargs):
+    """Build and run :func:`init_func_wf` with the anatomical inputs ``anat``; return the workflow."""
+    from bids_brainage.derivatives import init_derivatives
+    from bids_brainage.workflows.functional import init_func_wf
+
+    init_derivatives(out_dir, bids_root)
+    wf = init_func_wf(
+        bold_file=str(bold_file), output_dir=str(out_dir), subject=subject, session=None,
+        bids_root=str(bids_root), sloppy=True, omp_nthreads=1, **kwargs,
+    )  # fmt: skip
+    for key, value in anat.items():
+        setattr(wf.inputs.inputnode, key, value)
+    wf.base_dir = str(work_dir)
+    wf.config["execution"]["crashfile_format"] = "txt"
+    wf.config["execution"]["crashdump_dir"] = str(work_dir)
+    wf.run()
+    return wf

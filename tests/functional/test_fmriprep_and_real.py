@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_func_wf
+from fixtures import run_func_wf
 
 from bids_brainage.compute import hmc
 
