@@ -73,6 +73,13 @@ class BiasCorrector:
         return {"kind": self.kind, "coef": list(self.coef)}
 
 
+def _plausible_bounds(regressor: Any, pred: np.ndarray, alpha: float, **kwargs: Any) -> np.ndarray:
+    """(n, 2) bounds of a fitted crepes ``ConformalRegressor`` at 1−α, clipped to
+    ``PLAUSIBLE_AGE_YEARS`` (``kwargs``: its ``sigmas`` or ``bins``)."""
+    low, high = PLAUSIBLE_AGE_YEARS
+    return regressor.predict_int(pred, confidence=1 - alpha, y_min=low, y_max=high, **kwargs)
+
+
 @dataclass
 class ConformalInterval:
     """Split-conformal interval predicted_age ± q, q from absolute out-of-fold residuals.
@@ -172,10 +179,7 @@ class AdaptiveInterval:
         if ok.any() and self.scores:
             # crepes' normalised regressor from the stored scores (residual/σ; the sign does not matter).
             regressor = self._regressor(np.asarray(self.scores), np.ones(len(self.scores)))
-            bounds = regressor.predict_int(
-                pred[ok], sigmas=self.scale(pred[ok]), confidence=1 - self.alpha,
-                y_min=PLAUSIBLE_AGE_YEARS[0], y_max=PLAUSIBLE_AGE_YEARS[1],
-            )  # fmt: skip
+            bounds = _plausible_bounds(regressor, pred[ok], self.alpha, sigmas=self.scale(pred[ok]))
             lower[ok], upper[ok] = bounds[:, 0], bounds[:, 1]
         return lower, upper
 
@@ -256,10 +260,7 @@ class AgeConditionalInterval:
             scores = np.concatenate([np.asarray(s, float) for s in self.scores])
             labels = np.repeat(np.arange(len(self.scores)), [len(s) for s in self.scores])
             regressor = ConformalRegressor().fit(residuals=scores, bins=labels)
-            bounds = regressor.predict_int(
-                pred[ok], bins=self._bins(age[ok]), confidence=1 - self.alpha,
-                y_min=PLAUSIBLE_AGE_YEARS[0], y_max=PLAUSIBLE_AGE_YEARS[1],
-            )  # fmt: skip
+            bounds = _plausible_bounds(regressor, pred[ok], self.alpha, bins=self._bins(age[ok]))
             lower[ok], upper[ok] = bounds[:, 0], bounds[:, 1]
         return lower, upper
 
