@@ -2,19 +2,24 @@
 image's non-root user, with the BIDS folder mounted read-only, a read-only root file system
 and no network at all (``--network none``), so a run that tried to fetch anything would fail.
 
---version; the participant level on one real subject (pumi); simulate → participant → group
-on a small simulated cohort; the outputs pass bids-validator-deno (run here, on the host).
+--version; the participant level on one real subject (pumi); on the end-to-end simulated
+cohort, the participant level of one subject and the group level (training); the outputs pass
+bids-validator-deno (run here, on the host).
 Run times go to test-artifacts/container/timings.json.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from container_helpers import Image, record, run_image, writable_dir
+from pipeline_cohort import HELD_OUT, TRAIN
 
 from bids_brainage import __version__
 from bids_brainage.bids import run_validator
@@ -23,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 # What every participant-level run here uses: quick registrations, one subject at a time.
 PARTICIPANT = ["-w", "/work", "--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--random-seed", "1"]
-COHORT = 5  # the e2e cohort's size: 3-fold CV leaves 3 subjects with fMRI to train on
+COHORT = len(TRAIN) + 1  # the e2e cohort: five subjects made on the host, one in the image
 
 
 def _assert_ok(run, what: str) -> None:
@@ -71,6 +76,14 @@ def test_version_as_non_root_without_network(image: Image):
     assert root_fs == "image: read-only"
 
 
+def test_simulate_features_in_the_image(image: Image, tmp_path):
+    sim = writable_dir(tmp_path / "sim")
+    run = run_image(image, ["simulate", "/sim/out", "--n-subjects", "50", "--features-only"], {sim: "/sim"})
+    _assert_ok(run, "simulate --features-only")
+    table = pd.read_csv(sim / "out" / "features.tsv", sep="\t")
+    assert len(table) == 50 and table.filter(like="smri__").shape[1] > 0
+
+
 def test_participant_on_a_real_subject(image: Image, real_data, tmp_path):
     """pumi's sub-001 (T1w and resting-state BOLD), mounted read-only. pumi's field-map names
     are not BIDS (see tests/test_cli.py), hence --skip-bids-validation for the input."""
@@ -94,24 +107,46 @@ def test_participant_on_a_real_subject(image: Image, real_data, tmp_path):
     assert n_errors == 0, summary
 
 
+#: What the group level writes: left out when the host's participant outputs are copied.
+GROUP_OUTPUTS = ("brainage.tsv", "brainage.json", "group", "model", "group_report.html")
+
+
+def _copy_participant_outputs(src: Path, dst: Path) -> None:
+    """The participant-level outputs of ``src`` (no group results, no run logs) into ``dst``,
+    writable by the image's user."""
+    for item in src.iterdir():
+        if item.name in GROUP_OUTPUTS or item.name == "logs":
+            continue
+        (shutil.copytree if item.is_dir() else shutil.copy2)(item, dst / item.name)
+    shutil.copytree(src / "logs" / "participants", dst / "logs" / "participants")
+    for path in [dst, *dst.rglob("*")]:
+        if os.geteuid() == 0:
+            os.chown(path, 1000, 1000)
+        else:
+            path.chmod(0o777 if path.is_dir() else 0o666)
+
+
 @pytest.fixture(scope="module")
-def cohort(image: Image, tmp_path_factory):
-    """simulate → participant (every subject, input validated inside) → group, all in the image."""
+def cohort(image: Image, pipeline_run, tmp_path_factory):
+    """The end-to-end cohort (tests/conftest.py): its five training subjects' participant
+    outputs, made on the host by the same code, plus its held-out subject run here in the
+    image with the input validated inside → the group level (training) in the image. The
+    participant level of the whole cohort in the image cost ~5 min of CI and repeated what
+    the pumi test and the host's run already show."""
     root = tmp_path_factory.mktemp("container_cohort")
-    sim, out, work = (writable_dir(root / name) for name in ("sim", "out", "work"))
+    out, work = writable_dir(root / "out"), writable_dir(root / "work")
+    _copy_participant_outputs(pipeline_run.out_dir, out)
+    mounts = {pipeline_run.bids_dir: "/data:ro", out: "/out", work: "/work"}
     runs = {}
-    runs["simulate"] = run_image(image, ["simulate", "/sim/bids", "--n-subjects", str(COHORT), "--resolution",
-                                         "4", "--n-volumes", "40", "--seed", "3"], {sim: "/sim"})  # fmt: skip
-    _assert_ok(runs["simulate"], "simulate")
-    mounts = {sim / "bids": "/data:ro", out: "/out", work: "/work"}
     runs["participant"] = run_image(
-        image, ["/data", "/out", "participant", "--min-volumes", "20", *PARTICIPANT], mounts
-    )
-    _assert_ok(runs["participant"], "participant level on the simulated cohort")
+        image, ["/data", "/out", "participant", "--participant-label", HELD_OUT, "--min-volumes", "20",
+                *PARTICIPANT], mounts,
+    )  # fmt: skip
+    _assert_ok(runs["participant"], "participant level on the held-out simulated subject")
     runs["group"] = run_image(image, ["/data", "/out", "group", "--n-folds", "3", *PARTICIPANT], mounts)
     _assert_ok(runs["group"], "group level on the simulated cohort")
     record(f"cohort_{COHORT}_subjects", **{name: round(run.seconds, 1) for name, run in runs.items()})
-    return sim / "bids", out
+    return pipeline_run.bids_dir, out
 
 
 def test_group_on_a_simulated_cohort(cohort):
