@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from nipype.interfaces.utility import IdentityInterface
+from nipype.pipeline.engine import Workflow
 
 from bids_brainage import derivatives
 from bids_brainage.workflows.anatomical import init_anat_wf
@@ -51,12 +55,23 @@ def rerun(run: AnatRun, bids_root: Path, t1w: Path, **kwargs) -> dict:
     graph = wf.run(plugin="Linear")
     run.seconds.append(time.monotonic() - start)
     # nipype drops IdentityInterface nodes from the execution graph: read the outputnode's
-    # fields from the results of the nodes connected to it.
+    # fields from the results of the nodes that feed it, through sub-workflows (ds_anat_wf,
+    # the reportlets) and their own identity nodes.
     executed = {n.fullname.split(".", 1)[-1]: n for n in graph.nodes()}
     outputnode = wf.get_node("outputnode")
-    outputs = {}
-    for src, _, data in wf._graph.in_edges(outputnode, data=True):
-        result = executed[src.name].result.outputs
-        for src_field, dst_field in data["connect"]:
-            outputs[dst_field] = getattr(result, src_field)
-    return outputs
+    fields = [dst for _, _, data in wf._graph.in_edges(outputnode, data=True) for _, dst in data["connect"]]
+    return {name: _value(wf, outputnode, name, executed, []) for name in fields}
+
+
+def _value(wf: Any, node: Any, field: str, executed: dict, path: list[str]) -> Any:
+    """The value ``node.field`` had in the run (``node`` in workflow ``wf``, nested at ``path``)."""
+    if isinstance(node, Workflow):  # a sub-workflow's output: "innernode.field"
+        inner, inner_field = field.split(".", 1)
+        return _value(node, node.get_node(inner), inner_field, executed, [*path, node.name])
+    if isinstance(node.interface, IdentityInterface):
+        for src, _, data in wf._graph.in_edges(node, data=True):
+            for src_field, dst_field in data["connect"]:
+                if dst_field == field:
+                    return _value(wf, src, src_field, executed, path)
+        raise KeyError(f"nothing feeds {'.'.join([*path, node.name])}.{field}")
+    return getattr(executed[".".join([*path, node.name])].result.outputs, field)
