@@ -246,6 +246,17 @@ def feature_names(labels: list[str]) -> list[str]:
     return [f"fmri__{labels[i]}__{labels[j]}" for i, j in zip(*iu, strict=True)]
 
 
+def save_table_and_array(values: np.ndarray, columns: list[str], stem: Path) -> tuple[Path, Path]:
+    """``<stem>.tsv`` (the derivative: 5 significant digits, ``n/a`` for NaN) and ``<stem>.npy``
+    (full precision, what the next step reads, so rounding happens once, at the output)."""
+    table, array = stem.with_suffix(".tsv"), stem.with_suffix(".npy")
+    pd.DataFrame(values, columns=columns).to_csv(
+        table, sep="\t", index=False, float_format="%.5g", na_rep="n/a"
+    )
+    np.save(array, values)
+    return table, array
+
+
 def connectivity_relmat(timeseries_array: str, atlas_tsv: str, kind: str, out_dir: str) -> dict[str, str]:
     """The ROI x ROI matrix (Fisher z) of the denoised time series of one run.
 
@@ -263,13 +274,7 @@ def connectivity_relmat(timeseries_array: str, atlas_tsv: str, kind: str, out_di
     if valid.any():
         mat[np.ix_(valid, valid)] = connectivity_matrix(ts[:, valid], kind)
         np.fill_diagonal(mat, 0.0)
-    cwd = Path(out_dir)
-    relmat = cwd / "relmat.tsv"
-    pd.DataFrame(mat, columns=roi_names).to_csv(
-        relmat, sep="\t", index=False, float_format="%.5g", na_rep="n/a"
-    )
-    relmat_array = cwd / "relmat.npy"
-    np.save(relmat_array, mat)
+    relmat, relmat_array = save_table_and_array(mat, roi_names, Path(out_dir) / "relmat")
     return dict(relmat=str(relmat), relmat_array=str(relmat_array))
 
 

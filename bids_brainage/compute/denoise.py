@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from bids_brainage.compute.connectivity import roi_timeseries
+from bids_brainage.compute.connectivity import roi_timeseries, save_table_and_array
 from bids_brainage.compute.hmc import PARAM_NAMES
 from bids_brainage.defaults import DEFAULT_BAND_PASS
 
@@ -93,13 +93,7 @@ def denoise_timeseries(
             filtered = False
             cleaned = clean(raw[:, ~missing], filter=False, **kwargs)
         ts[:, ~missing] = cleaned
-    cwd = Path(out_dir)
-    ts_file = cwd / "timeseries.tsv"
-    pd.DataFrame(ts, columns=roi_names).to_csv(
-        ts_file, sep="\t", index=False, float_format="%.5g", na_rep="n/a"
-    )
-    ts_array = cwd / "timeseries.npy"
-    np.save(ts_array, ts)
+    ts_file, ts_array = save_table_and_array(ts, roi_names, Path(out_dir) / "timeseries")
     return dict(
         timeseries=str(ts_file),
         timeseries_array=str(ts_array),
