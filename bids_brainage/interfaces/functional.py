@@ -120,6 +120,7 @@ class _FuncReportletsInputSpec(BaseInterfaceInputSpec):
     confounds = File(exists=True, mandatory=True)
     boldref_t1w = File(exists=True, mandatory=True)
     t1w_brain = File(exists=True, mandatory=True)
+    t1w_dseg = File(exists=True, desc="T1w tissue labels (WM = 2): edges of the coregistration flicker")
     connectivity = File(exists=True, mandatory=True, desc="relmat TSV")
     networks = InputMultiObject(traits.Str, desc="network of each ROI")
     fd_threshold = traits.Float(DEFAULT_FD_THRESHOLD, usedefault=True)
@@ -155,7 +156,9 @@ class FunctionalReportlets(SimpleInterface):
             )
         )
         self._results["out_coreg"] = str(
-            rep.plot_coregistration(i.t1w_brain, i.boldref_t1w, cwd / "coreg.svg")
+            rep.plot_coregistration(
+                i.t1w_brain, i.boldref_t1w, cwd / "coreg.svg", i.t1w_dseg if isdefined(i.t1w_dseg) else None
+            )
         )
         self._results["out_connectivity"] = str(
             rep.plot_connectivity(i.connectivity, list(i.networks), cwd / "connectivity.svg")

@@ -61,14 +61,19 @@ def _edges(mask: np.ndarray) -> np.ndarray:
 
 
 def _mosaic(
-    base: np.ndarray, extent: np.ndarray, overlays: list[tuple[np.ndarray, tuple]], zooms
+    base: np.ndarray,
+    extent: np.ndarray,
+    overlays: list[tuple[np.ndarray, tuple]],
+    zooms,
+    n_slices: int = N_SLICES,
 ) -> np.ndarray:
-    """RGB mosaic: rows axial, coronal, sagittal; edges of each overlay mask in its colour."""
+    """RGB mosaic: rows axial, coronal, sagittal of ``n_slices`` slices; edges of each overlay
+    mask in its colour."""
     rows = []
     for axis in (2, 1, 0):
         panels = []
         plane_zooms = [z for a, z in enumerate(zooms) if a != axis]
-        for index in _slice_indices(extent, axis, N_SLICES):
+        for index in _slice_indices(extent, axis, n_slices):
             grey = np.take(base, index, axis=axis)
             rgb = np.repeat(grey[..., None], 3, axis=2)
             for volume, colour in overlays:

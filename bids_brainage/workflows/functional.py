@@ -387,7 +387,7 @@ def init_func_wf(
         (bold_src, reports_wf, [("out_file", "inputnode.bold"), ("bold_mask", "inputnode.bold_mask")]),
         (confounds, reports_wf, [("tissue_dseg", "inputnode.tissue_dseg"), ("confounds", "inputnode.confounds")]),
         (coreg_report_src, reports_wf, [(coreg_report_field, "inputnode.boldref_t1w")]),
-        (inputnode, reports_wf, [("t1w_brain", "inputnode.t1w_brain")]),
+        (inputnode, reports_wf, [("t1w_brain", "inputnode.t1w_brain"), ("t1w_dseg", "inputnode.t1w_dseg")]),
         (conn, reports_wf, [("relmat", "inputnode.relmat")]),
         (to_bold, reports_wf, [("networks", "inputnode.networks")]),
         (reports_wf, outputnode, [("outputnode.reportlets", "reportlets")]),

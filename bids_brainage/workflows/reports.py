@@ -19,7 +19,8 @@ from bids_brainage.templates import TEMPLATE_SPACE
 
 ANAT_INPUT_FIELDS = ["t1w_preproc", "t1w_mask", "t1w_dseg", "std_t1w"]
 FUNC_INPUT_FIELDS = [
-    "bold", "bold_mask", "tissue_dseg", "confounds", "boldref_t1w", "t1w_brain", "relmat", "networks",
+    "bold", "bold_mask", "tissue_dseg", "confounds", "boldref_t1w", "t1w_brain", "t1w_dseg", "relmat",
+    "networks",
 ]  # fmt: skip
 
 #: Reportlet name parts: (output of the plotting node, BIDS suffix, extra entities).
@@ -86,10 +87,12 @@ def init_func_reports_wf(
     fd_threshold: float = DEFAULT_FD_THRESHOLD,
     name: str = "func_reports_wf",
 ) -> pe.Workflow:
-    """Carpet plot with FD/DVARS, BOLD->T1w overlay and the network-ordered connectivity matrix.
+    """Carpet plot with FD/DVARS and censored volumes, BOLD->T1w coregistration flicker with
+    white-matter edges, and the network-ordered connectivity matrix.
 
     Inputs (``inputnode``): ``bold``, ``bold_mask``, ``tissue_dseg`` (BOLD grid), ``confounds``,
-    ``boldref_t1w``, ``t1w_brain``, ``relmat`` (TSV), ``networks`` (network of each ROI).
+    ``boldref_t1w``, ``t1w_brain``, ``t1w_dseg`` (T1w labels, WM = 2), ``relmat`` (TSV),
+    ``networks`` (network of each ROI).
     Outputs (``outputnode``): ``reportlets``, the stored SVGs
     ``<sub/ses/task/acq/run>_desc-{carpet,coreg,connectivity}_bold.svg``.
     """
@@ -100,7 +103,8 @@ def init_func_reports_wf(
     workflow.connect([
         (inputnode, plots, [("bold", "bold"), ("bold_mask", "bold_mask"), ("tissue_dseg", "tissue_dseg"),
                             ("confounds", "confounds"), ("boldref_t1w", "boldref_t1w"),
-                            ("t1w_brain", "t1w_brain"), ("relmat", "connectivity"), ("networks", "networks")]),
+                            ("t1w_brain", "t1w_brain"), ("t1w_dseg", "t1w_dseg"), ("relmat", "connectivity"),
+                            ("networks", "networks")]),
     ])  # fmt: skip
     names = {k: v for k, v in entities.items() if k in FUNC_REPORT_ENTITIES}
     _figure_sinks(workflow, plots, outputnode, output_dir, names, FUNC_REPORTLETS)
