@@ -113,6 +113,18 @@ def test_group_trains_writes_outputs_and_predicts_with_model(trained):
     sidecar = json.loads((out / "brainage.json").read_text())
     assert set(sidecar) == {*brainage.columns, "Device", "Model"}
     assert sidecar["Model"].startswith("SA-AVAE")
+    # The one schema (bids_brainage.compute.brainage_table): M/F, 2 decimals, Description objects, flags.
+    assert all(isinstance(sidecar[c], dict) and sidecar[c]["Description"] for c in brainage.columns)
+    assert set(brainage["sex"]) <= {"M", "F"} and sidecar["age"]["Units"] == "years"
+    assert (brainage["predicted_age"] == brainage["predicted_age"].round(2)).all()
+    flags = brainage.set_index("participant_id")
+    assert flags.loc["sub-003", "flag_bold_excluded"] and not flags.loc["sub-001", "flag_bold_excluded"]
+    assert not flags["flag_qc_failed"].any() and not flags["flag_unseen_site"].any()
+    assert not flags.loc[flags["split"] == "oof", "flag_age_out_of_range"].any()
+    assert pd.isna(flags.loc["sub-025", "flag_age_out_of_range"])  # no age
+    # Training is logged fold by fold when the console is not a terminal.
+    log = sorted((out / "logs").glob("group_*.log"))[0].read_text()
+    assert "fold 1 of 3: trained on" in log and "fold 3 of 3: trained on" in log
     assert (out / "model" / "model.safetensors").exists() and (out / "model" / "model_card.md").exists()
     metrics = json.loads((out / "group" / "metrics.json").read_text())
     assert metrics["overall"]["n"] == 23 and 0 <= metrics["coverage"]["empirical"] <= 1
@@ -127,6 +139,7 @@ def test_group_trains_writes_outputs_and_predicts_with_model(trained):
     assert list(predicted["participant_id"]) == ["sub-001", "sub-002"] and set(predicted["split"]) == {
         "predict"
     }
+    assert list(predicted.columns) == list(brainage.columns) and not predicted["flag_unseen_site"].any()
 
 
 def test_group_uses_only_what_the_latest_participant_run_produced(trained):

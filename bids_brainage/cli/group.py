@@ -18,41 +18,17 @@ import numpy as np
 import pandas as pd
 
 from bids_brainage import bids
+from bids_brainage.compute.brainage_table import (
+    brainage_table,
+    log_flags,
+    training_summary,
+    write_brainage_table,
+)
 from bids_brainage.errors import InputError, UsageError
 from bids_brainage.gather import gather_features, join_demographics
 from bids_brainage.utils import atomic
 
 LOGGER = logging.getLogger("bids_brainage.group")
-
-BRAINAGE_COLUMNS = {
-    "participant_id": "Participant label (sub-<label>).",
-    "session_id": "Session label (ses-<label>), n/a without sessions.",
-    "age": {"Description": "Chronological age from participants.tsv/sessions.tsv.", "Units": "years"},
-    "sex": "Sex used by the model (M or F).",
-    "site": "Acquisition site from participants.tsv (n/a when absent).",
-    "predicted_age": {
-        "Description": "Predicted brain age (mean of the fold ensemble, or out-of-fold).",
-        "Units": "years",
-    },
-    "interval_lower": {
-        "Description": "Lower bound of the prediction interval (split-conformal, calibrated within bins of chronological age; see the methods text).",
-        "Units": "years",
-    },
-    "interval_upper": {
-        "Description": "Upper bound of the prediction interval (split-conformal, calibrated within bins of chronological age; see the methods text).",
-        "Units": "years",
-    },
-    "brainage_gap": {"Description": "predicted_age - age.", "Units": "years"},
-    "brainage_gap_corrected": {
-        "Description": "Brain-age gap after age-bias correction fitted on training data only.",
-        "Units": "years",
-    },
-    "modalities": "Modalities used for this prediction: smri+fmri, or smri when the BOLD run was missing or excluded.",
-    "fold": "Cross-validation fold in which the subject was held out (n/a for new subjects).",
-    "split": "oof: out-of-fold prediction of a training subject; predict: prediction by a trained model; "
-    "excluded: the segmentation failed the structural QC (reason in group/qc.tsv), so the person was "
-    "neither trained on nor predicted.",
-}
 
 
 def build_model_table(config: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -63,6 +39,8 @@ def build_model_table(config: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise UsageError(
             f"{config.output_dir}: no finished participant outputs with structural features; run the participant level first"
         )
+    if getattr(config, "anat_only", False):  # --anat-only: the model sees structural features only
+        features = features.drop(columns=[c for c in features.columns if c.startswith("fmri__")])
     demographics = bids.demographics(config.bids_dir, config.sex_map)
     table = join_demographics(features, demographics)
     if table["session_id"].isna().all():
@@ -162,14 +140,14 @@ def _run_group(config: Any) -> int:
         predictions["split"] = "predict"
         atomic.write_tsv(group_dir / "qc.tsv", qc)
     predictions, not_predicted = _drop_refused(config, predictions)
-    brainage = _with_qc_excluded(config, _brainage_table(predictions, table), qc)
-    atomic.write_tsv(config.output_dir / "brainage.tsv", brainage)
     model_dir = config.output_dir / "model" if train else Path(config.model)
-    atomic.write_json(
-        config.output_dir / "brainage.json",
-        {**BRAINAGE_COLUMNS, "Device": _device_used(config), "Model": _network(model_dir)},
+    brainage = _with_qc_excluded(config, _with_demographics(predictions, table), qc)
+    brainage = brainage_table(brainage, training_summary(model_dir), qc)
+    write_brainage_table(
+        config.output_dir / "brainage.tsv", brainage, Device=_device_used(config), Model=_network(model_dir)
     )
     LOGGER.info("wrote %s (%d rows)", config.output_dir / "brainage.tsv", len(brainage))
+    log_flags(brainage)
     _reports(config, len(brainage))
     return 1 if refused or not_predicted else 0
 
@@ -279,7 +257,7 @@ def predict_subject(config: Any, subject: str, session: str | None) -> Path:
     Writes ``sub-X[_ses-Y]_desc-brainage_prediction.tsv`` (+ JSON) in the subject folder.
     """
     from bids_brainage.derivatives import bids_name
-    from bids_brainage.gather import features_of
+    from bids_brainage.gather import _subject_row, features_of
     from bids_brainage.model.bundle import load_bundle
     from bids_brainage.model.cv import predict_table
     from bids_brainage.model.features import canonicalise
@@ -301,34 +279,24 @@ def predict_subject(config: Any, subject: str, session: str | None) -> Path:
             _features_file(config, f"sub-{subject}", table.get("session_id", [None])[0], reason), reason
         )
     predictions["split"] = "predict"
-    brainage = _brainage_table(predictions, table)
+    _, qc_rows = _subject_row(config.output_dir, subject, session)
+    brainage = brainage_table(
+        _with_demographics(predictions, table), training_summary(config.model), pd.DataFrame(qc_rows)
+    )
     folder = config.output_dir / f"sub-{subject}" / (f"ses-{session}" if session else "")
     path = folder / bids_name("prediction", ".tsv", sub=subject, ses=session, desc="brainage")
-    atomic.write_tsv(path, brainage)
-    sidecar = {**BRAINAGE_COLUMNS, "ModelBundle": str(config.model)}
-    atomic.write_json(path.with_suffix(".json"), sidecar)
+    write_brainage_table(path, brainage, ModelBundle=str(config.model))
     LOGGER.info("sub-%s: predicted brain age %.1f years", subject, brainage["predicted_age"].iloc[0])
+    log_flags(brainage)
     return path
 
 
-def _brainage_table(predictions: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    renamed = predictions.rename(
-        columns={
-            "lower": "interval_lower",
-            "upper": "interval_upper",
-            "gap": "brainage_gap",
-            "corrected_gap": "brainage_gap_corrected",
-        }
-    )
+def _with_demographics(predictions: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Predictions with age, sex (M/F) and site of the model table (the model's sex is 0/1)."""
     key = ["participant_id"] + (["session_id"] if "session_id" in table.columns else [])
     demo = table[[*key, "age", "sex", "site"]]
-    renamed = renamed.drop(columns=[c for c in ("age", "sex", "site") if c in renamed.columns])
-    out = demo.merge(renamed, on=key, how="inner")
-    if "session_id" not in out:
-        out.insert(1, "session_id", "n/a")
-    if "fold" not in out:
-        out["fold"] = np.nan
-    return out[list(BRAINAGE_COLUMNS)]
+    predictions = predictions.drop(columns=[c for c in ("age", "sex", "site") if c in predictions.columns])
+    return demo.merge(predictions, on=key, how="inner")
 
 
 def _with_qc_excluded(config: Any, brainage: pd.DataFrame, qc: pd.DataFrame) -> pd.DataFrame:
@@ -348,7 +316,7 @@ def _with_qc_excluded(config: Any, brainage: pd.DataFrame, qc: pd.DataFrame) -> 
     rows = join_demographics(ids, bids.demographics(config.bids_dir, config.sex_map))
     rows["session_id"] = rows["session_id"].fillna("n/a")
     rows["site"] = rows["site"].fillna("n/a")
-    rows["split"], rows["modalities"] = "excluded", "n/a"
+    rows["split"], rows["modalities"] = "excluded", "none"
     rows = rows.reindex(columns=brainage.columns)
     return pd.concat([brainage, rows], ignore_index=True) if len(brainage) else rows
 

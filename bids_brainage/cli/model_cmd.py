@@ -176,15 +176,17 @@ def _fit(args: argparse.Namespace, table) -> int:
 
 
 def _predict(args: argparse.Namespace, table) -> int:
+    from bids_brainage.compute.brainage_table import brainage_table, log_flags, write_brainage_table
     from bids_brainage.model import load_bundle, predict_table
-    from bids_brainage.utils.atomic import write_tsv
 
     if args.out.is_dir():
         raise InputError(args.out, "--out must be a file name (PRED.tsv), not a directory")
     ensemble = load_bundle(args.model_dir, device=args.device)
-    pred = predict_table(ensemble, table)
-    write_tsv(args.out, pred)
-    print(f"{len(pred)} predictions written to {args.out} by {ensemble.models[0].network}")
+    pred = brainage_table(predict_table(ensemble, table).assign(split="predict"), ensemble.summary)
+    network = ensemble.models[0].network
+    write_brainage_table(args.out, pred, ModelBundle=str(args.model_dir), Model=network)
+    log_flags(pred)
+    print(f"{len(pred)} predictions written to {args.out} (+ .json) by {network}")
     return 0
 
 

@@ -8,10 +8,14 @@ OUTPUT_DIR. The model itself is :mod:`bids_brainage.model` (imported lazily: tor
 from __future__ import annotations
 
 import json
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+LOGGER = logging.getLogger("bids_brainage.group")
 
 #: Fast scikit-learn baselines run on the same folds as SA-AVAE at the group level
 #: (the full set with ablations is ``bids_brainage model evaluate``).
@@ -69,6 +73,9 @@ def train_brainage(
     out = Path(out_dir)
     table = read_model_table(table_file)
     folds = make_folds(table, n_folds, random_seed)
+    LOGGER.info(
+        "training SA-AVAE: %d-fold cross-validation on %d row(s), device %s", n_folds, len(table), device
+    )
     oof, ensemble, metrics = fit_cross_validated(
         table,
         folds=folds,
@@ -94,7 +101,9 @@ def train_brainage(
     save_bundle(ensemble, paths["bundle_dir"])
 
     rows = [{"model": "SA-AVAE", **regression_metrics(table["age"], oof["predicted_age"])}]
+    LOGGER.info("SA-AVAE out of fold: MAE %.2f years, r %.2f", rows[0]["mae"], rows[0]["pearson_r"])
     modalities = tuple(m for m in ("smri", "fmri") if feature_columns(table, m))
+    start = time.monotonic()
     for name in GROUP_BASELINES:
         pred = baseline_oof(name, table, folds, modalities=("smri",), random_seed=random_seed)
         rows.append({"model": f"{name} (sMRI)", **regression_metrics(table["age"], pred)})
@@ -102,6 +111,12 @@ def train_brainage(
             pred = baseline_oof(name, table, folds, modalities=modalities, random_seed=random_seed)
             rows.append({"model": f"{name} (sMRI+fMRI)", **regression_metrics(table["age"], pred)})
     pd.DataFrame(rows).to_csv(paths["baselines"], sep="\t", index=False, na_rep="n/a")
+    best = min(rows[1:], key=lambda r: r["mae"], default=None)
+    if best is not None:
+        LOGGER.info(
+            "baselines (%s) on the same folds in %.0f s; best %s: MAE %.2f years",
+            ", ".join(GROUP_BASELINES), time.monotonic() - start, best["model"], best["mae"],
+        )  # fmt: skip
 
     curves = [
         {"fold": k, "epoch": rec.get("epoch", i), "train_loss": rec.get("total", np.nan),

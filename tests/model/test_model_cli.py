@@ -71,10 +71,20 @@ def test_fit_predict_evaluate(tmp_path, table_path, capsys):
         == 0
     )
     pred = pd.read_csv(out, sep="\t", na_values="n/a")
-    assert len(pred) == 10 and pred["gap"].isna().all() and (pred["modalities"] == "smri").all()
+    # The schema of brainage.tsv: same columns, M/F, ages to 2 decimals, flags, a sidecar.
+    from bids_brainage.compute.brainage_table import COLUMNS
+
+    assert list(pred.columns) == [c for c in COLUMNS if c != "harmonization"]
+    assert set(pred["sex"]) <= {"M", "F"} and (pred["split"] == "predict").all()
+    assert (pred["predicted_age"] == pred["predicted_age"].round(2)).all()
+    assert pred["flag_age_out_of_range"].isna().all()  # no age: unknown
+    assert pred["flag_unseen_site"].notna().all() and pred["flag_qc_failed"].isna().all()
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert all(isinstance(sidecar[c], dict) and sidecar[c]["Description"] for c in pred.columns)
+    assert len(pred) == 10 and pred["brainage_gap"].isna().all() and (pred["modalities"] == "smri").all()
     # Without ages the intervals cannot be conditioned on age: the interval given the predicted
     # age is used, and every row says so.
-    assert pred["lower"].notna().all() and (pred["upper"] > pred["lower"]).all()
+    assert pred["interval_lower"].notna().all() and (pred["interval_upper"] > pred["interval_lower"]).all()
     assert pred["note"].str.contains("interval given the predicted age").all()
 
     report = tmp_path / "report"
