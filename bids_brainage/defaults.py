@@ -107,3 +107,15 @@ HARMONIZE_CHOICES = ("none", "combat")
 #: oldest tercile (docs/benchmarks.md, uncertainty section).
 BIAS_CORRECTIONS = ("linear", "quadratic")
 DEFAULT_BIAS_CORRECTION = "quadratic"
+
+#: Reports (issue 17). Below ``REPORT_SMALL_GROUP_N`` people, a group (an age decade, a sex, a
+#: site) is drawn as its points instead of a box plot, and its R² and correlations are shown
+#: as "n too small": with a handful of people R² swings far below zero (-2540 for one decade of
+#: three people) and says nothing about the model.
+REPORT_SMALL_GROUP_N = 10
+#: Below ``REPORT_SMALL_TRAINING_N`` training participants the group report shows a banner:
+#: brain-age accuracy keeps improving with training-set size well past a hundred people (see
+#: the review by Baecker et al. 2021, EBioMedicine 67:103374), and with a few dozen people the
+#: cross-validated MAE varies by years between folds and seeds, so such a model is a
+#: demonstration; the banner points to ``--model`` (a bundle trained on a larger cohort).
+REPORT_SMALL_TRAINING_N = 100

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bids_brainage.defaults import REPORT_SMALL_GROUP_N
 from bids_brainage.utils import atomic
 
 SEX_COLOURS = {"F": "#d95f02", "M": "#1b9e77"}
@@ -153,7 +154,7 @@ def plot_gap_vs_age(
         values = np.asarray(values, float)
         ok = _finite(age, values)
         ax.scatter(age[ok], values[ok], s=14, color=NEUTRAL, alpha=0.8)
-        if ok.sum() >= 3:
+        if ok.sum() >= REPORT_SMALL_GROUP_N:  # a fitted line and r for a handful of points mislead
             slope, intercept = np.polyfit(age[ok], values[ok], 1)
             xs = np.array([age[ok].min(), age[ok].max()])
             r = np.corrcoef(age[ok], values[ok])[0, 1]
@@ -163,31 +164,76 @@ def plot_gap_vs_age(
     return fig
 
 
-def _boxplot(ax: Any, data: list[np.ndarray], labels: list[str]) -> None:
-    try:
-        ax.boxplot(data, tick_labels=labels, showmeans=True)
-    except TypeError:  # matplotlib < 3.9
-        ax.boxplot(data, labels=labels, showmeans=True)
+def _groups_panel(ax: Any, data: list[np.ndarray], labels: list[str], min_n: int) -> None:
+    """One box plot per group of at least ``min_n`` values; smaller groups as their points
+    (jittered) with a mean bar. Tick labels carry each group's n."""
+    rng = np.random.default_rng(0)  # fixed jitter: identical figures on re-runs
+    big = [k for k, values in enumerate(data) if values.size >= min_n]
+    if big:
+        ax.boxplot([data[k] for k in big], positions=[k + 1 for k in big], showmeans=True, widths=0.6)
+    for k, values in enumerate(data):
+        if values.size >= min_n or values.size == 0:
+            continue
+        x = k + 1 + rng.uniform(-0.12, 0.12, values.size)
+        ax.scatter(x, values, s=18, color=NEUTRAL, edgecolor="white", linewidth=0.5, zorder=3,
+                   gid=f"points-{labels[k]}")  # fmt: skip
+        ax.hlines(values.mean(), k + 0.75, k + 1.25, color="0.2", lw=1.2, zorder=4)
+    ax.set_xticks(range(1, len(data) + 1))
+    ax.set_xticklabels([f"{label}\nn={values.size}" for label, values in zip(labels, data, strict=True)])
+    ax.set_xlim(0.4, len(data) + 0.6)
 
 
-def plot_gap_by_group(age: Sequence[float], sex: Sequence[str], gap: Sequence[float]) -> Any:
-    """Box plots of the (corrected) gap by sex and by age decade."""
+def plot_gap_by_group(
+    age: Sequence[float], sex: Sequence[str], gap: Sequence[float], min_n: int = REPORT_SMALL_GROUP_N
+) -> Any:
+    """The (corrected) gap by sex and by age decade: box plots for groups of at least ``min_n``
+    people, the points themselves (and their mean) for smaller groups."""
     age, gap = np.asarray(age, float), np.asarray(gap, float)
     sex = np.asarray(sex, dtype=object)
     ok = _finite(age, gap)
     fig, axes = figure(ncols=2, width=3.8, height=3.2)
     groups = sorted({str(s) for s in sex[ok]})
-    data = [gap[ok & (sex == s)] for s in groups]
     if groups:
-        _boxplot(axes[0], data, groups)
+        _groups_panel(axes[0], [gap[ok & (sex == s)] for s in groups], groups, min_n)
     axes[0].set(title="by sex", xlabel="sex", ylabel="corrected brain-age gap (years)")
     decades = np.floor(age[ok] / 10) * 10
     labels = sorted(set(decades.tolist()))
     if labels:
-        _boxplot(axes[1], [gap[ok][decades == d] for d in labels], [f"{int(d)}s" for d in labels])
+        _groups_panel(axes[1], [gap[ok][decades == d] for d in labels], [f"{int(d)}s" for d in labels], min_n)
     axes[1].set(title="by age decade", xlabel="decade")
     for ax in axes:
         ax.axhline(0, color="0.3", lw=1, ls="--")
+    return fig
+
+
+def plot_sites(frame: Any, nominal: float | None = None, min_n: int = REPORT_SMALL_GROUP_N) -> Any:
+    """MAE, mean corrected gap and interval coverage per site (rows of ``metrics_by_group.tsv``).
+
+    Sites with fewer than ``min_n`` people are drawn hollow (their values are noisy).
+    """
+    frame = frame.reset_index(drop=True)
+    n = frame["n"].astype(int).to_numpy()
+    labels = [f"{level}\nn={k}" for level, k in zip(frame["level"].astype(str), n, strict=True)]
+    x = np.arange(len(frame))
+    small = n < min_n
+    fig, axes = figure(ncols=3, width=max(2.6, 0.5 * len(frame) + 1.2), height=3.0)
+    panels = [
+        ("mae", "MAE (years)", None),
+        ("mean_corrected_gap", "mean corrected gap (years)", 0.0),
+        ("coverage", "interval coverage", nominal),
+    ]
+    for ax, (column, title, line) in zip(axes, panels, strict=True):
+        values = frame[column].astype(float).to_numpy() if column in frame else np.full(len(frame), np.nan)
+        ax.bar(x[~small], values[~small], color=NEUTRAL)
+        ax.bar(x[small], values[small], facecolor="white", edgecolor=NEUTRAL, hatch="//")
+        if line is not None:
+            ax.axhline(line, color="0.3", lw=1, ls="--")
+        ax.set_title(title)
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=90 if len(frame) > 8 else 0, fontsize=7)
+    if np.any(small):
+        axes[0].bar([], [], facecolor="white", edgecolor=NEUTRAL, hatch="//", label=f"n < {min_n}")
+        axes[0].legend(frameon=False, fontsize=7)
     return fig
 
 
@@ -257,6 +303,24 @@ def plot_latent(frame: Any) -> Any:
     return fig
 
 
+def run_labels(frame: Any) -> list[str]:
+    """``sub-01 ses-1 task-rest run-2`` for each row of a QC table (entities it has)."""
+    labels = []
+    for row in frame.to_dict("records"):
+        parts = []
+        for key, prefix in (("participant_id", "sub-"), ("session_id", "ses-"), ("task", "task-"),
+                            ("run", "run-")):  # fmt: skip
+            value = row.get(key)
+            text = str(value).strip() if value is not None else ""
+            if not text or text.lower() in ("n/a", "nan", "none"):
+                continue
+            if isinstance(value, float) and value.is_integer():
+                text = str(int(value))
+            parts.append(text if text.startswith(prefix) else prefix + text)
+        labels.append(" ".join(parts))
+    return labels
+
+
 def plot_qc(frame: Any, fd_threshold: float | None = None) -> Any:
     """Mean FD of every run; excluded runs in red."""
     fig, ax = figure(width=5.0, height=3.0)
@@ -268,7 +332,12 @@ def plot_qc(frame: Any, fd_threshold: float | None = None) -> Any:
     if fd_threshold is not None:
         ax.axhline(fd_threshold, color="0.3", ls="--", lw=1, label=f"FD threshold {fd_threshold:g} mm")
     ax.set(xlabel="run", ylabel="mean FD (mm)", title="Head motion per run")
-    ax.set_xticks([])
+    labels = run_labels(frame)
+    if 0 < len(labels) <= 60:
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=90, fontsize=6)
+    else:
+        ax.set_xticks([])
     ax.legend(frameon=False, fontsize=7)
     return fig
 

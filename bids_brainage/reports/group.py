@@ -15,9 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from bids_brainage.defaults import REPORT_SMALL_GROUP_N, REPORT_SMALL_TRAINING_N
 from bids_brainage.reports import citation, figures, html
 
 LOGGER = logging.getLogger("bids_brainage.reports")
+#: Shown instead of R² and correlations of a group under ``REPORT_SMALL_GROUP_N`` people.
+SMALL_N_TEXT = "n too small"
+_SMALL_N_METRICS = ("r", "r2", "corrected_gap_age_r")
 
 
 def _is_true(value: Any) -> bool:
@@ -69,8 +73,18 @@ def _records(frame: Any) -> list[dict[str, Any]]:
 _METRIC_ORDER = ("n", "mae", "rmse", "r", "r2", "corrected_gap_age_r", "mean_gap")
 
 
-def _metric_rows(block: Any) -> list[tuple[str, dict[str, Any]]]:
-    """``[(group, metrics)]`` with the metrics in a fixed, readable order."""
+def small_n(values: dict[str, Any], min_n: int = REPORT_SMALL_GROUP_N) -> dict[str, Any]:
+    """``values`` with R² and correlations replaced by :data:`SMALL_N_TEXT` when its ``n`` is
+    below ``min_n`` (R² of three people can be -2540: it says nothing about the model)."""
+    n = values.get("n")
+    if isinstance(n, int | float) and not isinstance(n, bool) and n < min_n:
+        return {k: (SMALL_N_TEXT if k in _SMALL_N_METRICS else v) for k, v in values.items()}
+    return values
+
+
+def _metric_rows(block: Any, label: Any = str) -> list[tuple[str, dict[str, Any]]]:
+    """``[(group, metrics)]`` with the metrics in a fixed, readable order, small groups'
+    correlations withheld (:func:`small_n`) and each group named by ``label(name)``."""
     if not isinstance(block, dict):
         return []
     rows = []
@@ -79,19 +93,73 @@ def _metric_rows(block: Any) -> list[tuple[str, dict[str, Any]]]:
             keys = [k for k in _METRIC_ORDER if k in values] + sorted(
                 k for k in values if k not in _METRIC_ORDER
             )
-            rows.append((str(name), {k: values[k] for k in keys}))
+            rows.append((label(name), small_n({k: values[k] for k in keys})))
     return rows
+
+
+def _bundle_size(path: Path) -> int | None:
+    meta = html.read_json(path / "model.json") if path.is_dir() else None
+    summary = meta.get("training_summary") if isinstance(meta, dict) else None
+    n = summary.get("n_participants") if isinstance(summary, dict) else None
+    return int(n) if isinstance(n, int | float) and not isinstance(n, bool) else None
+
+
+def training_size(output_dir: Path, settings: dict[str, Any], frame: Any) -> dict[str, Any] | None:
+    """How many people trained the model that made ``brainage.tsv``, and where that was read.
+
+    The bundle given with ``--model`` (its ``training_summary``), else the bundle this group
+    level published (``OUTPUT_DIR/model``), else the participants with an out-of-fold
+    prediction in ``brainage.tsv``. ``None`` when none of them is available.
+    """
+    if settings.get("model"):
+        n = _bundle_size(Path(str(settings["model"])))
+        if n is not None:
+            return {"n": n, "source": "the bundle given with --model"}
+    n = _bundle_size(output_dir / "model")
+    if n is not None:
+        return {"n": n, "source": "model/model.json"}
+    if frame is not None and {"split", "participant_id"} <= set(frame.columns):
+        oof = frame[frame["split"].astype(str) == "oof"]
+        if len(oof):
+            return {"n": int(oof["participant_id"].nunique()), "source": "out-of-fold rows of brainage.tsv"}
+    return None
+
+
+def small_training_banner(
+    size: dict[str, Any] | None, threshold: int = REPORT_SMALL_TRAINING_N
+) -> dict[str, Any] | None:
+    """The small-training-set banner's content, or ``None`` when the model was trained on at
+    least ``threshold`` people (or its size is unknown)."""
+    if size is None or size["n"] >= threshold:
+        return None
+    return {**size, "threshold": threshold}
+
+
+def _sites(by_group: Any, folder: Path, nominal: Any) -> dict[str, Any]:
+    """Per-site rows of ``metrics_by_group.tsv`` and their figure (``{}`` without sites)."""
+    if by_group is None or not {"grouping", "level", "n"} <= set(by_group.columns):
+        return {}
+    sites = by_group[by_group["grouping"].astype(str) == "site"]
+    if sites.empty:
+        return {}
+    rows = _records(sites)
+    for row in rows:
+        row["small"] = int(row.get("n") or 0) < REPORT_SMALL_GROUP_N
+    nominal = float(nominal) if isinstance(nominal, int | float) else None
+    return {"rows": rows, "fig": _make("metrics_by_site", figures.plot_sites, folder, sites, nominal)}
 
 
 def _brainage_section(output_dir: Path, frame: Any, folder: Path, bids_dir: Path | None) -> dict[str, Any]:
     links = _report_links(output_dir, frame, bids_dir)
+    if "sex" in frame:
+        frame = frame.assign(sex=frame["sex"].map(html.sex_label))
     rows = _records(frame)
     for row, link in zip(rows, links, strict=True):
         row["_link"] = link
         row["_label"] = _label(str(row.get("participant_id")), row.get("session_id"))
     col = frame.get
     sex = col("sex", None)
-    sex = sex.fillna("n/a").astype(str) if sex is not None else ["n/a"] * len(frame)
+    sex = sex.astype(str) if sex is not None else ["n/a"] * len(frame)
     out: dict[str, Any] = {"rows": rows, "n_linked": sum(link is not None for link in links)}
     if "age" in frame and "predicted_age" in frame:
         out["pred"] = _make(
@@ -174,11 +242,17 @@ def generate_group_report(output_dir: str | os.PathLike, config: Any = None) -> 
     overall = _metric_rows({"overall": metrics.get("overall")})
     context["overall"] = overall[0][1] if overall else {}
     context["by_decade"] = _metric_rows(metrics.get("by_decade"))
-    context["by_sex"] = _metric_rows(metrics.get("by_sex"))
+    context["by_sex"] = _metric_rows(metrics.get("by_sex"), html.sex_label)
     context["coverage"] = metrics.get("coverage") if isinstance(metrics.get("coverage"), dict) else {}
+    context["small_n"] = REPORT_SMALL_GROUP_N
+    context["banner"] = small_training_banner(training_size(output_dir, settings, frame))
 
     by_group = html.read_tsv(group / "metrics_by_group.tsv")
+    if by_group is not None and {"grouping", "level"} <= set(by_group.columns):
+        is_sex = by_group["grouping"].astype(str) == "sex"
+        by_group.loc[is_sex, "level"] = by_group.loc[is_sex, "level"].map(html.sex_label)
     context["by_group"] = _records(by_group)
+    context["sites"] = _sites(by_group, folder, context["coverage"].get("nominal"))
 
     baselines = html.read_tsv(group / "baselines.tsv")
     context["baselines"] = _records(baselines)

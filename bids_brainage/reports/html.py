@@ -269,3 +269,15 @@ class Figure:
 def escape(text: str) -> str:
     """HTML-escape ``text`` (for the few strings built outside templates)."""
     return html.escape(str(text))
+
+
+_SEX_CODES = {"f": "F", "female": "F", "0": "F", "f/0": "F", "m": "M", "male": "M", "1": "M", "m/1": "M"}
+
+
+def sex_label(value: Any) -> str:
+    """``F``/``M`` from any coding the tables have used (``F``, ``0``, ``0.0``, ``F/0``,
+    ``female``; likewise for M), ``n/a`` otherwise."""
+    text = str(value).strip().lower().removeprefix("sex ")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return _SEX_CODES.get(text, "n/a")

@@ -128,6 +128,12 @@ def _sidecars(output_dir: Path, subject: str, session: str | None) -> dict[str, 
                     "exclusion": _exclusion(meta),
                 }
             )
+    # The exclusion decision is shown once per run: on its QC sidecar, not again on the
+    # features sidecar that copies the QC block.
+    decided = {i["run"] for i in out["func"] if i["kind"] == "qc" and i["exclusion"] is not None}
+    for item in out["func"]:
+        if item["kind"] == "features" and item["run"] in decided:
+            item["exclusion"] = None
     return out
 
 
@@ -241,24 +247,45 @@ def crash_summaries(output_dir: Path, subject: str, run_uuid: str | None) -> lis
     ]
 
 
+def _norm_reason(reason: Any) -> str:
+    text = str(reason or "").strip()
+    return "" if text.lower() in ("n/a", "nan", "none") else text
+
+
 def _warnings(
     sidecars: dict[str, list[dict[str, Any]]], qc_rows: list[dict[str, Any]], steps: list[dict]
 ) -> list[str]:
-    warnings = []
+    """Each warning once: one line per excluded run, however many files record the exclusion
+    (the run's QC sidecar, its features sidecar and the group level's ``qc.tsv``)."""
+    warnings: dict[tuple[str, str], str] = {}
+    seen_reasons: set[tuple[str, str]] = set()
     for section in ("anat", "func"):
         for item in sidecars[section]:
             ex = item.get("exclusion")
-            if ex and ex["excluded"]:
-                warnings.append(f"{item['name']}: excluded" + (f" ({ex['reason']})" if ex["reason"] else ""))
+            if not (ex and ex["excluded"]):
+                continue
+            run = item.get("run") or item["name"]
+            reason = _norm_reason(ex["reason"])
+            session = html.entities(item["name"]).get("ses", "")
+            seen_reasons.add((session, reason))
+            what = "BOLD run" if section == "func" else "anatomical"
+            warnings.setdefault((run, reason), f"{what} {run}: excluded" + (f" ({reason})" if reason else ""))
     for row in qc_rows:
-        if str(row.get("excluded")).lower() in ("true", "1", "yes"):
-            run = row.get("run")
-            warnings.append(
-                f"run {run}: excluded from the model" + (f" ({row['reason']})" if row.get("reason") else "")
-            )
+        if str(row.get("excluded")).lower() not in ("true", "1", "yes"):
+            continue
+        reason = _norm_reason(row.get("reason"))
+        session = str(row.get("session_id") or "").removeprefix("ses-")
+        if (session if session not in ("n/a", "nan", "None") else "", reason) in seen_reasons:
+            continue  # already reported from the run's own sidecars
+        run = row.get("run")
+        label = " ".join(str(p) for p in (row.get("session_id"), f"run {run}") if p and str(p) != "n/a")
+        warnings.setdefault(
+            (label, reason), f"{label}: excluded from the model" + (f" ({reason})" if reason else "")
+        )
+    out = sorted(set(warnings.values()))
     if not any(s["done"] for s in steps[:5]):
-        warnings.append("no anatomical outputs were found")
-    return sorted(set(warnings))
+        out.append("no anatomical outputs were found")
+    return out
 
 
 def generate_subject_report(
@@ -309,6 +336,8 @@ def generate_subject_report(
         LOGGER.warning("%s: reportlets not assembled (%s)", label, err)
         found = {"anat": {}, "func": {}}
     row, frame = brainage_row(output_dir, subject, session)
+    if row is not None and "sex" in row:
+        row["sex"] = html.sex_label(row["sex"])
     age_figure = _brainage_figure(output_dir, subject, session, row, frame) if row else None
     steps = _steps(output_dir, subject, session, row is not None)
     sidecars = _sidecars(output_dir, subject, session)
