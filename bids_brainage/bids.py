@@ -447,8 +447,16 @@ def validator_executable() -> str | None:
     return shutil.which("bids-validator-deno")
 
 
-def run_validator(bids_dir: str | os.PathLike) -> tuple[int, int, list[str]]:
+def run_validator(bids_dir: str | os.PathLike, report: Path | None = None) -> tuple[int, int, list[str]]:
     """Run ``bids-validator-deno`` on ``bids_dir``.
+
+    Parameters
+    ----------
+    bids_dir : path
+        The dataset to validate.
+    report : path, optional
+        Where to write every error and warning, grouped by code with its explanation and
+        every file it concerns (plain text; see `validator_report`).
 
     Returns
     -------
@@ -467,7 +475,8 @@ def run_validator(bids_dir: str | os.PathLike) -> tuple[int, int, list[str]]:
         [exe, "--format", "json", str(bids_dir)], capture_output=True, text=True, check=False, timeout=600
     )
     try:
-        issues = json.loads(proc.stdout)["issues"]["issues"]
+        found = json.loads(proc.stdout)["issues"]
+        issues = found["issues"]
     except (ValueError, KeyError, TypeError):
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         return 1, 0, [f"validator failed to run: {tail[0]}"]
@@ -479,22 +488,56 @@ def run_validator(bids_dir: str | os.PathLike) -> tuple[int, int, list[str]]:
     summary = [
         f"{code} ({len(locs)}x, e.g. {locs[0] or 'dataset'})" for code, locs in sorted(by_code.items())
     ]
+    if report is not None:
+        from bids_brainage.utils.atomic import write_text
+
+        messages = found.get("codeMessages") if isinstance(found.get("codeMessages"), dict) else {}
+        write_text(report, validator_report(bids_dir, issues, messages))
     return len(errors), len(warnings), summary
 
 
-def validate_dataset(bids_dir: str | os.PathLike) -> None:
-    """Validate the input dataset like fMRIPrep does: errors stop the run, warnings are logged."""
+def validator_report(bids_dir: str | os.PathLike, issues: list[dict], messages: dict[str, str]) -> str:
+    """The validator's issues as text: errors then warnings, by code, with every file."""
+    lines = [f"bids-validator-deno on {bids_dir}"]
+    for severity in ("error", "warning"):
+        found = [i for i in issues if i.get("severity") == severity]
+        lines += ["", f"{len(found)} {severity}(s)"]
+        by_code: dict[str, list[dict]] = {}
+        for issue in found:
+            by_code.setdefault(str(issue.get("code", "UNKNOWN")), []).append(issue)
+        for code, group in sorted(by_code.items()):
+            explanation = " ".join(str(messages.get(code, "")).split())
+            lines += [
+                "",
+                f"[{severity.upper()}] {code} ({len(group)}x){': ' + explanation if explanation else ''}",
+            ]
+            for issue in sorted(group, key=lambda i: str(i.get("location", ""))):
+                detail = " ".join(str(issue.get("issueMessage", "")).split("\n\n")[0].split())
+                where = issue.get("location") or "dataset"
+                sub = f" [{issue['subCode']}]" if issue.get("subCode") else ""
+                lines.append(f"    {where}{sub}{': ' + detail if detail else ''}")
+    return "\n".join(lines) + "\n"
+
+
+def validate_dataset(bids_dir: str | os.PathLike, report: Path | None = None) -> None:
+    """Validate the input dataset like fMRIPrep does: errors stop the run, warnings are logged.
+
+    With ``report``, every error and warning is listed in that file, and the log says where.
+    """
     try:
-        n_errors, n_warnings, summary = run_validator(bids_dir)
+        n_errors, n_warnings, summary = run_validator(bids_dir, report)
     except FileNotFoundError:
         raise UsageError(
             "bids-validator-deno was not found next to the Python running bids_brainage nor on PATH "
             "(it is installed with bids_brainage: reinstall it, or use --skip-bids-validation)"
         ) from None
+    listed = report is not None and report.is_file()
     if n_warnings:
-        LOGGER.info("BIDS validator: %d warning(s)", n_warnings)
+        where = f", listed in {report}" if listed else ""
+        LOGGER.info("BIDS validator: %d warning(s)%s", n_warnings, where)
     if n_errors:
         raise UsageError(
             f"{bids_dir}: BIDS validation found {n_errors} error(s): {'; '.join(summary[:5])}"
-            f"{' ...' if len(summary) > 5 else ''} (fix them or use --skip-bids-validation)"
+            f"{' ...' if len(summary) > 5 else ''} ({'all listed in ' + str(report) + '; ' if listed else ''}"
+            "fix them or use --skip-bids-validation)"
         )

@@ -30,6 +30,19 @@ HELP_OPTIONS = [
     "--random-seed",
     "--device",
     "--reports-only",
+    "--boilerplate-only",
+    "--config-file",
+    "--anat-only",
+    "--fd-spike-threshold",
+    "--fd-threshold",
+    "--min-time",
+    "--min-volumes",
+    "--nuisance-regressors",
+    "--global-signal",
+    "--lower-bpf",
+    "--upper-bpf",
+    "--disable-bandpass-filter",
+    "--sphere-radius",
     "--version",
     "--verbose",
 ]
@@ -165,9 +178,16 @@ def test_invalid_choices_exit_2(ixi10_copy, tmp_path):
 def test_bids_validation_errors_summarised(tmp_path, real_data, capsys):
     # pumi has non-BIDS field-map names: the validator reports errors, summarised in one line.
     code = main([str(real_data / "pumi"), str(tmp_path / "out"), "participant", "-w", str(tmp_path / "w")])
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    captured = capsys.readouterr().err.strip()
+    err = captured.splitlines()[-1]
     assert code == 2
     assert "BIDS validation found" in err and "NOT_INCLUDED" in err and "--skip-bids-validation" in err
+    # Every error and warning is kept under logs/, and the log says where.
+    (report,) = (tmp_path / "out" / "logs").glob("bids_validator_*.txt")
+    assert f"all listed in {report}" in err and f"warning(s), listed in {report}" in captured
+    text = report.read_text()
+    assert "[ERROR] NOT_INCLUDED" in text and "[WARNING] README_FILE_MISSING" in text
+    assert "    /dataset_description.json" in text
 
 
 def test_unwritable_output_dir(ixi10_copy, tmp_path, capsys):
@@ -245,3 +265,151 @@ def test_work_dir_without_flock_runs_with_a_warning(tmp_path, monkeypatch, app_l
         "cannot lock the work directory (No locks available): a concurrent group run would not be detected"
         in app_log.text
     )
+
+
+def _bids(root: Path) -> Path:
+    """The smallest folder build_config accepts as a BIDS dataset (enough for --boilerplate-only)."""
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "x", "BIDSVersion": "1.9.0"}))
+    return root
+
+
+def test_processing_options_and_their_aliases(tmp_path):
+    bids = _bids(tmp_path / "bids")
+    cfg = _config(
+        bids, tmp_path / "out", "--fd-spike-threshold", "0.3", "--min-time", "60", "--nuisance-regressors", "36p",
+        "--lower-bpf", "0.02", "--upper-bpf", "0", "--sphere-radius", "6", "--anat-only",
+    )  # fmt: skip
+    assert (cfg.fd_threshold, cfg.min_time, cfg.min_volumes, cfg.nuisance_regressors) == (
+        0.3,
+        60.0,
+        None,
+        "36P",
+    )
+    assert cfg.band_pass == (0.02, 0.0) and cfg.sphere_radius == 6.0 and cfg.anat_only
+    aliases = _config(
+        bids, tmp_path / "out", "--fd-threshold", "0.2", "--global-signal", "--min-volumes", "20"
+    )
+    assert (aliases.fd_threshold, aliases.nuisance_regressors, aliases.min_volumes) == (0.2, "27P", 20)
+    assert _config(bids, tmp_path / "out", "--disable-bandpass-filter").band_pass is None
+    assert (
+        _config(bids, tmp_path / "out", "--global-signal", "--nuisance-regressors", "36P").nuisance_regressors
+        == "36P"
+    )
+    with pytest.raises(UsageError, match="--global-signal contradicts --nuisance-regressors 24P"):
+        _config(bids, tmp_path / "out", "--global-signal", "--nuisance-regressors", "24P")
+    with pytest.raises(UsageError, match=r"--lower-bpf \(0.1 Hz\) must be below --upper-bpf \(0.05 Hz\)"):
+        _config(bids, tmp_path / "out", "--lower-bpf", "0.1", "--upper-bpf", "0.05")
+    for bad in (["--nuisance-regressors", "acompcor"], ["--sphere-radius", "0"], ["--min-time", "-1"]):
+        with pytest.raises(SystemExit):
+            _config(bids, tmp_path / "out", *bad)
+
+
+def test_boilerplate_only_writes_the_methods_and_exits(tmp_path):
+    """fMRIPrep's --boilerplate-only through the console script: CITATION.md/.bib from the
+    settings, nothing processed, no work dir; the deprecated --min-volumes warns."""
+    from console import run_app
+
+    bids, out, work = _bids(tmp_path / "bids"), tmp_path / "out", tmp_path / "work"
+    proc = run_app(
+        bids, out, "participant", "--boilerplate-only", "-w", work, "--nuisance-regressors", "36P",
+        "--fd-threshold", "0.3", "--min-volumes", "20", "--disable-bandpass-filter", "--sphere-radius", "6",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "--min-volumes is deprecated: use --min-time" in proc.stderr
+    methods = (out / "logs" / "CITATION.md").read_text()
+    assert "## Functional data" in methods and "The 36P confound set" in methods and "FD > 0.3 mm" in methods
+    assert "fewer than 20 remaining volumes" in methods and "not temporally filtered" in methods
+    assert "spheres of radius 6 mm" in methods
+    assert "@article{satterthwaite2013," in (out / "logs" / "CITATION.bib").read_text()
+    assert not work.exists() and not list(out.glob("sub-*"))
+
+    anat = run_app(bids, tmp_path / "anat", "participant", "--boilerplate-only", "--anat-only", "-w", work)
+    assert anat.returncode == 0, anat.stderr
+    methods = (tmp_path / "anat" / "logs" / "CITATION.md").read_text()
+    assert "## Anatomical data" in methods and "## Functional data" not in methods
+    assert "Only the structural features were used (`--anat-only`)." in methods
+
+
+def test_config_file_sets_options_and_the_command_line_overrides(tmp_path):
+    from console import run_app
+
+    bids, out = _bids(tmp_path / "bids"), tmp_path / "out"
+    config_file = tmp_path / "settings.toml"
+    config_file.write_text(
+        'fd-spike-threshold = 0.3\nlower_bpf = 0.02\nparticipant-label = ["01", "sub-02"]\n'
+        "min_time = 90\n\n[workflow]\nsloppy = true\nverbose = 1\n"
+    )
+    proc = run_app(
+        bids, out, "participant", "--config-file", config_file, "--fd-spike-threshold", "0.4",
+        "--global-signal", "--boilerplate-only", "-w", tmp_path / "work",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (saved,) = (out / "logs").glob("config_participant_*.json")
+    settings = json.loads(saved.read_text())
+    assert settings["fd_threshold"] == 0.4  # the command line wins
+    assert (settings["nuisance_regressors"], settings["min_time"], settings["sloppy"]) == ("27P", 90.0, True)
+    assert settings["participant_label"] == ["01", "02"] and settings["verbosity"] == 1
+    assert settings["config_file"] == str(config_file.resolve())
+    assert settings["lower_bpf"] == 0.02
+    methods = (out / "logs" / "CITATION.md").read_text()
+    assert "FD > 0.4 mm" in methods and "The 27P confound set" in methods and "(0.02-0.1 Hz)" in methods
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("fd-treshold = 0.3", "unknown option 'fd-treshold'"),
+        ("min-time = -5", "invalid value for 'min-time': must be >= 0, got -5"),
+        ('nuisance-regressors = "12P"', "invalid value for 'nuisance-regressors': '12P' is not one of"),
+        ('sloppy = "yes"', "invalid value for 'sloppy': expected true or false"),
+        ("output_dir = '/x'", "unknown option 'output_dir'"),
+        ("fd-spike-threshold = ", "not a valid TOML file"),
+    ],
+)
+def test_bad_config_file_is_one_line_naming_the_file(tmp_path, text, message):
+    from console import run_app
+
+    config_file = tmp_path / "bad.toml"
+    config_file.write_text(text + "\n")
+    proc = run_app(_bids(tmp_path / "bids"), tmp_path / "out", "participant", "--config-file", config_file)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"bids_brainage: error: {config_file}: ") and message in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_anat_only_participant_level_drops_the_bold_runs(real_data, tmp_path, monkeypatch):
+    """--anat-only: no BOLD run is checked, processed or recorded in the status file."""
+    from bids_brainage.cli import participant
+
+    seen = []
+    monkeypatch.setattr(participant, "_run_jobs", lambda config, jobs: seen.extend(jobs) or 0)
+    argv = [str(real_data / "pumi"), str(tmp_path / "out"), "participant", "--skip-bids-validation",
+            "-w", str(tmp_path / "w")]  # fmt: skip
+    assert main([*argv, "--anat-only"]) == 0
+    assert seen and all(job.t1w and job.bold == [] for job in seen)
+    seen.clear()
+    assert main(argv) == 0
+    assert any(job.bold for job in seen)
+
+
+def test_anat_only_group_level_trains_on_structural_features(tmp_path, monkeypatch):
+    """--anat-only at the group level: the model table has no fmri__ column."""
+    import pandas as pd
+
+    from bids_brainage.cli import group
+
+    features = pd.DataFrame(
+        {"participant_id": ["sub-01", "sub-02"], "session_id": [None, None], "smri__gm": [0.5, 0.6],
+         "fmri__a__b": [0.1, None]}
+    )  # fmt: skip
+    demo = pd.DataFrame({"subject": ["01", "02"], "session": [None, None], "age": [30.0, 40.0],
+                         "sex": ["F", "M"], "site": ["a", "a"]})  # fmt: skip
+    monkeypatch.setattr(group, "gather_features", lambda out, wanted: (features, pd.DataFrame()))
+    monkeypatch.setattr(group.bids, "demographics", lambda bids_dir, sex_map: demo)
+    config = _config(_bids(tmp_path / "bids"), tmp_path / "out", "--anat-only", level="group")
+    table, _ = group.build_model_table(config)
+    assert "smri__gm" in table and not [c for c in table if c.startswith("fmri__")]
+    config.anat_only = False
+    assert "fmri__a__b" in group.build_model_table(config)[0]

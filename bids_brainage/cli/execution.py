@@ -71,8 +71,12 @@ def nipype_settings(crashdump_dir: Path, stop_on_first_crash: bool = False) -> d
     }
 
 
-def run_workflow(workflow: Any, config: Any, crashdump_dir: Path) -> None:
-    """Run ``workflow``; on failure raise :class:`WorkflowFailed` with a one-line reason."""
+def run_workflow(workflow: Any, config: Any, crashdump_dir: Path, status_callback: Any = None) -> None:
+    """Run ``workflow``; on failure raise :class:`WorkflowFailed` with a one-line reason.
+
+    ``status_callback`` (e.g. :class:`bids_brainage.cli.logs.StageLog`) is given to the
+    plugin, which calls it as each node starts and ends.
+    """
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
 
@@ -90,6 +94,8 @@ def run_workflow(workflow: Any, config: Any, crashdump_dir: Path) -> None:
         workflow.config.setdefault(section, {}).update(values)
     before = set(crashdump_dir.glob("crash-*"))
     settings = plugin_settings(config)
+    if status_callback is not None:
+        settings["plugin_args"] = {**settings["plugin_args"], "status_callback": status_callback}
     try:
         workflow.run(plugin=settings["plugin"], plugin_args=settings["plugin_args"])
     except Exception as err:

@@ -23,6 +23,7 @@ from typing import Any
 
 from bids_brainage import __version__, bids
 from bids_brainage.cli.execution import SAFE_MP_CONTEXT, WorkflowFailed, run_workflow
+from bids_brainage.cli.logs import StageLog
 from bids_brainage.errors import BrainAgeError
 from bids_brainage.gather import write_status
 from bids_brainage.workflows.base import init_single_subject_wf
@@ -86,7 +87,7 @@ def run_subject(config: Any, data: bids.SessionData) -> SubjectResult:
     crash_dir = config.output_dir / f"sub-{data.subject}" / "log" / config.run_uuid
     try:
         workflow = init_single_subject_wf(config, data, bold_files)
-        run_workflow(workflow, config, crash_dir)
+        run_workflow(workflow, config, crash_dir, StageLog(result.label, bold_files, LOGGER))
     except WorkflowFailed as err:
         result.ok = False
         result.errors.append(err.reason)
@@ -184,13 +185,16 @@ def run_participants(config: Any) -> int:
 
         return rebuild_reports(config)
     if not config.skip_bids_validation:
-        bids.validate_dataset(config.bids_dir)
+        report = config.output_dir / "logs" / f"bids_validator_{config.run_uuid}.txt"
+        bids.validate_dataset(config.bids_dir, report)
     layout = bids.load_layout(config.bids_dir)
     subjects = bids.select_subjects(layout, config.participant_label)
     LOGGER.info("participant level: %d subject(s): %s", len(subjects), " ".join(subjects))
     jobs: list[bids.SessionData] = []
     for subject in subjects:
         jobs += bids.collect_data(layout, subject, config.task_id, config.session_label, config.bids_filters)
+    if config.anat_only:  # no BOLD run is checked, processed or recorded as processed
+        jobs = [replace(job, bold=[]) for job in jobs]
     with _exclusive(config, jobs):
         return _run_jobs(config, jobs)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 from console import run_app
@@ -28,6 +29,10 @@ def test_participant_level_writes_features_for_every_subject(pipeline_run):
     assert "running 2 subjects at a time, 2 processor(s) each" in text
     # the workers log into the run's log file too
     assert text.count("participant level: 5 of 5 succeeded") == 1
+    # a line per stage with its time (bids_brainage.cli.logs.StageLog)
+    for label in TRAIN:
+        assert re.search(rf"sub-{label}: anatomical .+ done in \d+ s", text)
+        assert re.search(rf"sub-{label}: BOLD run 1 .+ done in \d+ s", text)
 
 
 def test_group_level_tables_bundle_and_report(pipeline_run):
@@ -38,6 +43,14 @@ def test_group_level_tables_bundle_and_report(pipeline_run):
     assert set(brainage["split"]) == {"oof"} and brainage["predicted_age"].notna().all()
     assert (brainage["interval_lower"] <= brainage["predicted_age"]).all()
     assert (brainage["predicted_age"] <= brainage["interval_upper"]).all()
+    # One schema (docs/outputs.md): M/F, ages to 2 decimals, flags, a Description object per column.
+    assert set(brainage["sex"]) <= {"M", "F"} and (brainage["age"] == brainage["age"].round(2)).all()
+    assert (brainage["brainage_gap"] == brainage["brainage_gap"].round(2)).all()
+    assert not brainage[["flag_age_out_of_range", "flag_unseen_site", "flag_qc_failed"]].any().any()
+    sidecar = json.loads((out / "brainage.json").read_text())
+    assert all(isinstance(sidecar[c], dict) and "Description" in sidecar[c] for c in brainage.columns)
+    group_log = sorted((out / "logs").glob("group_*.log"))[0].read_text()
+    assert "fold 1 of " in group_log and "SA-AVAE out of fold: MAE" in group_log
     truth = pd.read_csv(pipeline_run.bids_dir / "participants.tsv", sep="\t")
     merged = brainage.merge(truth[["participant_id", "age"]], on="participant_id", suffixes=("", "_truth"))
     assert (merged["age"] - merged["age_truth"]).abs().max() < 1e-6
@@ -57,7 +70,7 @@ def test_outputs_pass_the_bids_validator(pipeline_run):
 
 def test_held_out_subject_predicted_with_model(pipeline_run):
     run = pipeline_run
-    common = ["-w", str(run.work_dir), "--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--min-volumes", "20",
+    common = ["-w", str(run.work_dir), "--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--min-time", "40",
               "--skip-bids-validation", "--model", str(run.out_dir / "model")]  # fmt: skip
     proc = run_app(run.bids_dir, run.heldout_out, "participant", "--participant-label", HELD_OUT, *common)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -66,9 +79,12 @@ def test_held_out_subject_predicted_with_model(pipeline_run):
     )
     assert subject_pred["participant_id"].tolist() == [f"sub-{HELD_OUT}"]
     assert subject_pred["split"].tolist() == ["predict"] and subject_pred["modalities"].item() == "smri+fmri"
+    flags = subject_pred[["flag_bold_excluded", "flag_qc_failed"]]
+    assert flags.notna().all().all() and not flags.any().any()
     proc = run_app(run.bids_dir, run.heldout_out, "group", *common)
     assert proc.returncode == 0, proc.stderr[-2000:]
     group_pred = pd.read_csv(run.heldout_out / "brainage.tsv", sep="\t")
     assert group_pred["participant_id"].tolist() == [f"sub-{HELD_OUT}"]
+    assert list(group_pred.columns) == list(subject_pred.columns)  # one schema
     assert abs(group_pred["predicted_age"].item() - subject_pred["predicted_age"].item()) < 1e-4
     assert not (run.heldout_out / "model").exists()  # predicting never trains
