@@ -75,29 +75,58 @@ def _fade_svg(fixed: np.ndarray, moving: np.ndarray, path: Path) -> None:
     _write_svg([rgb(fixed), rgb(moving)], "Registration", "T1w in MNI fading into the template", path)
 
 
-def _carpet_svg(rng: np.random.Generator, path: Path, fd_threshold: float) -> None:
-    plt = figures._plt()
-    with plt.rc_context(figures._rc()):
-        fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(7, 4), height_ratios=[1, 1, 4], sharex=True)
-    fd = np.abs(rng.normal(0.15, 0.1, 100))
-    fd[[20, 55]] = 0.9
-    ax1.plot(fd, lw=0.8)
-    ax1.axhline(fd_threshold, color="r", ls="--", lw=0.8)
-    ax1.set_ylabel("FD (mm)")
-    ax2.plot(np.abs(rng.normal(30, 5, 100)), lw=0.8)
-    ax2.set_ylabel("DVARS")
-    ax3.imshow(rng.normal(size=(120, 100)), aspect="auto", cmap="gray", interpolation="nearest")
-    ax3.set_xlabel("volume")
-    figures.save_svg(fig, path)
+def _func_inputs(folder: Path, rng: np.random.Generator, tpl: nib.Nifti1Image, seg: np.ndarray) -> dict:
+    """Small files for the real functional reportlets (once per process): a T1w, its GM/WM/CSF
+    labels, a shifted BOLD reference, a 4D BOLD with confounds (two FD spikes) and a relmat."""
+    if (folder / "relmat.tsv").is_file():
+        return {k: str(folder / v) for k, v in _FUNC_FILES.items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    t1 = np.asarray(tpl.dataobj, np.float32)
+    nib.save(nib.Nifti1Image(t1, tpl.affine), folder / _FUNC_FILES["t1w"])
+    nib.save(nib.Nifti1Image(seg.astype(np.uint8), tpl.affine), folder / _FUNC_FILES["dseg"])
+    nib.save(nib.Nifti1Image(np.roll(t1, 1, axis=0) * 0.6, tpl.affine), folder / _FUNC_FILES["boldref"])
+    bold = rng.normal(100, 2, seg.shape + (60,)).astype(np.float32)
+    nib.save(nib.Nifti1Image(bold, tpl.affine), folder / _FUNC_FILES["bold"])
+    fd = np.abs(rng.normal(0.15, 0.08, 60))
+    fd[[20, 21, 45]] = 0.9
+    frame = pd.DataFrame({"framewise_displacement": fd, "dvars": np.abs(rng.normal(30, 5, 60))})
+    frame.loc[0, "framewise_displacement"] = np.nan
+    frame.to_csv(folder / _FUNC_FILES["confounds"], sep="\t", index=False, na_rep="n/a")
+    networks = ["Auditory"] * 3 + ["Cerebellar"] * 2 + ["Default"] * 20 + ["DorsalAttention"] * 8
+    networks += ["FrontoParietal"] * 12 + ["Salience"] * 4 + ["SomatoMotor"] * 10 + ["Visual"] * 14
+    signal = rng.normal(size=(len(networks), 120))
+    for name in set(networks):  # a shared signal per network: visible blocks
+        pick = np.array(networks) == name
+        signal[pick] += rng.normal(size=120)
+    nodes = [f"ROI{i:03d}" for i in range(len(networks))]
+    relmat = pd.DataFrame(np.corrcoef(signal).round(4), columns=nodes)
+    relmat.insert(0, "Node", nodes)
+    relmat.to_csv(folder / _FUNC_FILES["relmat"], sep="\t", index=False)
+    (folder / "networks.txt").write_text("\n".join(networks))
+    return {k: str(folder / v) for k, v in _FUNC_FILES.items()}
 
 
-def _matrix_svg(rng: np.random.Generator, path: Path) -> None:
-    x = rng.normal(size=(100, 30))
-    fig, ax = figures.figure(width=3.5, height=3.2)
-    image = ax.imshow(np.corrcoef(x.T), cmap="RdBu_r", vmin=-1, vmax=1)
-    fig.colorbar(image, ax=ax, label="r")
-    ax.set_title("Seitzman300 (subset)")
-    figures.save_svg(fig, path)
+_FUNC_FILES = {"t1w": "t1w.nii.gz", "dseg": "dseg.nii.gz", "boldref": "boldref.nii.gz", "bold": "bold.nii.gz",
+               "confounds": "confounds.tsv", "relmat": "relmat.tsv", "networks": "networks.txt"}  # fmt: skip
+
+
+def _carpet_svg(inputs: dict, path: Path, fd_threshold: float) -> None:
+    from bids_brainage.reports.functional import plot_carpet
+
+    plot_carpet(inputs["bold"], inputs["dseg"], inputs["dseg"], inputs["confounds"], path, fd_threshold)
+
+
+def _coreg_svg(inputs: dict, path: Path) -> None:
+    from bids_brainage.reports.functional import plot_coregistration
+
+    plot_coregistration(inputs["t1w"], inputs["boldref"], path, inputs["dseg"])
+
+
+def _matrix_svg(inputs: dict, path: Path) -> None:
+    from bids_brainage.reports.functional import plot_connectivity
+
+    networks = Path(inputs["networks"]).read_text().split("\n")
+    plot_connectivity(inputs["relmat"], networks, path)
 
 
 def _subject(
@@ -146,9 +175,10 @@ def _subject(
     (base_bids / "func").mkdir(parents=True, exist_ok=True)
     (base_bids / "func" / f"{prefix}_task-rest_bold.nii.gz").write_bytes(b"")
     stem = figs / f"{prefix}_task-rest"
-    _once("carpet", Path(f"{stem}_desc-carpet_bold.svg"), lambda p: _carpet_svg(rng, p, 0.5))
-    _once("coreg", Path(f"{stem}_desc-coreg_bold.svg"), lambda p: _slices_svg(data, p, mask, "BOLD on T1w"))
-    _once("conn", Path(f"{stem}_desc-connectivity_bold.svg"), lambda p: _matrix_svg(rng, p))
+    inputs = _func_inputs(out.parent / "func_inputs", rng, tpl, seg)
+    _once("carpet", Path(f"{stem}_desc-carpet_bold.svg"), lambda p: _carpet_svg(inputs, p, 0.5))
+    _once("coreg", Path(f"{stem}_desc-coreg_bold.svg"), lambda p: _coreg_svg(inputs, p))
+    _once("conn", Path(f"{stem}_desc-connectivity_bold.svg"), lambda p: _matrix_svg(inputs, p))
     excluded = ses == "2"
     qc = {
         "excluded": excluded,
@@ -213,13 +243,15 @@ def _group(out: Path, rng: np.random.Generator) -> None:
     by_decade = {}
     for decade, part in frame.groupby((frame["age"] // 10 * 10).astype(int)):
         e = part["predicted_age"] - part["age"]
+        total = float(((part["age"] - part["age"].mean()) ** 2).sum()) or 1.0
         by_decade[f"{decade}-{decade + 9}"] = {
             "n": len(part),
             "mae": float(e.abs().mean()),
+            "r2": 1 - float((e**2).sum()) / total,  # wild for small decades: the report hides it
             "mean_gap": float(e.mean()),
         }
-    by_sex = {
-        s: {"n": len(p), "mae": float((p["predicted_age"] - p["age"]).abs().mean())}
+    by_sex = {  # keyed as the group level writes them (sex coded F/0, M/1)
+        f"{s}/{int(s == 'M')}": {"n": len(p), "mae": float((p["predicted_age"] - p["age"]).abs().mean())}
         for s, p in frame.groupby("sex")
     }
     inside = ((frame["age"] >= frame["interval_lower"]) & (frame["age"] <= frame["interval_upper"])).mean()
@@ -231,6 +263,17 @@ def _group(out: Path, rng: np.random.Generator) -> None:
             "by_sex": by_sex,
             "coverage": {"nominal": 0.9, "empirical": float(inside)},
         },
+    )
+    by_group = []
+    for grouping, column in (("site", "site"), ("sex", "sex")):
+        for level, part in frame.groupby(column):
+            e = part["predicted_age"] - part["age"]
+            inside = (part["age"] >= part["interval_lower"]) & (part["age"] <= part["interval_upper"])
+            by_group.append((grouping, level, len(part), e.abs().mean(), part["brainage_gap_corrected"].mean(),
+                             inside.mean(), 17.0))  # fmt: skip
+    columns = ["grouping", "level", "n", "mae", "mean_corrected_gap", "coverage", "median_width"]
+    pd.DataFrame(by_group, columns=columns).round(4).to_csv(
+        group / "metrics_by_group.tsv", sep="\t", index=False
     )
     pd.DataFrame(
         [
