@@ -17,14 +17,16 @@ from typing import Any
 
 from bids_brainage.defaults import (
     DEFAULT_ATLAS,
+    DEFAULT_BAND_PASS,
     DEFAULT_BIAS_CORRECTION,
     DEFAULT_CONNECTIVITY,
     DEFAULT_DEVICE,
     DEFAULT_FD_THRESHOLD,
     DEFAULT_HARMONIZE,
     DEFAULT_MAX_SCRUBBED_FRACTION,
-    DEFAULT_MIN_VOLUMES,
+    DEFAULT_MIN_TIME,
     DEFAULT_N_FOLDS,
+    DEFAULT_NUISANCE_REGRESSORS,
     DEFAULT_RANDOM_SEED,
 )
 from bids_brainage.errors import UsageError
@@ -70,6 +72,9 @@ class Config:
     random_seed: int = DEFAULT_RANDOM_SEED
     device: str = DEFAULT_DEVICE
     reports_only: bool = False
+    boilerplate_only: bool = False
+    anat_only: bool = False
+    config_file: Path | None = None
     verbosity: int = 0
     atlas: str = DEFAULT_ATLAS
     anat_atlas: Path | None = None
@@ -77,9 +82,14 @@ class Config:
     connectivity: str = DEFAULT_CONNECTIVITY
     fd_threshold: float = DEFAULT_FD_THRESHOLD
     max_scrubbed_fraction: float = DEFAULT_MAX_SCRUBBED_FRACTION
-    min_volumes: int = DEFAULT_MIN_VOLUMES
+    min_time: float = DEFAULT_MIN_TIME
+    min_volumes: int | None = None
     dummy_scans: int | None = None
-    global_signal: bool = False
+    nuisance_regressors: str = DEFAULT_NUISANCE_REGRESSORS
+    lower_bpf: float = DEFAULT_BAND_PASS[0]
+    upper_bpf: float = DEFAULT_BAND_PASS[1]
+    disable_bandpass_filter: bool = False
+    sphere_radius: float | None = None
     derivatives: dict[str, Path] = field(default_factory=dict)
     model: Path | None = None
     n_folds: int = DEFAULT_N_FOLDS
@@ -89,6 +99,13 @@ class Config:
     command_line: str = ""
     start_time: float = field(default_factory=time.time)
     run_uuid: str = ""
+
+    @property
+    def band_pass(self) -> tuple[float, float] | None:
+        """High-pass and low-pass edges (Hz; 0 leaves that edge out), None without a filter."""
+        if self.disable_bandpass_filter or (self.lower_bpf <= 0 and self.upper_bpf <= 0):
+            return None
+        return (self.lower_bpf, self.upper_bpf)
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-serialisable copy (paths as strings), for logs and reports."""
@@ -166,6 +183,12 @@ def build_config(args: Any, argv: list[str] | None = None) -> Config:
         mem_mb = parse_mem(args.mem) if args.mem else None
     except ValueError as err:
         raise UsageError(str(err)) from None
+    if args.upper_bpf > 0 and args.lower_bpf >= args.upper_bpf and not args.disable_bandpass_filter:
+        raise UsageError(
+            f"--lower-bpf ({args.lower_bpf:g} Hz) must be below --upper-bpf ({args.upper_bpf:g} Hz); "
+            "0 leaves an edge out"
+        )
+    nuisance = _nuisance_strategy(args.nuisance_regressors, args.global_signal)
 
     return Config(
         bids_dir=bids_dir,
@@ -186,6 +209,9 @@ def build_config(args: Any, argv: list[str] | None = None) -> Config:
         random_seed=args.random_seed,
         device=args.device,
         reports_only=args.reports_only,
+        boilerplate_only=args.boilerplate_only,
+        anat_only=args.anat_only,
+        config_file=Path(args.config_file).expanduser().resolve() if args.config_file else None,
         verbosity=args.verbose,
         atlas=args.atlas if anat_atlas is None else "custom",
         anat_atlas=anat_atlas,
@@ -193,9 +219,14 @@ def build_config(args: Any, argv: list[str] | None = None) -> Config:
         connectivity=args.connectivity,
         fd_threshold=args.fd_threshold,
         max_scrubbed_fraction=args.max_scrubbed_fraction,
+        min_time=args.min_time,
         min_volumes=args.min_volumes,
         dummy_scans=args.dummy_scans,
-        global_signal=args.global_signal,
+        nuisance_regressors=nuisance,
+        lower_bpf=args.lower_bpf,
+        upper_bpf=args.upper_bpf,
+        disable_bandpass_filter=args.disable_bandpass_filter,
+        sphere_radius=args.sphere_radius,
         derivatives=derivs,
         model=model,
         n_folds=args.n_folds,
@@ -203,6 +234,18 @@ def build_config(args: Any, argv: list[str] | None = None) -> Config:
         bias_correction=args.bias_correction,
         sex_map=sex_map,
         command_line=" ".join(["bids_brainage", *(argv if argv is not None else sys.argv[1:])]),
+    )
+
+
+def _nuisance_strategy(strategy: str, global_signal: bool) -> str:
+    """``--nuisance-regressors``, with ``--global-signal`` (the older flag) adding the global
+    signal to the default set (26P becomes 27P; 27P and 36P have it already)."""
+    if not global_signal or strategy in ("27P", "36P"):
+        return strategy
+    if strategy == "26P":
+        return "27P"
+    raise UsageError(
+        f"--global-signal contradicts --nuisance-regressors {strategy}: use --nuisance-regressors 27P or 36P"
     )
 
 

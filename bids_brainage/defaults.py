@@ -38,7 +38,8 @@ def connectivity_kind(value: str) -> str:
 
 
 #: Coordinate-atlas spheres are at least this many BOLD voxels in radius: the published 4-5 mm
-#: spheres hold only ~10 voxels of a 3 mm run, too few for a stable mean.
+#: spheres hold only ~10 voxels of a 3 mm run, too few for a stable mean. ``--sphere-radius MM``
+#: replaces the rule with a fixed radius.
 SPHERE_RADIUS_VOXELS = 2.5
 
 #: BOLD sidecar keys that say how many initial volumes are not at steady state, in the order
@@ -49,18 +50,40 @@ DUMMY_KEYS = ("NumberOfVolumesDiscardedByUser", "NumberOfDummyScans", "DummyScan
 #: (2000 is a TR in milliseconds), and the band-pass filter would silently collapse.
 PLAUSIBLE_TR_SECONDS = (0.1, 10.0)
 
-#: Framewise displacement (mm, Power 2012) above which a volume is censored (``--fd-threshold``).
+#: Framewise displacement (mm, Power 2012) above which a volume is censored
+#: (``--fd-spike-threshold``, fMRIPrep's name; ``--fd-threshold`` is an alias).
 DEFAULT_FD_THRESHOLD = 0.5
 
-#: Band-pass filter edges (Hz) of the ROI time series: the resting-state band.
+#: Band-pass filter edges (Hz) of the ROI time series: the resting-state band
+#: (``--lower-bpf``/``--upper-bpf``; ``--disable-bandpass-filter`` turns it off).
 DEFAULT_BAND_PASS = (0.01, 0.1)
+
+#: Nuisance-regression strategies (``--nuisance-regressors``; XCP-D's names where they exist),
+#: each with the methods text that describes it. Only regressors the confounds step computes
+#: are offered (no aCompCor, no ICA-AROMA); 36P's derivatives and squares of the WM, CSF and
+#: global signals are expanded at the denoising step, as XCP-D does.
+NUISANCE_STRATEGIES: dict[str, str] = {
+    "none": "no confound regression",
+    "24P": "the 24 motion parameters",
+    "26P": "the 24 motion parameters and the mean WM and CSF signals",
+    "27P": "the 24 motion parameters and the mean WM, CSF and global signals",
+    "36P": "the 24 motion parameters and the mean WM, CSF and global signals with their temporal "
+    "derivatives, quadratic terms and squared derivatives",
+}
+#: 26P is the default: motion and tissue signals without global signal regression, whose use is
+#: debated for connectivity (it shifts correlations negative); ``--global-signal`` or ``27P``
+#: adds it.
+DEFAULT_NUISANCE_REGRESSORS = "26P"
 
 #: A run censoring more than this fraction of its volumes is excluded (``--max-scrubbed-fraction``).
 DEFAULT_MAX_SCRUBBED_FRACTION = 0.5
 
-#: A run keeping fewer volumes is excluded (``--min-volumes``): ~2 min at TR 2.5 s; shorter
-#: runs give unreliable correlations.
-DEFAULT_MIN_VOLUMES = 50
+#: A run keeping less than this many seconds of data after censoring is excluded
+#: (``--min-time``, XCP-D's option; the deprecated ``--min-volumes`` counts volumes instead).
+#: 100 s is the 50 volumes of earlier releases at the common TR of 2 s: shorter runs give
+#: unreliable correlations. XCP-D's default (240 s) is stricter: a 5-minute run would be
+#: excluded once a fifth of its volumes is censored.
+DEFAULT_MIN_TIME = 100.0
 
 #: Connectivity measure (``--connectivity``; a key of :data:`CONNECTIVITY_KINDS`).
 DEFAULT_CONNECTIVITY = "correlation"

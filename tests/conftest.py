@@ -74,7 +74,7 @@ def pipeline_run(tmp_path_factory) -> PipelineRun:
     # --nprocs 4 with 1 thread per task runs two subjects side by side (2 processors each);
     # the reliability tests run the same pipeline one subject at a time (--nprocs 2).
     common = ["-w", str(work_dir), "--sloppy", "--nprocs", "4", "--omp-nthreads", "1", "--random-seed", "1",
-              "--min-volumes", "20", "--skip-bids-validation"]  # fmt: skip
+              "--min-time", "40", "--skip-bids-validation"]  # fmt: skip
     # Through the installed console script, as users run it (README: Usage).
     start = time.monotonic()
     participant_code = run_app(

@@ -29,7 +29,10 @@ EXPECTED = {
     "connectivity": defaults.DEFAULT_CONNECTIVITY,
     "atlas": defaults.DEFAULT_ATLAS,
     "max_scrubbed_fraction": defaults.DEFAULT_MAX_SCRUBBED_FRACTION,
-    "min_volumes": defaults.DEFAULT_MIN_VOLUMES,
+    "min_time": defaults.DEFAULT_MIN_TIME,
+    "nuisance_regressors": defaults.DEFAULT_NUISANCE_REGRESSORS,
+    "lower_bpf": defaults.DEFAULT_BAND_PASS[0],
+    "upper_bpf": defaults.DEFAULT_BAND_PASS[1],
     "n_folds": defaults.DEFAULT_N_FOLDS,
     "harmonize": defaults.DEFAULT_HARMONIZE,
     "bias_correction": defaults.DEFAULT_BIAS_CORRECTION,
@@ -43,7 +46,9 @@ EXPECTED = {
 DUPLICATES = [
     r"fd_threshold\s*[:=][^,\n]*\b0\.5\b",
     r"scrubbed_fraction\s*[:=][^,\n]*\b0\.5\b",
-    r"min_volumes\s*[:=][^,\n]*\b50\b",
+    r"min_time\s*[:=][^,\n]*\b100\b",
+    r"default=100\b",
+    r"(?:^|[^=!<>])=\s*\"26P\"",
     r"default=0\.5\b",
     r"default=50\b",
     r"default=5\b",
@@ -80,7 +85,8 @@ def test_builder_and_interface_defaults_come_from_defaults_module():
         "connectivity",
         "atlas",
         "max_scrubbed_fraction",
-        "min_volumes",
+        "min_time",
+        "nuisance_regressors",
         "random_seed",
     ):
         assert params[name].default == EXPECTED[name], name
@@ -90,9 +96,9 @@ def test_builder_and_interface_defaults_come_from_defaults_module():
         spec = interface().inputs
         assert (spec.high_pass, spec.low_pass) == defaults.DEFAULT_BAND_PASS
         assert spec.fd_threshold == defaults.DEFAULT_FD_THRESHOLD
+    assert DenoiseTimeseries().inputs.nuisance_regressors == defaults.DEFAULT_NUISANCE_REGRESSORS
     qc = RunQC().inputs
     assert qc.max_scrubbed_fraction == defaults.DEFAULT_MAX_SCRUBBED_FRACTION
-    assert qc.min_volumes == defaults.DEFAULT_MIN_VOLUMES
 
 
 def test_methods_text_defaults_come_from_defaults_module():
@@ -100,7 +106,8 @@ def test_methods_text_defaults_come_from_defaults_module():
     low, high = defaults.DEFAULT_BAND_PASS
     assert f"({low:g}-{high:g} Hz)" in text
     assert f"FD > {defaults.DEFAULT_FD_THRESHOLD:g} mm" in text
-    assert f"fewer than {defaults.DEFAULT_MIN_VOLUMES} remaining" in text
+    assert f"less than {defaults.DEFAULT_MIN_TIME:g} s of data remaining" in text
+    assert f"The {defaults.DEFAULT_NUISANCE_REGRESSORS} confound set" in text
 
 
 @pytest.mark.parametrize("pattern", DUPLICATES)
@@ -116,6 +123,12 @@ def test_no_default_literal_outside_defaults_module(pattern):
 
 def test_the_literal_check_finds_a_duplicate():
     """The patterns match what they are meant to catch (the check above can fail)."""
-    lines = ["    fd_threshold: float = 0.5,", "HIGH_PASS, LOW_PASS = 0.01, 0.1", 'default="correlation",']
+    lines = [
+        "    fd_threshold: float = 0.5,",
+        "HIGH_PASS, LOW_PASS = 0.01, 0.1",
+        'default="correlation",',
+        "    min_time: float = 100.0,",
+        'strategy: str = "26P"',
+    ]
     for line in lines:
         assert any(re.search(p, line) for p in DUPLICATES), line

@@ -39,6 +39,17 @@ DOCUMENTED = {
         "test_simulate_features_and_model_commands"
     ),
     "bids_brainage model evaluate features.tsv --out evaluation/": "test_simulate_features_and_model_commands",
+    "bids_brainage BIDS_DIR OUTPUT_DIR participant --boilerplate-only": (
+        "test_cli.py::test_boilerplate_only_writes_the_methods_and_exits"
+    ),
+    "bids_brainage BIDS_DIR OUTPUT_DIR participant --anat-only": (
+        "test_cli.py::test_boilerplate_only_writes_the_methods_and_exits (with --boilerplate-only); "
+        "test_cli.py::test_anat_only_participant_level_drops_the_bold_runs; "
+        "test_workflow_graph.py::test_anat_only_subject_workflow_has_no_functional_nodes"
+    ),
+    "bids_brainage BIDS_DIR OUTPUT_DIR participant --config-file settings.toml --fd-spike-threshold 0.4": (
+        "test_cli.py::test_config_file_sets_options_and_the_command_line_overrides"
+    ),
     "bids_brainage BIDS_DIR OUTPUT_DIR participant --use-plugin workflows/multiproc.yml": (
         "test_multiproc_plugin_and_reports_only"
     ),
@@ -175,7 +186,7 @@ def test_multiproc_plugin_and_reports_only(pipeline_run, tmp_path):
     so nipype's cache serves the processing and the run writes a fresh output folder."""
     out = tmp_path / "out"
     common = ["-w", pipeline_run.work_dir, "--sloppy", "--omp-nthreads", "1", "--random-seed", "1",
-              "--min-volumes", "20", "--skip-bids-validation"]  # fmt: skip
+              "--min-time", "40", "--skip-bids-validation"]  # fmt: skip
     plugin = PROJECT_ROOT / "workflows" / "multiproc.yml"
     label = TRAIN[1]  # test_reliability adds broken BOLD runs to sub-001 of this shared dataset
     proc = run_app(

@@ -57,16 +57,53 @@ def test_participant_methods_are_the_built_workflows_desc(tmp_path):
     t1w, bold = _inputs(root)
     config = Config(
         bids_dir=root, output_dir=tmp_path / "out", analysis_level="participant", work_dir=tmp_path / "work",
-        fd_threshold=0.2, connectivity="ledoit-wolf", atlas="Power264", min_volumes=80,
-        max_scrubbed_fraction=0.25, global_signal=True, thickness=True, sloppy=True, dummy_scans=3,
+        fd_threshold=0.2, connectivity="ledoit-wolf", atlas="Power264", min_time=150,
+        max_scrubbed_fraction=0.25, nuisance_regressors="36P", thickness=True, sloppy=True, dummy_scans=3,
+        lower_bpf=0.02, upper_bpf=0.0, sphere_radius=7.0,
     )  # fmt: skip
     data = bids.SessionData(subject="01", session=None, t1w=str(t1w), bold=[str(bold)])
     built = visit_desc(init_single_subject_wf(config, data, [str(bold)]))
     paragraphs = {heading: text for heading, text, _ in citation.methods_paragraphs(config)}
     assert built == [paragraphs["Anatomical data"], paragraphs["Functional data"]]
     assert "FD > 0.2 mm" in built[1] and "Ledoit-Wolf" in built[1] and "264 regions of Power" in built[1]
-    assert "the first 3 volumes were discarded" in built[1] and "and the global signal" in built[1]
+    assert "the first 3 volumes were discarded" in built[1] and "The 36P confound set" in built[1]
+    assert "high-pass filtered (above 0.02 Hz)" in built[1] and "spheres of radius 7 mm" in built[1]
+    assert "less than 150 s of data remaining" in built[1]
     assert "KellyKapowski" in built[0] and "--sloppy" in built[0]
+    assert "satterthwaite2013" in citation.cited_keys(citation.methods_paragraphs(config))
+
+
+def test_func_desc_follows_nuisance_band_pass_and_minimum_options(tmp_path):
+    """Each functional option changes the text and the node it is plumbed to."""
+    text, wf = _func_desc(tmp_path / "a", nuisance_regressors="none", band_pass=None, min_time=41.0)
+    assert "Only a linear trend was regressed out" in text and "not temporally filtered" in text
+    assert "less than 41 s of data remaining" in text and "band-pass" not in text
+    denoise, qc = wf.get_node("denoise").inputs, wf.get_node("run_qc").inputs
+    assert (denoise.nuisance_regressors, denoise.high_pass, denoise.low_pass) == ("none", 0.0, 0.0)
+    assert qc.min_volumes == 21  # 41 s at TR 2 s: 21 volumes
+    text, wf = _func_desc(tmp_path / "b", nuisance_regressors="24P", min_volumes=12, atlas="Power264")
+    assert (
+        "The 24P confound set (the 24 motion parameters)" in text
+        and "fewer than 12 remaining volumes" in text
+    )
+    assert wf.get_node("run_qc").inputs.min_volumes == 12
+    assert wf.get_node("features").inputs.extra_meta["NuisanceRegressors"] == "24P"
+
+
+def test_anat_only_methods_have_no_functional_paragraph(tmp_path):
+    """--anat-only: no functional workflow is built and the methods say so."""
+    root = tmp_path / "bids"
+    t1w, bold = _inputs(root)
+    config = Config(
+        bids_dir=root, output_dir=tmp_path / "out", analysis_level="participant", work_dir=tmp_path / "work",
+        anat_only=True,
+    )  # fmt: skip
+    data = bids.SessionData(subject="01", session=None, t1w=str(t1w), bold=[str(bold)])
+    built = visit_desc(init_single_subject_wf(config, data, [str(bold)]))
+    paragraphs = {heading: text for heading, text, _ in citation.methods_paragraphs(config)}
+    assert "Functional data" not in paragraphs and len(built) == 1
+    assert built == [paragraphs["Anatomical data"]]
+    assert "Only the structural features were used (`--anat-only`)" in paragraphs["Brain-age model"]
 
 
 def test_visit_desc_orders_and_deduplicates(tmp_path):

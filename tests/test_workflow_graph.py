@@ -102,13 +102,16 @@ def test_functional_steps_are_named_nodes_and_sinks_are_one_class(tmp_path):
 
 def test_functional_options_reach_their_nodes(tmp_path):
     wf = _func_wf(
-        tmp_path, session="2", connectivity="partial-correlation", global_signal=True, fd_threshold=0.3,
-        atlas="Power264", min_volumes=20,
+        tmp_path, session="2", connectivity="partial-correlation", nuisance_regressors="27P", fd_threshold=0.3,
+        atlas="Power264", min_time=40.0, band_pass=(0.02, 0.08), sphere_radius=6.5,
     )  # fmt: skip
-    assert wf.get_node("denoise").inputs.global_signal is True
+    assert wf.get_node("denoise").inputs.nuisance_regressors == "27P"
     assert wf.get_node("denoise").inputs.fd_threshold == 0.3
+    assert (wf.get_node("denoise").inputs.high_pass, wf.get_node("denoise").inputs.low_pass) == (0.02, 0.08)
+    assert (wf.get_node("features").inputs.high_pass, wf.get_node("features").inputs.low_pass) == (0.02, 0.08)
+    assert wf.get_node("atlas_to_bold").inputs.sphere_radius == 6.5
     assert wf.get_node("connectivity").inputs.kind == "partial-correlation"
-    assert wf.get_node("run_qc").inputs.min_volumes == 20
+    assert wf.get_node("run_qc").inputs.min_volumes == 20  # 40 s at TR 2 s
     assert wf.get_node("features").inputs.session_id == "ses-2"
     assert wf.get_node("features").inputs.extra_meta["Atlas"] == "Power264"
     paths = _planned_paths(wf, tmp_path / "out")
@@ -159,3 +162,21 @@ def test_anatomical_sinks_and_reportlets(tmp_path, session):
         f"sub-01/figures/sub-01{ses}_desc-brain_mask", f"sub-01/figures/sub-01{ses}_dseg",
         f"sub-01/figures/sub-01{ses}_space-MNI152NLin2009aSym_T1w",
     }  # fmt: skip
+
+
+def test_anat_only_subject_workflow_has_no_functional_nodes(tmp_path):
+    """--anat-only: the subject workflow is the anatomical workflow alone, BOLD runs or not."""
+    from bids_brainage import bids
+    from bids_brainage.config import Config
+    from bids_brainage.workflows.base import init_single_subject_wf
+
+    bold = _bold(tmp_path / "bids")
+    config = Config(
+        bids_dir=tmp_path / "bids", output_dir=tmp_path / "out", analysis_level="participant",
+        work_dir=tmp_path / "work", anat_only=True,
+    )  # fmt: skip
+    data = bids.SessionData(subject="01", session=None, t1w=str(bold), bold=[str(bold)])
+    names = _names(init_single_subject_wf(config, data, [str(bold)]))
+    assert "anat_reports_wf.ds_report_dseg" in names and not [name for name in names if "func" in name]
+    config.anat_only = False
+    assert "func_reports_wf.ds_report_carpet" in _names(init_single_subject_wf(config, data, [str(bold)]))

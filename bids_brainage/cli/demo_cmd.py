@@ -58,15 +58,17 @@ def run(args: argparse.Namespace) -> int:
     common = [str(bids_dir), str(out_dir)]
     # Half of the simulated run must survive scrubbing (30 of the default 60 volumes): a fixed
     # minimum of 30 excluded a short run (--n-volumes 40) after 11 scrubbed volumes.
-    min_volumes = str(min(30, args.n_volumes // 2))
+    from bids_brainage.simulate.config import SimulationConfig
+
+    min_time = min(30, args.n_volumes // 2) * SimulationConfig.tr
     options = [
         "-w",
         str(work_dir),
         "--sloppy",
         "--random-seed",
         str(args.random_seed),
-        "--min-volumes",
-        min_volumes,
+        "--min-time",
+        f"{min_time:g}",
     ]
     if args.nprocs:
         options += ["--nprocs", str(args.nprocs)]

@@ -62,7 +62,7 @@ def _dispatch(argv: list[str]) -> int:
         setup_logging(_verbosity(argv))
         return int(args.func(args))
 
-    args = cli_parser.build_parser().parse_args(argv)
+    args = cli_parser.parse_args(argv)
     from bids_brainage.config import build_config
 
     config = build_config(args, argv)
@@ -79,10 +79,18 @@ def run_bids_app(config) -> int:
     log_dir = config.output_dir / "logs"
     setup_logging(config.verbosity, log_dir / f"{config.analysis_level}_{config.run_uuid}.log")
     LOGGER.info("bids_brainage %s: %s level on %s", __version__, config.analysis_level, config.bids_dir)
+    config.save(log_dir / f"config_{config.analysis_level}_{config.run_uuid}.json")
+    if config.min_volumes is not None:
+        LOGGER.warning("--min-volumes is deprecated: use --min-time SECONDS (volumes x TR)")
+    if config.boilerplate_only:
+        from bids_brainage.reports.citation import write_citation
+
+        markdown, bib = write_citation(config)
+        LOGGER.info("methods boilerplate written to %s and %s (--boilerplate-only)", markdown, bib)
+        return 0
     config.work_dir.mkdir(parents=True, exist_ok=True)
     # ITK reads its thread count once per process: set it before any worker starts.
     os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(config.omp_nthreads))
-    config.save(log_dir / f"config_{config.analysis_level}_{config.run_uuid}.json")
 
     if config.analysis_level == "participant":
         from bids_brainage.cli.participant import run_participants

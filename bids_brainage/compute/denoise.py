@@ -12,7 +12,7 @@ import pandas as pd
 
 from bids_brainage.compute.connectivity import roi_timeseries, save_table_and_array
 from bids_brainage.compute.hmc import PARAM_NAMES
-from bids_brainage.defaults import DEFAULT_BAND_PASS
+from bids_brainage.defaults import DEFAULT_BAND_PASS, DEFAULT_NUISANCE_REGRESSORS, NUISANCE_STRATEGIES
 
 HIGH_PASS, LOW_PASS = DEFAULT_BAND_PASS
 
@@ -27,12 +27,44 @@ def censoring_mask(confounds: pd.DataFrame, fd_threshold: float) -> np.ndarray:
     return framewise_displacement(confounds) <= fd_threshold
 
 
-def nuisance_regressors(columns: list[str], global_signal: bool) -> list[str]:
-    """24P motion (the ``trans_*``/``rot_*`` columns and their expansions), WM, CSF [, GS]."""
-    regressors = [c for c in columns if c.startswith(PARAM_NAMES)] + ["white_matter", "csf"]
-    if global_signal:
-        regressors.append("global_signal")
+#: Mean tissue signals of the 26P/27P/36P strategies, and the expansions 36P adds to each.
+TISSUE_SIGNALS = ("white_matter", "csf", "global_signal")
+EXPANSIONS = ("_derivative1", "_power2", "_derivative1_power2")
+
+
+def nuisance_regressors(columns: list[str], strategy: str = DEFAULT_NUISANCE_REGRESSORS) -> list[str]:
+    """Confound columns regressed out by ``strategy`` (a key of
+    :data:`~bids_brainage.defaults.NUISANCE_STRATEGIES`): ``none``; ``24P`` motion (the
+    ``trans_*``/``rot_*`` columns and their expansions); ``26P`` adds WM and CSF; ``27P`` the
+    global signal; ``36P`` the derivatives, squares and squared derivatives of those three
+    (fMRIPrep names, added by :func:`expand_tissue_signals` when the table lacks them)."""
+    if strategy not in NUISANCE_STRATEGIES:
+        raise ValueError(
+            f"unknown nuisance strategy {strategy!r}; choose from {', '.join(NUISANCE_STRATEGIES)}"
+        )
+    if strategy == "none":
+        return []
+    regressors = [c for c in columns if c.startswith(PARAM_NAMES)]
+    tissue = {"24P": (), "26P": TISSUE_SIGNALS[:2]}.get(strategy, TISSUE_SIGNALS)
+    regressors += list(tissue)
+    if strategy == "36P":
+        regressors += [f"{name}{suffix}" for name in tissue for suffix in EXPANSIONS]
     return regressors
+
+
+def expand_tissue_signals(confounds: pd.DataFrame) -> pd.DataFrame:
+    """Add the missing ``<signal>_derivative1``, ``_power2`` and ``_derivative1_power2``
+    columns of the WM, CSF and global signals (first-row derivative NaN, like fMRIPrep's)."""
+    out = confounds.copy()
+    for name in TISSUE_SIGNALS:
+        if name not in out:
+            continue
+        x = out[name].astype(float)
+        derivative = x.diff()
+        for suffix, values in zip(EXPANSIONS, (derivative, x**2, derivative**2), strict=True):
+            if f"{name}{suffix}" not in out:
+                out[f"{name}{suffix}"] = values
+    return out
 
 
 def denoise_timeseries(
@@ -44,11 +76,12 @@ def denoise_timeseries(
     out_dir: str,
     *,
     fd_threshold: float,
-    global_signal: bool,
+    strategy: str = DEFAULT_NUISANCE_REGRESSORS,
     high_pass: float = HIGH_PASS,
     low_pass: float = LOW_PASS,
 ) -> dict[str, Any]:
-    """Mean ROI signals, censored and cleaned (24P + WM + CSF [+ GS], detrend, band-pass).
+    """Mean ROI signals, censored and cleaned (the nuisance ``strategy``, detrend,
+    band-pass; ``high_pass`` or ``low_pass`` 0 leaves out that edge, both 0 no filter).
 
     ROI means are taken *before* regression and filtering: both are linear in time and the
     same for every voxel, so cleaning the ROI means equals averaging cleaned voxels, at a
@@ -60,7 +93,7 @@ def denoise_timeseries(
     Writes ``timeseries.tsv`` (the derivative, 5 significant digits) and ``timeseries.npy``
     (full precision, for the connectivity step) in ``out_dir``; returns their paths, the
     regressors used, the number of ROIs, the ROIs without voxels and whether the band-pass
-    filter could be applied (too short runs are only regressed).
+    filter was applied (not when disabled; too short runs are only regressed).
     """
     from nilearn.signal import clean
 
@@ -69,28 +102,31 @@ def denoise_timeseries(
     roi_names = list(pd.read_csv(atlas_tsv, sep="\t")["name"].astype(str))
     n_rois = len(roi_names)
     conf = pd.read_csv(confounds, sep="\t")
-    regressors = nuisance_regressors(list(conf.columns), global_signal)
+    regressors = nuisance_regressors(list(conf.columns), strategy)
+    conf = expand_tissue_signals(conf) if strategy == "36P" else conf
     keep = censoring_mask(conf, fd_threshold)
     n_keep = int(keep.sum())
     raw = roi_timeseries(data, labels, n_rois)
     missing = np.isnan(raw).any(0)
     ts = np.full((n_keep, n_rois), np.nan)
-    filtered = True
+    high = high_pass if high_pass and high_pass > 0 else None
+    low = low_pass if 0 < low_pass < 0.5 / tr else None
+    filtered = high is not None or low is not None
     if n_keep >= 5 and not missing.all():
-        nyquist = 0.5 / tr
-        low = low_pass if 0 < low_pass < nyquist else None
         kwargs = dict(
-            confounds=conf[regressors].fillna(0).to_numpy(), detrend=True, standardize="zscore_sample",
-            t_r=tr, sample_mask=np.flatnonzero(keep),
+            confounds=conf[regressors].fillna(0).to_numpy() if regressors else None, detrend=True,
+            standardize="zscore_sample", t_r=tr, sample_mask=np.flatnonzero(keep),
         )  # fmt: skip
-        try:
-            cleaned = clean(
-                raw[:, ~missing], filter="butterworth", high_pass=high_pass or None,
-                low_pass=low, **kwargs,
-            )  # fmt: skip
-        except ValueError:
-            # Too few volumes for the Butterworth filter's padding (short runs): regress only.
-            filtered = False
+        cleaned = None
+        if filtered:  # not with --disable-bandpass-filter
+            try:
+                cleaned = clean(
+                    raw[:, ~missing], filter="butterworth", high_pass=high, low_pass=low, **kwargs,
+                )  # fmt: skip
+            except ValueError:
+                # Too few volumes for the Butterworth filter's padding (short runs): regress only.
+                filtered = False
+        if cleaned is None:
             cleaned = clean(raw[:, ~missing], filter=False, **kwargs)
         ts[:, ~missing] = cleaned
     ts_file, ts_array = save_table_and_array(ts, roi_names, Path(out_dir) / "timeseries")

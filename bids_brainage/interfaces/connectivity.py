@@ -21,7 +21,8 @@ from bids_brainage.defaults import (
     CONNECTIVITY_KINDS,
     DEFAULT_FD_THRESHOLD,
     DEFAULT_MAX_SCRUBBED_FRACTION,
-    DEFAULT_MIN_VOLUMES,
+    DEFAULT_NUISANCE_REGRESSORS,
+    NUISANCE_STRATEGIES,
 )
 
 
@@ -71,7 +72,9 @@ class _DenoiseInputSpec(BaseInterfaceInputSpec):
     confounds = File(exists=True, mandatory=True)
     tr = traits.Float(mandatory=True)
     fd_threshold = traits.Float(DEFAULT_FD_THRESHOLD, usedefault=True)
-    global_signal = traits.Bool(False, usedefault=True)
+    nuisance_regressors = traits.Enum(
+        DEFAULT_NUISANCE_REGRESSORS, *NUISANCE_STRATEGIES, usedefault=True, desc="--nuisance-regressors"
+    )
     high_pass = traits.Float(HIGH_PASS, usedefault=True)
     low_pass = traits.Float(LOW_PASS, usedefault=True)
 
@@ -86,7 +89,7 @@ class _DenoiseOutputSpec(TraitedSpec):
 
 
 class DenoiseTimeseries(SimpleInterface):
-    """Censor high-FD volumes and clean the ROI means (24P + WM + CSF [+ GS], band-pass)
+    """Censor high-FD volumes and clean the ROI means (``--nuisance-regressors``, band-pass)
     (see :func:`bids_brainage.compute.denoise.denoise_timeseries`)."""
 
     input_spec = _DenoiseInputSpec
@@ -97,7 +100,7 @@ class DenoiseTimeseries(SimpleInterface):
         self._results.update(
             denoise_timeseries(
                 i.bold, i.atlas_file, i.atlas_tsv, i.confounds, i.tr, runtime.cwd,
-                fd_threshold=i.fd_threshold, global_signal=i.global_signal, high_pass=i.high_pass,
+                fd_threshold=i.fd_threshold, strategy=i.nuisance_regressors, high_pass=i.high_pass,
                 low_pass=i.low_pass,
             )
         )  # fmt: skip
@@ -138,7 +141,7 @@ class _RunQCInputSpec(BaseInterfaceInputSpec):
     tsnr = traits.Float(desc="median tSNR (from the confounds step)")
     fd_threshold = traits.Float(DEFAULT_FD_THRESHOLD, usedefault=True)
     max_scrubbed_fraction = traits.Float(DEFAULT_MAX_SCRUBBED_FRACTION, usedefault=True)
-    min_volumes = traits.Int(DEFAULT_MIN_VOLUMES, usedefault=True)
+    min_volumes = traits.Int(mandatory=True, desc="fewest retained volumes (--min-time over the TR)")
     dummy_scans = traits.Int(0, usedefault=True)
 
 

@@ -21,8 +21,9 @@ from bids_brainage.defaults import (
     DEFAULT_FD_THRESHOLD,
     DEFAULT_HARMONIZE,
     DEFAULT_MAX_SCRUBBED_FRACTION,
-    DEFAULT_MIN_VOLUMES,
+    DEFAULT_MIN_TIME,
     DEFAULT_N_FOLDS,
+    DEFAULT_NUISANCE_REGRESSORS,
 )
 from bids_brainage.utils import atomic
 from bids_brainage.workflows.anatomical import anat_methods
@@ -186,6 +187,16 @@ REFERENCES: dict[str, tuple[str, str]] = {
         "{Friston, Karl J. and Williams, Steven and Howard, Robert and Frackowiak, Richard S. J. and "
         "Turner, Robert},\n  journal = {Magnetic Resonance in Medicine},\n  volume = {35},\n  number = {3},\n"
         "  pages = {346--355},\n  year = {1996},\n  doi = {10.1002/mrm.1910350312}\n}",
+    ),
+    "satterthwaite2013": (
+        "Satterthwaite TD, Elliott MA, Gerraty RT, et al. An improved framework for confound regression "
+        "and filtering for control of motion artifact in the preprocessing of resting-state functional "
+        "connectivity data. NeuroImage. 2013;64:240-256. doi:10.1016/j.neuroimage.2012.08.052",
+        "@article{satterthwaite2013,\n  title = {An improved framework for confound regression and filtering "
+        "for control of motion artifact in the preprocessing of resting-state functional connectivity "
+        "data},\n  author = {Satterthwaite, Theodore D. and Elliott, Mark A. and Gerraty, Raphael T. and "
+        "others},\n  journal = {NeuroImage},\n  volume = {64},\n  pages = {240--256},\n  year = {2013},\n"
+        "  doi = {10.1016/j.neuroimage.2012.08.052}\n}",
     ),
     "dosenbach2010": (
         "Dosenbach NUF, Nardos B, Cohen AL, et al. Prediction of individual brain maturity using fMRI. "
@@ -416,20 +427,26 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
     dummy = _get(settings, "dummy_scans")
     given_dummy = None if dummy in (None, "", "None") else int(dummy)
     derivatives = _get(settings, "derivatives", {})
+    min_volumes = _get(settings, "min_volumes")
+    sphere = _get(settings, "sphere_radius")
     func = func_methods(
         atlas=atlas,
         connectivity=str(_get(settings, "connectivity", DEFAULT_CONNECTIVITY)),
         fd_threshold=float(_get(settings, "fd_threshold", DEFAULT_FD_THRESHOLD)),
         max_scrubbed_fraction=float(_get(settings, "max_scrubbed_fraction", DEFAULT_MAX_SCRUBBED_FRACTION)),
-        min_volumes=int(_get(settings, "min_volumes", DEFAULT_MIN_VOLUMES)),
+        min_time=float(_get(settings, "min_time", DEFAULT_MIN_TIME)),
+        min_volumes=int(min_volumes) if min_volumes not in (None, "", "None") else None,
         dummy_scans=given_dummy,
-        global_signal=bool(_get(settings, "global_signal", False)),
-        band_pass=band_pass_from_outputs(output_dir, sidecars) or DEFAULT_BAND_PASS,
+        nuisance_regressors=_nuisance_setting(settings),
+        band_pass=band_pass_from_outputs(output_dir, sidecars) or _band_pass_setting(settings),
+        sphere_radius=float(sphere) if sphere not in (None, "", "None") else None,
         fmriprep=isinstance(derivatives, dict) and bool(derivatives.get("fmriprep")),
         dummy_counts=recorded_values(sidecars, lambda m: int(m["QC"]["n_dummy_scans"])),
         sphere_radii=recorded_values(sidecars, lambda m: float(m["SphereRadius"])),
     )
     group = _group_settings(settings)
+    # --anat-only at the participant level (no BOLD processed) or the group level (model on sMRI).
+    anat_only_model = bool(_get(settings, "anat_only", False) or group.get("anat_only"))
     record = _model_record(output_dir)
     network = record.get("Model")
     model = model_methods(
@@ -441,6 +458,8 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
         device=_recorded_device(record) or str(group.get("device") or _get(settings, "device", "auto")),
         network=network if isinstance(network, str) else None,
     )
+    if anat_only_model:
+        model += " Only the structural features were used (`--anat-only`)."
     software = (
         f"Processing was performed with bids_brainage {__version__}, built on nipype [nipype] and "
         f"pybids [pybids]."
@@ -453,7 +472,25 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
             ("Brain-age model", model),
             ("Software", software),
         )
+        if not (heading == "Functional data" and _get(settings, "anat_only", False))
     ]
+
+
+def _nuisance_setting(settings: Any) -> str:
+    """``--nuisance-regressors`` of a run; settings saved before it existed had ``global_signal``."""
+    strategy = _get(settings, "nuisance_regressors")
+    if isinstance(strategy, str) and strategy:
+        return strategy
+    return "27P" if _get(settings, "global_signal", False) else DEFAULT_NUISANCE_REGRESSORS
+
+
+def _band_pass_setting(settings: Any) -> tuple[float, float] | None:
+    """The band-pass edges a run was given (None: ``--disable-bandpass-filter``)."""
+    if _get(settings, "disable_bandpass_filter", False):
+        return None
+    low = float(_get(settings, "lower_bpf", DEFAULT_BAND_PASS[0]))
+    high = float(_get(settings, "upper_bpf", DEFAULT_BAND_PASS[1]))
+    return None if low <= 0 and high <= 0 else (low, high)
 
 
 def cited_keys(paragraphs: list[tuple[str, str, list[str]]]) -> list[str]:

@@ -19,7 +19,8 @@ def init_single_subject_wf(config: Any, data: bids.SessionData, bold_files: list
     data : SessionData
         The subject's T1w (required).
     bold_files : list of str
-        BOLD runs whose metadata passed the checks (may be empty: structural only).
+        BOLD runs whose metadata passed the checks (may be empty: structural only; ignored
+        with ``config.anat_only``, fMRIPrep's ``--anat-only``).
 
     Returns
     -------
@@ -49,7 +50,7 @@ def init_single_subject_wf(config: Any, data: bids.SessionData, bold_files: list
     anat_wf.inputs.inputnode.t1w = data.t1w
     workflow.add_nodes([anat_wf])
     fmriprep_dir = config.derivatives.get("fmriprep")
-    for index, bold_file in enumerate(bold_files):
+    for index, bold_file in enumerate([] if config.anat_only else bold_files):
         func_wf = init_func_wf(
             bold_file=bold_file,
             output_dir=str(config.output_dir),
@@ -63,9 +64,12 @@ def init_single_subject_wf(config: Any, data: bids.SessionData, bold_files: list
             connectivity=config.connectivity,
             fd_threshold=config.fd_threshold,
             max_scrubbed_fraction=config.max_scrubbed_fraction,
+            min_time=config.min_time,
             min_volumes=config.min_volumes,
             dummy_scans=config.dummy_scans,
-            global_signal=config.global_signal,
+            nuisance_regressors=config.nuisance_regressors,
+            band_pass=config.band_pass,
+            sphere_radius=config.sphere_radius,
             fmriprep_dir=str(fmriprep_dir) if fmriprep_dir else None,
             random_seed=config.random_seed,
             name=f"func_run{index + 1}_wf",

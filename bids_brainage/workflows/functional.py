@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from nipype.interfaces import utility as niu
@@ -17,9 +18,11 @@ from bids_brainage.defaults import (
     DEFAULT_CONNECTIVITY,
     DEFAULT_FD_THRESHOLD,
     DEFAULT_MAX_SCRUBBED_FRACTION,
-    DEFAULT_MIN_VOLUMES,
+    DEFAULT_MIN_TIME,
+    DEFAULT_NUISANCE_REGRESSORS,
     DEFAULT_RANDOM_SEED,
     DUMMY_KEYS,
+    NUISANCE_STRATEGIES,
     SPHERE_RADIUS_VOXELS,
     connectivity_kind,
 )
@@ -69,16 +72,46 @@ def _range_text(values: list[float], unit: str) -> str:
     return f"{values[0]:g}-{values[-1]:g}{unit}"
 
 
+def _regression_text(strategy: str) -> str:
+    """What ``--nuisance-regressors`` regressed out, with its references."""
+    if strategy == "none":
+        return "Only a linear trend was regressed out (`--nuisance-regressors none`)"
+    cite = "; satterthwaite2013" if strategy == "36P" else ""
+    return (
+        f"The {strategy} confound set ({NUISANCE_STRATEGIES[strategy]}) [friston1996{cite}] and a linear "
+        "trend were regressed out"
+    )
+
+
+def _filter_text(band_pass: tuple[float, float] | None) -> str:
+    """The temporal filter: band-pass, only one edge (the other 0) or none."""
+    low, high = band_pass or (0.0, 0.0)
+    if low > 0 and high > 0:
+        return f"band-pass filtered ({low:g}-{high:g} Hz)"
+    if low > 0:
+        return f"high-pass filtered (above {low:g} Hz)"
+    if high > 0:
+        return f"low-pass filtered (below {high:g} Hz)"
+    return "not temporally filtered (`--disable-bandpass-filter`)"
+
+
+def min_volumes_for(min_time: float, tr: float) -> int:
+    """Fewest retained volumes that hold ``min_time`` seconds of data at this TR."""
+    return max(1, math.ceil(min_time / tr - 1e-6))
+
+
 def func_methods(
     *,
     atlas: str = DEFAULT_ATLAS,
     connectivity: str = DEFAULT_CONNECTIVITY,
     fd_threshold: float = DEFAULT_FD_THRESHOLD,
     max_scrubbed_fraction: float = DEFAULT_MAX_SCRUBBED_FRACTION,
-    min_volumes: int = DEFAULT_MIN_VOLUMES,
+    min_time: float = DEFAULT_MIN_TIME,
+    min_volumes: int | None = None,
     dummy_scans: int | None = None,
-    global_signal: bool = False,
-    band_pass: tuple[float, float] = DEFAULT_BAND_PASS,
+    nuisance_regressors: str = DEFAULT_NUISANCE_REGRESSORS,
+    band_pass: tuple[float, float] | None = DEFAULT_BAND_PASS,
+    sphere_radius: float | None = None,
     fmriprep: bool = False,
     dummy_counts: list[int] | None = None,
     sphere_radii: list[float] | None = None,
@@ -86,8 +119,10 @@ def func_methods(
     """Methods text of :func:`init_func_wf` built with these settings (its ``__desc__``).
 
     ``dummy_counts`` and ``sphere_radii`` are values a finished run recorded in its sidecars
-    (the report adds them; a workflow being built describes the rule). Citations are ``[key]``
-    keys of :data:`bids_brainage.reports.citation.REFERENCES`.
+    (the report adds them; a workflow being built describes the rule). ``band_pass`` None (or
+    0 for an edge) is no filter (at that edge); ``min_volumes`` (deprecated ``--min-volumes``)
+    replaces ``min_time``; ``sphere_radius`` (mm, ``--sphere-radius``) replaces the radius rule.
+    Citations are ``[key]`` keys of :data:`bids_brainage.reports.citation.REFERENCES`.
     """
     kind = connectivity_kind(connectivity)
     atlas_text, atlas_refs = ATLAS_TEXT.get(atlas, ATLAS_TEXT["custom"])
@@ -104,7 +139,11 @@ def func_methods(
                 else "; none when it does not say."
             )
         )
-    if atlas in PUBLISHED_RADIUS_MM:
+    if atlas in PUBLISHED_RADIUS_MM and sphere_radius:
+        atlas_text += (
+            f", as spheres of radius {sphere_radius:g} mm, each voxel assigned to its nearest centre"
+        )
+    elif atlas in PUBLISHED_RADIUS_MM:
         atlas_text += (
             f", as spheres of radius max({PUBLISHED_RADIUS_MM[atlas]:g} mm as published, "
             f"{SPHERE_RADIUS_VOXELS:g} x the BOLD voxel size)"
@@ -119,14 +158,18 @@ def func_methods(
         "volume, and the reference was coregistered to the T1w."
     )
     atlas_cite = f" [{'; '.join(atlas_refs)}]" if atlas_refs else ""
+    minimum = (
+        f"fewer than {min_volumes} remaining volumes"
+        if min_volumes is not None
+        else f"less than {min_time:g} s of data remaining"
+    )
     return (
         f"For each resting-state BOLD run, {dummy_text} {motion} "
-        f"Confounds were the 24 motion parameters [friston1996], the mean WM and CSF signals"
-        f"{' and the global signal' if global_signal else ''}, framewise displacement (FD) and DVARS "
-        f"[power2012]. Confounds were regressed out and the signals band-pass filtered "
-        f"({band_pass[0]:g}-{band_pass[1]:g} Hz); volumes with FD > {fd_threshold:g} mm were censored "
+        "Confounds estimated were the 24 motion parameters, the mean WM, CSF and global signals, "
+        f"framewise displacement (FD) and DVARS [power2012]. {_regression_text(nuisance_regressors)}, "
+        f"and the signals were {_filter_text(band_pass)}; volumes with FD > {fd_threshold:g} mm were censored "
         f"(scrubbing) [power2014]. Runs with more than {max_scrubbed_fraction:.0%} of volumes censored "
-        f"or fewer than {min_volumes} remaining volumes were excluded. Regional time series were "
+        f"or {minimum} were excluded. Regional time series were "
         f"extracted from {atlas_text}{atlas_cite} and functional connectivity computed as {kind_text}"
         + (f" [{'; '.join(kind_refs)}]" if kind_refs else "")
         + " with nilearn [nilearn]."
@@ -158,10 +201,12 @@ def init_func_wf(
     connectivity: str = DEFAULT_CONNECTIVITY,
     fd_threshold: float = DEFAULT_FD_THRESHOLD,
     max_scrubbed_fraction: float = DEFAULT_MAX_SCRUBBED_FRACTION,
-    min_volumes: int = DEFAULT_MIN_VOLUMES,
+    min_time: float = DEFAULT_MIN_TIME,
+    min_volumes: int | None = None,
     dummy_scans: int | None = None,
-    global_signal: bool = False,
-    band_pass: tuple[float, float] = DEFAULT_BAND_PASS,
+    nuisance_regressors: str = DEFAULT_NUISANCE_REGRESSORS,
+    band_pass: tuple[float, float] | None = DEFAULT_BAND_PASS,
+    sphere_radius: float | None = None,
     fmriprep_dir: str | None = None,
     random_seed: int = DEFAULT_RANDOM_SEED,
     name: str = "func_wf",
@@ -201,16 +246,23 @@ def init_func_wf(
         one of :data:`bids_brainage.defaults.CONNECTIVITY_KINDS` (Fisher z-transformed).
     fd_threshold : float
         Volumes with FD (Power) above this (mm) are scrubbed.
-    max_scrubbed_fraction, min_volumes : float, int
-        A run scrubbing more than this fraction or keeping fewer volumes is excluded (its
-        features are written as n/a and its sidecars say why).
+    max_scrubbed_fraction, min_time : float, float
+        A run scrubbing more than this fraction or keeping less than ``min_time`` seconds of
+        data (``ceil(min_time / TR)`` volumes) is excluded (its features are written as n/a and
+        its sidecars say why).
+    min_volumes : int, optional
+        The deprecated ``--min-volumes``: a minimum in volumes, replacing ``min_time``.
     dummy_scans : int, optional
         Initial volumes to discard; default from the sidecar
         (``NumberOfVolumesDiscardedByUser``/``NumberOfDummyScans``/...) or 0.
-    global_signal : bool
-        Also regress the global signal.
-    band_pass : (float, float)
-        High-pass and low-pass edges (Hz) of the time-series filter.
+    nuisance_regressors : str
+        Confound set regressed out, a key of :data:`bids_brainage.defaults.NUISANCE_STRATEGIES`.
+    band_pass : (float, float) or None
+        High-pass and low-pass edges (Hz) of the time-series filter; an edge of 0 is left out,
+        None is no filter (``--disable-bandpass-filter``).
+    sphere_radius : float, optional
+        Fixed sphere radius (mm) of coordinate atlases (``--sphere-radius``); default
+        ``max(published radius, SPHERE_RADIUS_VOXELS x BOLD voxel)``.
     fmriprep_dir : str, optional
         An fMRIPrep derivative folder to reuse.
     random_seed : int
@@ -259,6 +311,8 @@ def init_func_wf(
     meta = bids.sidecar_metadata(bids_root, bold_file)
     tr = bids.repetition_time(meta.get("RepetitionTime"), bold_file)
     n_dummy = resolve_dummy_scans(meta, dummy_scans)
+    min_kept = min_volumes if min_volumes is not None else min_volumes_for(min_time, tr)
+    high_pass, low_pass = band_pass or (0.0, 0.0)
     atlas_info = load_atlas(atlas)
     ents = {"sub": subject, "ses": session, **bold_entities(bold_file)}
     ents.setdefault("task", task)
@@ -269,8 +323,9 @@ def init_func_wf(
     wf = pe.Workflow(name=name)
     wf.__desc__ = func_methods(
         atlas=atlas, connectivity=connectivity, fd_threshold=fd_threshold,
-        max_scrubbed_fraction=max_scrubbed_fraction, min_volumes=min_volumes, dummy_scans=dummy_scans,
-        global_signal=global_signal, band_pass=band_pass, fmriprep=bool(fmriprep),
+        max_scrubbed_fraction=max_scrubbed_fraction, min_time=min_time, min_volumes=min_volumes,
+        dummy_scans=dummy_scans, nuisance_regressors=nuisance_regressors, band_pass=band_pass,
+        sphere_radius=sphere_radius, fmriprep=bool(fmriprep),
     )  # fmt: skip
     inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=OUTPUT_FIELDS), name="outputnode")
@@ -303,26 +358,29 @@ def init_func_wf(
 
     confounds = pe.Node(BoldConfounds(fd_threshold=fd_threshold), name="confounds")
     to_bold = pe.Node(AtlasToBold(atlas=atlas), name="atlas_to_bold")
+    if sphere_radius:
+        to_bold.inputs.sphere_radius = sphere_radius
     denoise = pe.Node(
         DenoiseTimeseries(
             fd_threshold=fd_threshold,
-            global_signal=global_signal,
-            high_pass=band_pass[0],
-            low_pass=band_pass[1],
+            nuisance_regressors=nuisance_regressors,
+            high_pass=high_pass,
+            low_pass=low_pass,
         ),
         name="denoise",
     )
     conn = pe.Node(ConnectivityMatrix(kind=connectivity), name="connectivity")
     run_qc = pe.Node(
         RunQC(fd_threshold=fd_threshold, max_scrubbed_fraction=max_scrubbed_fraction,
-              min_volumes=min_volumes, dummy_scans=n_dummy),
+              min_volumes=min_kept, dummy_scans=n_dummy),
         name="run_qc",
     )  # fmt: skip
     features = pe.Node(
         FunctionalFeatures(
             kind=connectivity, fd_threshold=fd_threshold, participant_id=f"sub-{subject}",
-            high_pass=band_pass[0], low_pass=band_pass[1],
+            high_pass=high_pass, low_pass=low_pass,
             extra_meta={"Sources": src, "Atlas": atlas_info.name, "Space": "MNI152NLin2009aSym",
+                        "NuisanceRegressors": nuisance_regressors, "MinimumRetainedVolumes": min_kept,
                         "MotionCorrection": "fMRIPrep" if fmriprep else "bids_brainage.compute.hmc"},
         ),
         name="features",

@@ -139,7 +139,7 @@ def cohort(image: Image, pipeline_run, tmp_path_factory):
     mounts = {pipeline_run.bids_dir: "/data:ro", out: "/out", work: "/work"}
     runs = {}
     runs["participant"] = run_image(
-        image, ["/data", "/out", "participant", "--participant-label", HELD_OUT, "--min-volumes", "20",
+        image, ["/data", "/out", "participant", "--participant-label", HELD_OUT, "--min-time", "40",
                 *PARTICIPANT], mounts,
     )  # fmt: skip
     _assert_ok(runs["participant"], "participant level on the held-out simulated subject")

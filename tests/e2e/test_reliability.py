@@ -19,7 +19,7 @@ from pipeline_cohort import TRAIN
 
 from bids_brainage.cli.run import main
 
-COMMON = ["--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--random-seed", "1", "--min-volumes", "20",
+COMMON = ["--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--random-seed", "1", "--min-time", "40",
           "--skip-bids-validation"]  # fmt: skip
 
 

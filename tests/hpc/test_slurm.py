@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 TIMEOUT_S = float(os.environ.get("BIDS_BRAINAGE_SLURM_TIMEOUT", 900))
 # Participant options shared by both tests: sloppy, one process, short BOLD accepted.
-PARTICIPANT_OPTS = ["--sloppy", "--nprocs", "1", "--omp-nthreads", "1", "--min-volumes", "20",
+PARTICIPANT_OPTS = ["--sloppy", "--nprocs", "1", "--omp-nthreads", "1", "--min-time", "40",
                     "--skip-bids-validation", "--random-seed", "1"]  # fmt: skip
 JOB_RESOURCES = "--cpus-per-task=1 --mem=3G --time=00:15:00"
 N_SUBJECTS = 5

@@ -15,7 +15,7 @@ import pytest
 from report_browser import Browser, require_chromium
 
 N_SUBJECTS = 5
-COMMON = ["--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--random-seed", "1", "--min-volumes", "20",
+COMMON = ["--sloppy", "--nprocs", "2", "--omp-nthreads", "1", "--random-seed", "1", "--min-time", "40",
           "--skip-bids-validation"]  # fmt: skip
 
 
