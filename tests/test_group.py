@@ -124,7 +124,7 @@ def test_group_trains_writes_outputs_and_predicts_with_model(trained):
     assert pd.isna(flags.loc["sub-025", "flag_age_out_of_range"])  # no age
     # Training is logged fold by fold when the console is not a terminal.
     log = sorted((out / "logs").glob("group_*.log"))[0].read_text()
-    assert "fold 1 of 3: trained on" in log and "fold 3 of 3: trained on" in log
+    assert "fold 0 (1 of 3): trained on" in log and "fold 2 (3 of 3): trained on" in log
     assert (out / "model" / "model.safetensors").exists() and (out / "model" / "model_card.md").exists()
     metrics = json.loads((out / "group" / "metrics.json").read_text())
     assert metrics["overall"]["n"] == 23 and 0 <= metrics["coverage"]["empirical"] <= 1

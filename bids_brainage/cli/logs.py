@@ -37,7 +37,7 @@ STAGES = {
     "register": "registration to the template",
     "atropos": "tissue segmentation (Atropos)",
     "modulated_gm": "modulated grey matter",
-    "prepare_bold": "BOLD preparation (dummy scans, reference)",
+    "prepare_bold": "preparation (dummy scans, reference)",
     "fmriprep_bold": "reading fMRIPrep's outputs",
     "hmc": "head-motion correction",
     "coreg": "BOLD-to-T1w coregistration",

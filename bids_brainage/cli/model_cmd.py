@@ -151,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace, table) -> int:
+    from bids_brainage.compute.brainage_table import brainage_table, write_brainage_table
     from bids_brainage.model import fit_cross_validated, save_bundle
     from bids_brainage.utils.atomic import write_tsv
 
@@ -165,7 +166,8 @@ def _fit(args: argparse.Namespace, table) -> int:
         **_settings(args),
     )
     save_bundle(ensemble, args.out)
-    write_tsv(args.out / "oof_predictions.tsv", oof)
+    oof = brainage_table(oof.assign(split="oof"), ensemble.summary)
+    write_brainage_table(args.out / "oof_predictions.tsv", oof, Model=ensemble.models[0].network)
     write_tsv(args.out / "oof_metrics.tsv", metrics)
     m = ensemble.metrics["out_of_fold"]
     print(

@@ -212,8 +212,8 @@ def fit_cross_validated(
         pred[te] = est.predict(_rows(xs_fold, te), _rows(xf_fold, te), sex[te])
         models.append(est)
         LOGGER.info(
-            "fold %d of %d: trained on %d in %.0f s (%d epochs, best %d); held-out MAE %.2f years (n = %d)",
-            i + 1, len(np.unique(folds)), int(tr.sum()), getattr(est, "fit_seconds_", float("nan")),
+            "fold %s (%d of %d): trained on %d in %.0f s (%d epochs, best %d); held-out MAE %.2f years (n = %d)",
+            k, i + 1, len(np.unique(folds)), int(tr.sum()), getattr(est, "fit_seconds_", float("nan")),
             len(getattr(est, "history_", [])), getattr(est, "best_epoch_", -1) + 1,
             float(np.nanmean(np.abs(pred[te] - age[te]))), int(te.sum()),
         )  # fmt: skip

@@ -50,7 +50,7 @@ def test_group_level_tables_bundle_and_report(pipeline_run):
     sidecar = json.loads((out / "brainage.json").read_text())
     assert all(isinstance(sidecar[c], dict) and "Description" in sidecar[c] for c in brainage.columns)
     group_log = sorted((out / "logs").glob("group_*.log"))[0].read_text()
-    assert "fold 1 of " in group_log and "SA-AVAE out of fold: MAE" in group_log
+    assert "(1 of 3): trained on" in group_log and "SA-AVAE out of fold: MAE" in group_log
     truth = pd.read_csv(pipeline_run.bids_dir / "participants.tsv", sep="\t")
     merged = brainage.merge(truth[["participant_id", "age"]], on="participant_id", suffixes=("", "_truth"))
     assert (merged["age"] - merged["age_truth"]).abs().max() < 1e-6

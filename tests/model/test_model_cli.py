@@ -57,6 +57,9 @@ def test_fit_predict_evaluate(tmp_path, table_path, capsys):
         p.name for p in model_dir.iterdir()
     }
     assert not [p for p in model_dir.iterdir() if p.name.startswith(".")]  # no temporary files left
+    oof = pd.read_csv(model_dir / "oof_predictions.tsv", sep="\t")
+    assert set(oof["split"]) == {"oof"} and set(oof["fold"]) == {0, 1} and set(oof["sex"]) <= {"M", "F"}
+    assert "interval_lower" in oof and (model_dir / "oof_predictions.json").is_file()
 
     # Prediction on a table without age (new subjects) and without fMRI columns.
     new = pd.read_csv(table_path, sep="\t").drop(columns=["age"]).iloc[:10]
