@@ -61,4 +61,7 @@ def test_stage_log_never_raises(caplog):
     log(broken, "start")
     log(broken, "end")  # result.outputs fails
     assert log.describe("sub_02_wf.anat_wf.ds_anat_wf.ds_t1w_tpms") is None
+    assert log.describe("sub_02_wf.anat_wf.ds_anat_wf._ds_t1w_tpms0") is None  # MapNode element
+    log(SimpleNamespace(name="hmc", fullname="sub_02_wf.func_run1_wf.hmc"), "end")  # never started
+    assert not [r for r in caplog.records if "hmc" in r.getMessage() or "head-motion" in r.getMessage()]
     assert log.describe("sub_02_wf.func_run2_wf.hmc") == "BOLD run 2 head-motion correction"

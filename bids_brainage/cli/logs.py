@@ -88,7 +88,7 @@ class StageLog:
     def describe(self, fullname: str) -> str | None:
         """``anatomical registration to the template`` for ``sub_01_wf.anat_wf.register``;
         None for plumbing."""
-        parts = fullname.split(".")
+        parts = [p.lstrip("_") for p in fullname.split(".")]
         name = parts[-1]
         if PLUMBING.match(name) or any(PLUMBING.match(p) for p in parts[:-1]):
             return None
@@ -106,10 +106,11 @@ class StageLog:
         if status == "start":
             self._started[key] = time.monotonic()
             return
+        started = self._started.pop(key, None)
         what = self.describe(key)
-        seconds = time.monotonic() - self._started.pop(key, time.monotonic())
-        if what is None:
-            return
+        if what is None or started is None:
+            return  # plumbing, or an element of a MapNode (its MapNode has the line)
+        seconds = time.monotonic() - started
         if status == "end":
             self.logger.info("%s: %s done in %.0f s", self.label, what, seconds)
             if node.name == "run_qc":
