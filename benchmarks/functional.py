@@ -60,13 +60,18 @@ def run_workflow(base: Path, n_volumes: int, seed: int) -> dict:
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     func, truth = out / "sub-001/func", bids / "derivatives/simulation/sub-001/func"
     est = pd.read_csv(
-        func / "sub-001_task-rest_atlas-Seitzman300_stat-pearsoncorrelation_relmat.tsv", sep="\t"
+        func
+        / "sub-001_task-rest_space-MNI152NLin2009aSym_seg-Seitzman300_stat-pearsoncorrelation_relmat.tsv",
+        sep="\t",
+        index_col="Node",
     )
     true = pd.read_csv(truth / "sub-001_task-rest_atlas-Seitzman300_desc-sample_relmat.tsv", sep="\t")
     iu = np.triu_indices(len(est), 1)
     e, t = est.to_numpy()[iu], true.to_numpy()[iu]
     ok = np.isfinite(e)
-    mot = pd.read_csv(func / "sub-001_task-rest_motion.tsv", sep="\t")[list(hmc.PARAM_NAMES)].to_numpy()
+    mot = pd.read_csv(func / "sub-001_task-rest_desc-motion_timeseries.tsv", sep="\t")[
+        list(hmc.PARAM_NAMES)
+    ].to_numpy()
     tmot = pd.read_csv(truth / "sub-001_task-rest_desc-motion_timeseries.tsv", sep="\t")[
         list(hmc.PARAM_NAMES)
     ]

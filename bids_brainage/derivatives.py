@@ -25,30 +25,28 @@ ENTITY_ORDER = (
     "space", "atlas", "seg", "res", "den", "label", "stat", "from", "to", "mode", "desc",
 )  # fmt: skip
 
-# Files the BIDS specification does not (yet) know: reports, features, model bundle, logs.
+# File kinds the BIDS schema (1.10, bids-validator-deno) has no rule for; each entry's reason
+# is in docs/outputs.md (".bidsignore"). Everything else this app writes is validated.
 BIDSIGNORE = (
-    "*.html",
-    "*/figures/",
-    # bids-validator-deno matches directories only without the trailing slash.
-    "*/figures",
-    # Transforms (BEP014 names, as fMRIPrep writes them) are not in the specification yet.
-    "*_xfm.*",
-    "logs",
-    "model",
-    "brainage.*",
-    "*_features.*",
-    # Functional derivatives in XCP-D/fMRIPrep names that BIDS 1.10 has no rule for yet
-    # (BEP012/BEP017): confounds and ROI time series, connectivity matrices, the BOLD
-    # reference, per-run head motion (the spec's _motion is motion capture) and run QC.
-    "*_timeseries.*",
-    "*_relmat.*",
-    "*_boldref.*",
-    "*_motion.*",
-    "*_qc.*",
-    "*_prediction.*",
-    "group",
-    "*/log",
-)
+    "*.html",  # reports
+    "*/figures",  # SVG reportlets (the validator matches folders without a trailing slash)
+    "*/log",  # nipype crash files of a participant
+    "*_xfm.*",  # transforms (BEP014 names, as fMRIPrep writes them)
+    "*_boldref.*",  # BOLD reference (fMRIPrep name, BEP012)
+    "*_timeseries.*",  # confounds, head motion and ROI time series (fMRIPrep/XCP-D, BEP012)
+    "*_outliers.*",  # censoring mask (XCP-D)
+    "*_relmat.*",  # connectivity matrices (XCP-D, BEP017)
+    "*_qc.*",  # run QC (XCP-D-style)
+    "*_features.*",  # model inputs
+    "*_prediction.*",  # per-participant brain age
+    "brainage.*",  # group brain-age table
+    "group",  # group tables and figures
+    "model",  # trained model bundle
+)  # logs/ needs no entry: BIDS reserves it for log files
+
+#: ``DatasetLinks`` of the templates that sidecars cite as ``bids:<name>:`` URIs (the
+#: TemplateFlow dataset of the same name; nilearn ships the copy that is used, offline).
+TEMPLATE_LINKS = {"MNI152NLin2009aSym": "https://github.com/templateflow/tpl-MNI152NLin2009aSym"}
 
 _LABEL_RE = re.compile(r"^[0-9A-Za-z]+$")
 
@@ -143,8 +141,15 @@ def container_info() -> dict[str, str] | None:
     return None
 
 
-def dataset_description(bids_dir: str | os.PathLike | None) -> dict[str, Any]:
-    """The derivative dataset's ``dataset_description.json`` content."""
+def dataset_description(
+    bids_dir: str | os.PathLike | None, links: dict[str, str | os.PathLike] | None = None
+) -> dict[str, Any]:
+    """The derivative dataset's ``dataset_description.json`` content.
+
+    ``DatasetLinks`` resolves every ``bids:<name>:`` URI that the sidecars use: ``raw`` (the
+    input dataset), the templates (:data:`TEMPLATE_LINKS`) and ``links`` (e.g. ``fmriprep``: a
+    reused derivative folder).
+    """
     generated: dict[str, Any] = {"Name": PIPELINE_NAME, "Version": __version__, "CodeURL": CODE_URL}
     container = container_info()
     if container:
@@ -156,23 +161,33 @@ def dataset_description(bids_dir: str | os.PathLike | None) -> dict[str, Any]:
         "GeneratedBy": [generated],
         "HowToAcknowledge": "Please cite bids_brainage and the tools listed in logs/CITATION.md.",
     }
+    dataset_links: dict[str, str] = {}
     if bids_dir is not None:
         desc["SourceDatasets"] = [{"URL": Path(bids_dir).resolve().as_uri(), "Version": "unknown"}]
-        desc["DatasetLinks"] = {"raw": Path(bids_dir).resolve().as_uri()}
+        dataset_links["raw"] = Path(bids_dir).resolve().as_uri()
+    dataset_links.update(TEMPLATE_LINKS)
+    for name, path in (links or {}).items():
+        dataset_links[name] = Path(path).resolve().as_uri()
+    desc["DatasetLinks"] = dataset_links
     return desc
 
 
-def init_derivatives(output_dir: str | os.PathLike, bids_dir: str | os.PathLike | None) -> Path:
+def init_derivatives(
+    output_dir: str | os.PathLike,
+    bids_dir: str | os.PathLike | None,
+    links: dict[str, str | os.PathLike] | None = None,
+) -> Path:
     """Make OUTPUT_DIR a derivative dataset (idempotent, safe under concurrency).
 
-    Writes ``dataset_description.json`` and ``.bidsignore`` only when their content would
-    change, always atomically, and creates ``logs/``.
+    Writes ``dataset_description.json`` (``links``: extra ``DatasetLinks``, e.g. the fMRIPrep
+    folder of ``--derivatives``) and ``.bidsignore`` only when their content would change,
+    always atomically, and creates ``logs/``.
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     desc_file = out / "dataset_description.json"
-    desc = dataset_description(bids_dir)
+    desc = dataset_description(bids_dir, links)
     if not _same_json(desc_file, desc):
         atomic.write_json(desc_file, desc)
     ignore_file = out / ".bidsignore"

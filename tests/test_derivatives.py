@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bids_brainage import derivatives
-from bids_brainage.bids import run_validator
+from bids_brainage.bids import run_validator, validator_executable
 from bids_brainage.utils import atomic
 
 
@@ -22,9 +23,10 @@ def test_names_follow_fmriprep():
     )
     assert name == "sub-01_ses-A_from-T1w_to-MNI152NLin2009aSym_mode-image_xfm.h5"
     path = derivatives.derivative_path("/o", "func", "relmat", ".tsv", sub="sub-01", task="rest",
-                                       atlas="Seitzman300", stat="pearsoncorrelation")  # fmt: skip
+                                       space="MNI152NLin2009aSym", seg="Seitzman300",
+                                       stat="pearsoncorrelation")  # fmt: skip
     assert path == Path(
-        "/o/sub-01/func/sub-01_task-rest_atlas-Seitzman300_stat-pearsoncorrelation_relmat.tsv"
+        "/o/sub-01/func/sub-01_task-rest_space-MNI152NLin2009aSym_seg-Seitzman300_stat-pearsoncorrelation_relmat.tsv"
     )
 
 
@@ -82,3 +84,93 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert list((tmp_path / "a").iterdir()) == []
     atomic.write_json(tmp_path / "x.json", {"b": 1, "a": 2})
     assert (tmp_path / "x.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+
+
+def _bids_uris(value) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value.startswith("bids:") else []
+    if isinstance(value, dict):
+        return [u for v in value.values() for u in _bids_uris(v)]
+    if isinstance(value, list | tuple):
+        return [u for v in value for u in _bids_uris(v)]
+    return []
+
+
+def test_every_bids_uri_has_a_dataset_link(tmp_path):
+    """Each ``bids:<name>:`` URI a sink writes resolves through ``DatasetLinks`` (``bids::`` is
+    this dataset), including a reused fMRIPrep folder."""
+    from bids_brainage.workflows.outputs import init_ds_anat_wf, init_ds_func_wf
+
+    sources = ["bids:raw:sub-01/func/sub-01_task-rest_bold.nii.gz", "bids:fmriprep:sub-01/func/x.nii.gz"]
+    wfs = [
+        init_ds_anat_wf(output_dir=str(tmp_path), subject="01", session=None, bids_root=str(tmp_path), resolution=2),
+        init_ds_func_wf(output_dir=str(tmp_path), entities={"sub": "01", "task": "rest"}, sources=sources, tr=2.0,
+                        atlas="Seitzman300", connectivity="correlation", hmc_and_coreg=True),
+    ]  # fmt: skip
+    uris = set()
+    for wf in wfs:
+        for node in wf._get_all_nodes():
+            uris |= set(_bids_uris(node.inputs.get()))
+        for _, _, data in wf._graph.edges(data=True):  # static entries merged in at run time
+            uris |= {
+                u for conn in data["connect"] if isinstance(conn[0], tuple) for u in _bids_uris(conn[0][2])
+            }
+    names = {uri.split(":")[1] for uri in uris} - {""}
+    assert {"raw", "fmriprep", "MNI152NLin2009aSym"} <= names
+    links = derivatives.dataset_description(tmp_path, {"fmriprep": tmp_path / "fmriprep"})["DatasetLinks"]
+    assert names <= set(links), names - set(links)
+    assert links["fmriprep"].startswith("file://") and "templateflow" in links["MNI152NLin2009aSym"]
+
+
+def test_bidsignore_entries_are_documented():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "outputs.md").read_text()
+    for entry in derivatives.BIDSIGNORE:
+        assert f"`{entry}`" in doc, entry
+
+
+def test_bidsignore_hides_only_kinds_the_schema_has_no_rule_for(tmp_path):
+    """Without .bidsignore every ignored kind is an error (the schema has no rule for it); with
+    it the validator finds none, and no entry is unused. ``logs/`` needs no entry (BIDS
+    reserves it)."""
+    import nibabel as nib
+    import numpy as np
+
+    out = tmp_path / "out"
+    derivatives.init_derivatives(out, tmp_path)
+    stem = "sub-01/func/sub-01_task-rest"
+    files = {
+        "*.html": "sub-01.html", "*/figures": "sub-01/figures/sub-01_dseg.svg",
+        "*/log": "sub-01/log/20250101/crash-x.txt",
+        "*_xfm.*": f"{stem}_from-boldref_to-T1w_mode-image_desc-coreg_xfm.txt",
+        "*_boldref.*": f"{stem}_desc-hmc_boldref.nii.gz",
+        "*_timeseries.*": f"{stem}_desc-motion_timeseries.tsv",
+        "*_outliers.*": f"{stem}_outliers.tsv",
+        "*_relmat.*": f"{stem}_space-MNI152NLin2009aSym_seg-Seitzman300_stat-pearsoncorrelation_relmat.tsv",
+        "*_qc.*": f"{stem}_desc-functional_qc.tsv", "*_features.*": f"{stem}_desc-functional_features.tsv",
+        "*_prediction.*": "sub-01/sub-01_desc-brainage_prediction.tsv", "brainage.*": "brainage.tsv",
+        "group": "group/metrics.json", "model": "model/model.json",
+    }  # fmt: skip
+    assert set(files) == set(derivatives.BIDSIGNORE)
+    log = "logs/participant_20250101.log"
+    for name in [*files.values(), log]:
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(".nii.gz"):
+            nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4)).to_filename(path)
+        elif name.endswith(".json"):
+            path.write_text("{}")
+        else:
+            path.write_text("a\tb\n1\t2\n")
+    n_errors, _, summary = run_validator(out)
+    assert n_errors == 0, summary
+    (out / ".bidsignore").unlink()
+    proc = subprocess.run(
+        [validator_executable(), "--format", "json", str(out)], capture_output=True, text=True, check=False
+    )
+    issues = json.loads(proc.stdout)["issues"]["issues"]
+    flagged = {
+        i["location"].lstrip("/") for i in issues if i.get("severity") == "error" and i.get("location")
+    }
+    assert log not in flagged
+    for entry, name in files.items():
+        assert name in flagged, f"{entry}: {name} is valid BIDS, no need to ignore it"

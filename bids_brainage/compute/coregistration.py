@@ -24,7 +24,9 @@ def coregister_bold(
     The T1w brain is resampled to the BOLD voxel size (at least 3 mm) first: a 3 mm EPI carries
     no finer information, and registration then takes seconds. Writes the ANTs transform
     (``apply_transforms(fixed=T1w, moving=boldref, [xfm])`` maps BOLD to T1w) and the boldref
-    resampled into the T1w grid in ``out_dir``; returns ``xfm`` and ``boldref_t1w``.
+    resampled into the T1w grid in ``out_dir``; returns ``xfm`` (ITK binary ``.mat``, which
+    ``ants.apply_transforms`` can invert), ``xfm_txt`` (the same transform as ITK text, the
+    derivative, as fMRIPrep writes it) and ``boldref_t1w``.
     """
     import ants
 
@@ -52,7 +54,9 @@ def coregister_bold(
     )
     xfm = os.path.join(out_dir, "from-boldref_to-T1w_xfm.mat")
     os.replace(reg["fwdtransforms"][0], xfm)
+    xfm_txt = os.path.join(out_dir, "from-boldref_to-T1w_xfm.txt")
+    ants.write_transform(ants.read_transform(xfm), xfm_txt)
     warped = ants.apply_transforms(fixed=t1w, moving=bref, transformlist=[xfm], interpolator="linear")
     out = os.path.join(out_dir, "boldref_t1w.nii.gz")
     warped.to_filename(out)
-    return dict(xfm=xfm, boldref_t1w=out)
+    return dict(xfm=xfm, xfm_txt=xfm_txt, boldref_t1w=out)

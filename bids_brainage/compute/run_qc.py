@@ -36,6 +36,28 @@ def exclusion_reasons(
     return reasons
 
 
+def write_outliers(keep: np.ndarray, fd_threshold: float, out_dir: str) -> tuple[Path, Path]:
+    """XCP-D's ``outliers.tsv``: one ``framewise_displacement`` column, 1 for a censored volume
+    (FD above ``fd_threshold``) and 0 for a retained one, one row per volume after the dummy
+    scans; and its sidecar. Returns both paths."""
+    cwd = Path(out_dir)
+    tsv, sidecar = cwd / "outliers.tsv", cwd / "outliers.json"
+    pd.DataFrame({"framewise_displacement": (~np.asarray(keep, bool)).astype(int)}).to_csv(
+        tsv, sep="\t", index=False
+    )
+    meta = {
+        "Description": "Censoring mask (XCP-D outliers): 1 marks a volume removed before the connectivity "
+        "was computed, 0 a retained one; one row per volume of the run after the dummy scans",
+        "framewise_displacement": {
+            "Description": f"1 when the framewise displacement (Power) exceeds {fd_threshold:g} mm",
+            "Levels": {"0": "retained", "1": "censored (high motion)"},
+        },
+        "Threshold": {"framewise_displacement": fd_threshold, "Units": "mm"},
+    }
+    sidecar.write_text(json.dumps(meta, indent=2))
+    return tsv, sidecar
+
+
 def run_qc(
     confounds: str,
     out_dir: str,
@@ -55,13 +77,15 @@ def run_qc(
     rule of :func:`bids_brainage.compute.denoise.censoring_mask`), ``missing_rois`` and
     ``band_pass_applied`` from the denoising step. A run censoring more than
     ``max_scrubbed_fraction``, keeping fewer than ``min_volumes`` or without any ROI is
-    excluded. Writes ``qc.tsv`` and ``qc.json`` in ``out_dir``; returns their paths, the QC
-    numbers (``qc``), ``excluded`` and ``exclusion_reason``.
+    excluded. Writes ``qc.tsv``, ``qc.json`` and the censoring mask (:func:`write_outliers`) in
+    ``out_dir``; returns their paths, the QC numbers (``qc``), ``excluded`` and
+    ``exclusion_reason``.
     """
     conf = pd.read_csv(confounds, sep="\t")
     fd = framewise_displacement(conf)
     n_vols = len(fd)
-    n_keep = int(censoring_mask(conf, fd_threshold).sum())
+    keep = censoring_mask(conf, fd_threshold)
+    n_keep = int(keep.sum())
     frac = 1.0 - n_keep / n_vols
     reasons = exclusion_reasons(
         n_vols, n_keep, len(missing_rois) == n_rois, fd_threshold=fd_threshold,
@@ -93,4 +117,8 @@ def run_qc(
     )
     qc_json = cwd / "qc.json"
     qc_json.write_text(json.dumps({"Description": "Quality control of the BOLD run", **qc}, indent=2))
-    return dict(qc_tsv=str(qc_tsv), qc_json=str(qc_json), qc=qc, excluded=excluded, exclusion_reason=reason)
+    outliers, outliers_json = write_outliers(keep, fd_threshold, out_dir)
+    return dict(
+        qc_tsv=str(qc_tsv), qc_json=str(qc_json), outliers=str(outliers), outliers_json=str(outliers_json),
+        qc=qc, excluded=excluded, exclusion_reason=reason,
+    )  # fmt: skip

@@ -46,6 +46,7 @@ class _AtlasToBoldOutputSpec(TraitedSpec):
     atlas_name = traits.Str()
     networks = traits.List(traits.Str)
     radius_mm = traits.Float(desc="sphere radius used (coordinate atlases)")
+    atlas_meta = traits.Dict(desc="sidecar entries: atlas, its source, sphere radius and its derivation")
 
 
 class AtlasToBold(SimpleInterface):
@@ -114,12 +115,12 @@ class _ConnectivityInputSpec(BaseInterfaceInputSpec):
 
 
 class _ConnectivityOutputSpec(TraitedSpec):
-    relmat = File(desc="connectivity matrix TSV (derivative)")
+    relmat = File(desc="connectivity matrix TSV (derivative: r, diagonal 1, Node column)")
     relmat_array = File(desc="the same at full precision (.npy)")
 
 
 class ConnectivityMatrix(SimpleInterface):
-    """ROI x ROI connectivity, Fisher z (see :func:`bids_brainage.compute.connectivity.connectivity_relmat`)."""
+    """ROI x ROI connectivity as estimated (see :func:`bids_brainage.compute.connectivity.connectivity_relmat`)."""
 
     input_spec = _ConnectivityInputSpec
     output_spec = _ConnectivityOutputSpec
@@ -148,6 +149,8 @@ class _RunQCInputSpec(BaseInterfaceInputSpec):
 class _RunQCOutputSpec(TraitedSpec):
     qc_tsv = File()
     qc_json = File()
+    outliers = File(desc="censoring mask, XCP-D outliers.tsv (1 = censored)")
+    outliers_json = File(desc="its sidecar")
     qc = traits.Dict(desc="the QC numbers (the features sidecar's QC block)")
     excluded = traits.Bool()
     exclusion_reason = traits.Str()
@@ -174,7 +177,9 @@ class RunQC(SimpleInterface):
 
 
 class _FeaturesInputSpec(BaseInterfaceInputSpec):
-    relmat_array = File(exists=True, mandatory=True, desc="connectivity matrix (.npy)")
+    relmat_array = File(
+        exists=True, mandatory=True, desc="connectivity matrix (.npy, r; features are its Fisher z)"
+    )
     atlas_tsv = File(exists=True, mandatory=True)
     participant_id = traits.Str(mandatory=True)
     session_id = traits.Str(desc="ses-Y when sessions exist")
@@ -187,6 +192,7 @@ class _FeaturesInputSpec(BaseInterfaceInputSpec):
     high_pass = traits.Float(HIGH_PASS, usedefault=True)
     low_pass = traits.Float(LOW_PASS, usedefault=True)
     extra_meta = traits.Dict(desc="provenance added to the features sidecar")
+    atlas_meta = traits.Dict(desc="atlas, source and sphere radius (from atlas_to_bold)")
 
 
 class _FeaturesOutputSpec(TraitedSpec):
@@ -208,6 +214,7 @@ class FunctionalFeatures(SimpleInterface):
                 qc=i.qc, kind=i.kind, regressors=list(i.regressors), high_pass=i.high_pass,
                 low_pass=i.low_pass, fd_threshold=i.fd_threshold, sphere_radius_mm=i.sphere_radius_mm,
                 session_id=_optional(i.session_id), extra_meta=_optional(i.extra_meta),
+                atlas_meta=_optional(i.atlas_meta),
             )
         )  # fmt: skip
         return runtime

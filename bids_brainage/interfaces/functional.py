@@ -61,6 +61,7 @@ class _CoregOutputSpec(TraitedSpec):
     xfm = File(
         desc="ANTs rigid transform; apply_transforms(fixed=T1w, moving=boldref, [xfm]) maps BOLD to T1w"
     )
+    xfm_txt = File(desc="the same transform as ITK text (the derivative, as fMRIPrep writes it)")
     boldref_t1w = File(desc="boldref resampled into the T1w grid (for the report)")
 
 

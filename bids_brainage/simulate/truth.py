@@ -107,6 +107,8 @@ def write_truth_dataset(root: Path, command: str) -> None:
             "GeneratedBy": [
                 {"Name": "bids_brainage simulate", "Version": __version__, "Description": command}
             ],
+            # Sidecars cite the simulated raw files as bids:raw: URIs (relative to this folder).
+            "DatasetLinks": {"raw": "../.."},
         },
     )
     atomic.write_text(out / ".bidsignore", "truth.*\n*_timeseries.*\n*_relmat.*\n*_xfm.*\n")

@@ -43,7 +43,7 @@ from bids_brainage.workflows.reports import init_func_reports_wf
 
 INPUT_FIELDS = ["t1w_preproc", "t1w_brain", "t1w_mask", "t1w_dseg", "t1w_tpms", "std2anat_xfm"]
 OUTPUT_FIELDS = [
-    "features_tsv", "features_json", "qc", "confounds", "motion_tsv", "timeseries", "relmat",
+    "features_tsv", "features_json", "qc", "confounds", "motion_tsv", "timeseries", "relmat", "outliers",
     "boldref", "bold2anat_xfm", "excluded", "exclusion_reason", "reportlets",
 ]  # fmt: skip
 
@@ -289,8 +289,9 @@ def init_func_wf(
         with ``excluded``/``exclusion_reason``).
     qc : str
         QC sidecar ``*_desc-functional_qc.json`` (of the ``*_desc-functional_qc.tsv`` table).
-    confounds, motion_tsv, timeseries, relmat : str
-        Stored derivatives.
+    confounds, motion_tsv, timeseries, relmat, outliers : str
+        Stored derivatives (``relmat``: the measure as estimated, diagonal 1; ``outliers``: the
+        censoring mask).
     boldref, bold2anat_xfm : str
         Working-directory boldref and the ANTs boldref→T1w transform.
     excluded, exclusion_reason : bool, str
@@ -381,6 +382,7 @@ def init_func_wf(
             high_pass=high_pass, low_pass=low_pass,
             extra_meta={"Sources": src, "Atlas": atlas_info.name, "Space": "MNI152NLin2009aSym",
                         "NuisanceRegressors": nuisance_regressors, "MinimumRetainedVolumes": min_kept,
+                        **({} if min_volumes is not None else {"MinimumRetainedTime": min_time}),
                         "MotionCorrection": "fMRIPrep" if fmriprep else "bids_brainage.compute.hmc"},
         ),
         name="features",
@@ -406,7 +408,8 @@ def init_func_wf(
         (denoise, run_qc, [("n_rois", "n_rois"), ("missing_rois", "missing_rois"),
                            ("band_pass_applied", "band_pass_applied")]),
         (conn, features, [("relmat_array", "relmat_array")]),
-        (to_bold, features, [("atlas_tsv", "atlas_tsv"), ("radius_mm", "sphere_radius_mm")]),
+        (to_bold, features, [("atlas_tsv", "atlas_tsv"), ("radius_mm", "sphere_radius_mm"),
+                             ("atlas_meta", "atlas_meta")]),
         (denoise, features, [("regressors", "regressors")]),
         (run_qc, features, [("excluded", "excluded"), ("qc", "qc")]),
     ])  # fmt: skip
@@ -424,7 +427,9 @@ def init_func_wf(
         (bold_src, ds_wf, [("motion_tsv", "inputnode.motion_tsv")]),
         (denoise, ds_wf, [("timeseries", "inputnode.timeseries")]),
         (conn, ds_wf, [("relmat", "inputnode.relmat")]),
-        (run_qc, ds_wf, [("qc_tsv", "inputnode.qc_tsv"), ("qc_json", "inputnode.qc_json")]),
+        (run_qc, ds_wf, [("qc_tsv", "inputnode.qc_tsv"), ("qc_json", "inputnode.qc_json"),
+                         ("outliers", "inputnode.outliers"), ("outliers_json", "inputnode.outliers_json")]),
+        (to_bold, ds_wf, [("atlas_meta", "inputnode.atlas_meta")]),
         (features, ds_wf, [("features_tsv", "inputnode.features_tsv"),
                            ("features_json", "inputnode.features_json")]),
         (ref_src, ds_wf, [("boldref", "inputnode.boldref")]),
@@ -436,7 +441,7 @@ def init_func_wf(
     if not fmriprep:
         wf.connect([
             (bold_src, ds_wf, [("xfm_file", "inputnode.hmc_xfm")]),
-            (coreg, ds_wf, [("xfm", "inputnode.coreg_xfm")]),
+            (coreg, ds_wf, [("xfm_txt", "inputnode.coreg_xfm")]),
         ])  # fmt: skip
 
     # ------------------------------------------------------------------ reportlets

@@ -25,8 +25,8 @@ ANAT_INPUT_FIELDS = [
     "std2anat_xfm", "std_gm_modulated", "features_tsv", "features_meta",
 ]  # fmt: skip
 FUNC_INPUT_FIELDS = [
-    "confounds", "motion_tsv", "timeseries", "relmat", "qc_tsv", "qc_json", "features_tsv",
-    "features_json", "boldref", "hmc_xfm", "coreg_xfm",
+    "confounds", "motion_tsv", "timeseries", "relmat", "outliers", "outliers_json", "qc_tsv", "qc_json",
+    "features_tsv", "features_json", "boldref", "hmc_xfm", "coreg_xfm", "atlas_meta",
 ]  # fmt: skip
 FUNC_OUTPUT_FIELDS = [
     "features_tsv",
@@ -36,6 +36,7 @@ FUNC_OUTPUT_FIELDS = [
     "motion_tsv",
     "timeseries",
     "relmat",
+    "outliers",
 ]
 
 # Ignored by nipype's hash (sink settings only), so editing them never re-runs the pipeline.
@@ -183,9 +184,11 @@ def init_ds_func_wf(
     hmc_and_coreg: bool,
     name: str = "ds_func_wf",
 ) -> pe.Workflow:
-    """Write the derivatives of one BOLD run: confounds, head motion, boldref, denoised ROI time
-    series, connectivity matrix, run QC and functional features (and, when this app did the
-    head-motion correction and coregistration, their transforms).
+    """Write the derivatives of one BOLD run in XCP-D/fMRIPrep names: confounds, head motion
+    (``desc-motion_timeseries``: BIDS's ``_motion`` suffix is motion capture), the censoring
+    mask (``outliers``), boldref, denoised ROI time series and connectivity matrix (``space-``
+    of the atlas, ``seg-<atlas>``), run QC and functional features (and, when this app did the
+    head-motion correction and coregistration, their transforms, ITK text).
 
     Parameters
     ----------
@@ -198,7 +201,7 @@ def init_ds_func_wf(
     tr : float
         Repetition time (s), for ``SamplingFrequency``.
     atlas : str
-        Atlas name (the ``atlas`` entity).
+        Atlas name (the ``seg`` entity, as XCP-D).
     connectivity : str
         Connectivity kind (the ``stat`` entity and ``RelationshipMeasure``).
     hmc_and_coreg : bool
@@ -208,15 +211,18 @@ def init_ds_func_wf(
 
     Inputs (``inputnode``)
     ----------------------
-    confounds, motion_tsv, timeseries, relmat, qc_tsv, features_tsv, boldref : str
-    qc_json, features_json : str
-        Sidecar contents of the QC table and the features (JSON files in the work dir).
+    confounds, motion_tsv, timeseries, relmat, outliers, qc_tsv, features_tsv, boldref : str
+    qc_json, features_json, outliers_json : str
+        Sidecar contents of the QC table, the features and the censoring mask (JSON files in
+        the work dir).
     hmc_xfm, coreg_xfm : str
-        Transforms (only with ``hmc_and_coreg``).
+        Transforms, ITK text (only with ``hmc_and_coreg``).
+    atlas_meta : dict
+        Atlas, its source and the sphere radius (added to the time-series and relmat sidecars).
 
     Outputs (``outputnode``)
     ------------------------
-    features_tsv, features_json, qc, confounds, motion_tsv, timeseries, relmat : str
+    features_tsv, features_json, qc, confounds, motion_tsv, timeseries, relmat, outliers : str
         The stored files (``qc`` is the QC sidecar).
     """
     workflow = pe.Workflow(name=name)
@@ -231,28 +237,41 @@ def init_ds_func_wf(
 
     ds_conf = sink("ds_confounds", "timeseries", {"desc": "confounds"}, CONFOUNDS_META)
     ds_motion = sink(
-        "ds_motion", "motion", {},
-        {"trans_x": {"Units": "mm"}, "rot_x": {"Units": "rad"},
-         "Description": "Rigid head motion relative to the reference volume and Power FD",
+        "ds_motion", "timeseries", {"desc": "motion"},
+        {"Description": "Rigid head motion of each volume relative to the reference volume, and Power FD",
+         **{f"trans_{a}": {"Description": f"translation along {a}", "Units": "mm"} for a in "xyz"},
+         **{f"rot_{a}": {"Description": f"rotation about {a}", "Units": "rad"} for a in "xyz"},
+         "framewise_displacement": {"Description": "framewise displacement (Power 2012)", "Units": "mm"},
          "SamplingFrequency": 1.0 / tr},
     )  # fmt: skip
-    ds_ts = sink(
-        "ds_timeseries", "timeseries", {"atlas": atlas, "stat": "mean"},
-        {"Description": "Denoised mean time series per ROI (retained volumes only)",
-         "SamplingFrequency": 1.0 / tr},
-    )  # fmt: skip
-    ds_relmat = sink(
-        "ds_relmat", "relmat", {"atlas": atlas, "stat": RELMAT_STAT[connectivity]},
-        {"Description": f"ROI x ROI {connectivity} (Fisher z)", "RelationshipMeasure": connectivity},
-    )  # fmt: skip
+    ds_outliers = sink("ds_outliers", "outliers", {})
+    parcel = {"space": TEMPLATE_SPACE, "seg": atlas}
+    ts_meta = {
+        "Description": "Denoised mean time series per ROI (retained volumes only); the atlas, defined "
+        f"in {TEMPLATE_SPACE}, was carried onto the BOLD grid (the BOLD is never resampled)",
+        "SamplingFrequency": 1.0 / tr,
+    }
+    ds_ts = sink("ds_timeseries", "timeseries", {**parcel, "stat": "mean"})
+    relmat_meta = {
+        "Description": f"ROI x ROI {connectivity} of the denoised time series as estimated (not Fisher "
+        "z-transformed; the functional features are its Fisher z); first column Node names the ROI of "
+        "each row, diagonal 1",
+        "RelationshipMeasure": RELMAT_STAT[connectivity], "Weighted": True, "Directed": False,
+        "ValidDiagonal": False, "StorageFormat": "Full",
+    }  # fmt: skip
+    ds_relmat = sink("ds_relmat", "relmat", {**parcel, "stat": RELMAT_STAT[connectivity]})
     ds_feat = sink("ds_features", "features", {"desc": "functional"})
     ds_qc = sink("ds_qc", "qc", {"desc": "functional"}, ext=".tsv")
     ds_ref = sink("ds_boldref", "boldref", {"desc": "hmc"})
     workflow.connect([
         (inputnode, ds_conf, [("confounds", "in_file")]),
         (inputnode, ds_motion, [("motion_tsv", "in_file")]),
-        (inputnode, ds_ts, [("timeseries", "in_file")]),
-        (inputnode, ds_relmat, [("relmat", "in_file")]),
+        (inputnode, ds_outliers, [("outliers", "in_file"),
+                                  (("outliers_json", _read_json, {"Sources": sources}), "metadata")]),
+        (inputnode, ds_ts, [("timeseries", "in_file"),
+                            (("atlas_meta", _merge, {"Sources": sources, **ts_meta}), "metadata")]),
+        (inputnode, ds_relmat, [("relmat", "in_file"),
+                                (("atlas_meta", _merge, {"Sources": sources, **relmat_meta}), "metadata")]),
         (inputnode, ds_qc, [("qc_tsv", "in_file"), (("qc_json", _read_json), "metadata")]),
         (inputnode, ds_ref, [("boldref", "in_file")]),
         (inputnode, ds_feat, [("features_tsv", "in_file"), (("features_json", _read_json), "metadata")]),
@@ -262,15 +281,16 @@ def init_ds_func_wf(
         (ds_motion, outputnode, [("out_file", "motion_tsv")]),
         (ds_ts, outputnode, [("out_file", "timeseries")]),
         (ds_relmat, outputnode, [("out_file", "relmat")]),
+        (ds_outliers, outputnode, [("out_file", "outliers")]),
     ])  # fmt: skip
     if hmc_and_coreg:
         ds_hmc = sink(
             "ds_hmc_xfm", "xfm", {"from": "orig", "to": "boldref", "mode": "image", "desc": "hmc"},
-            {"Description": "Head-motion correction: one ITK affine per volume (boldref -> volume, LPS)"},
+            {"Description": "Head-motion correction: one ITK affine per volume (boldref -> volume, LPS), ITK text"},
         )  # fmt: skip
         ds_coreg = sink(
             "ds_coreg_xfm", "xfm", {"from": "boldref", "to": "T1w", "mode": "image", "desc": "coreg"},
-            {"Description": "ANTs rigid BOLD->T1w transform (ITK binary)"},
+            {"Description": "ANTs rigid BOLD reference -> T1w transform, ITK text (as fMRIPrep writes it)"},
         )  # fmt: skip
         workflow.connect([
             (inputnode, ds_hmc, [("hmc_xfm", "in_file")]),
@@ -285,11 +305,16 @@ def _raw_sources(t1w: str, bids_root: str) -> list[str]:
     return [bids_uri(t1w, bids_root, "raw")]
 
 
-def _read_json(path):
+def _read_json(path, extra=None):
     import json
 
     with open(path) as fh:
-        return json.load(fh)
+        return {**json.load(fh), **(extra or {})}
+
+
+def _merge(meta, extra):
+    """``extra`` (static sidecar entries) then ``meta`` (computed ones, e.g. the atlas)."""
+    return {**extra, **(meta or {})}
 
 
 def _first(values: list[str] | str) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from fixtures import run_func_wf
 
+from bids_brainage.bids import run_validator
 from bids_brainage.compute import hmc
 
 
@@ -52,7 +53,7 @@ def test_fmriprep_outputs_are_reused(simulated_run, tmp_path):
     )  # fmt: skip
     assert wf.get_node("hmc") is None and wf.get_node("coreg") is None
     func = out / "sub-001" / "func"
-    used = pd.read_csv(func / "sub-001_task-rest_motion.tsv", sep="\t")
+    used = pd.read_csv(func / "sub-001_task-rest_desc-motion_timeseries.tsv", sep="\t")
     np.testing.assert_allclose(used[list(hmc.PARAM_NAMES)], motion[list(hmc.PARAM_NAMES)], atol=1e-5)
     feats = pd.read_csv(func / "sub-001_task-rest_desc-functional_features.tsv", sep="\t")
     assert feats.filter(like="fmri__").shape[1] == 160 * 159 // 2
@@ -118,3 +119,6 @@ def test_real_pumi_bold_runs_through(pumi_copy, pumi_anat, tmp_path):
     assert qc["n_volumes"] == 20 and qc["excluded"] is False
     assert qc["max_fd"] < 5.0  # a compliant volunteer: HMC did not diverge
     assert len(list((out / "sub-001" / "figures").glob("*.svg"))) == 3
+    # The functional derivatives of a real run are valid BIDS (.bidsignore: only kinds without a rule).
+    n_errors, _, summary = run_validator(out)
+    assert n_errors == 0, summary

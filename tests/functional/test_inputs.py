@@ -16,6 +16,7 @@ from bids_brainage.compute.bold import dummy_scans_from_metadata, resolve_dummy_
 from bids_brainage.compute.connectivity import (
     connectivity_matrix,
     feature_names,
+    fisher_z,
     sphere_labels,
 )
 from bids_brainage.defaults import CONNECTIVITY_KINDS
@@ -200,6 +201,18 @@ def test_connectivity_features_and_usable_run(tmp_path):
     assert feats["fmri__a__b"].iloc[0] > 1.0  # shared signal -> large Fisher z
     assert abs(feats["fmri__a__c"].iloc[0]) < 0.5
     assert res.excluded is False
+    # The relmat derivative as XCP-D writes it: Node column, raw r, unit diagonal, symmetric.
+    relmat = pd.read_csv(res.relmat, sep="\t")
+    assert list(relmat.columns) == ["Node", "a", "b", "c"] and list(relmat["Node"]) == ["a", "b", "c"]
+    r = relmat[["a", "b", "c"]].to_numpy()
+    assert np.allclose(np.diag(r), 1.0) and np.allclose(r, r.T) and np.abs(r).max() <= 1.0
+    assert r[0, 1] > 0.7  # shared signal, as r
+    # The features are the Fisher z of the same matrix (the TSVs keep 5 significant digits).
+    assert np.isclose(feats["fmri__a__b"].iloc[0], np.arctanh(r[0, 1]), rtol=1e-3)
+    # No volume censored: the outliers file is all 0, one row per volume.
+    outliers = pd.read_csv(res.outliers, sep="\t")
+    assert list(outliers.columns) == ["framewise_displacement"] and len(outliers) == 120
+    assert outliers["framewise_displacement"].sum() == 0
 
 
 @pytest.mark.parametrize(
@@ -215,6 +228,10 @@ def test_excluded_run_falls_back(tmp_path, fd, reason):
 
     res = _run_fc_nodes(_fc_inputs(tmp_path, fd))
     assert res.excluded is True and reason in res.exclusion_reason
+    # The censoring mask marks exactly the volumes above the FD threshold (0.5 mm).
+    outliers = pd.read_csv(res.outliers, sep="\t")["framewise_displacement"].to_numpy()
+    np.testing.assert_array_equal(outliers, (fd > 0.5).astype(int))
+    assert json.loads(open(res.outliers_json).read())["Threshold"]["framewise_displacement"] == 0.5
     feats = pd.read_csv(res.features_tsv, sep="\t")
     assert feats.filter(like="fmri__").isna().all(axis=None)  # nothing the model could use
     meta = json.loads(open(res.features_json).read())
@@ -235,8 +252,11 @@ def test_every_offered_connectivity_works_on_one_run(kind):
     ts = rng.normal(size=(120, 4))
     ts[:, :2] += 2 * shared[:, None]
     mat = connectivity_matrix(ts, kind)
-    assert mat.shape == (4, 4) and np.all(np.isfinite(mat)) and np.all(np.diag(mat) == 0)
+    assert mat.shape == (4, 4) and np.all(np.isfinite(mat)) and np.all(np.diag(mat) == 1)
+    assert np.allclose(mat, mat.T) and np.abs(mat).max() <= 1.0
     assert mat[0, 1] > 0.3  # the shared signal shows
+    z = fisher_z(mat)  # the features' scale
+    assert np.all(np.diag(z) == 0) and np.isclose(z[0, 1], np.arctanh(mat[0, 1]))
 
 
 def test_tangent_is_not_offered_and_spellings_are_accepted():

@@ -13,6 +13,7 @@ from bids_brainage.compute import hmc
 
 SUB = "001"
 N_ROIS = 300  # Seitzman300
+PARCEL = "space-MNI152NLin2009aSym_seg-Seitzman300"
 
 
 def _func(out):
@@ -25,18 +26,37 @@ def test_derivatives_written(simulated_run):
     for name in (
         f"{stem}_desc-confounds_timeseries.tsv",
         f"{stem}_desc-confounds_timeseries.json",
-        f"{stem}_motion.tsv",
-        f"{stem}_atlas-Seitzman300_stat-mean_timeseries.tsv",
-        f"{stem}_atlas-Seitzman300_stat-pearsoncorrelation_relmat.tsv",
+        f"{stem}_desc-motion_timeseries.tsv",
+        f"{stem}_outliers.tsv",
+        f"{stem}_outliers.json",
+        f"{stem}_{PARCEL}_stat-mean_timeseries.tsv",
+        f"{stem}_{PARCEL}_stat-pearsoncorrelation_relmat.tsv",
         f"{stem}_desc-functional_features.tsv",
         f"{stem}_desc-functional_features.json",
         f"{stem}_desc-functional_qc.tsv",
         f"{stem}_desc-functional_qc.json",
         f"{stem}_desc-hmc_boldref.nii.gz",
         f"{stem}_from-orig_to-boldref_mode-image_desc-hmc_xfm.txt",
-        f"{stem}_from-boldref_to-T1w_mode-image_desc-coreg_xfm.mat",
+        f"{stem}_from-boldref_to-T1w_mode-image_desc-coreg_xfm.txt",
     ):
         assert (func / name).exists(), name
+    # fMRIPrep's transform format: ITK text, readable by ANTs.
+    xfm = func / f"{stem}_from-boldref_to-T1w_mode-image_desc-coreg_xfm.txt"
+    assert xfm.read_text().startswith("#Insight Transform File V1.0")
+    import ants
+
+    assert ants.read_transform(str(xfm)).transform_type in ("AffineTransform", "Euler3DTransform")
+    # The sidecars of the time series and matrix name the atlas and the sphere radius used.
+    for kind in ("stat-mean_timeseries", "stat-pearsoncorrelation_relmat"):
+        meta = json.loads((func / f"{stem}_{PARCEL}_{kind}.json").read_text())
+        assert meta["Atlas"] == "Seitzman300" and "seitzman" in meta["AtlasSource"].lower()
+        assert meta["SphereRadius"] >= 4.0 and meta["SphereRadiusUnits"] == "mm"
+        assert "2.5 x BOLD voxel size 3 mm" in meta["SphereRadiusDerivation"]
+        assert meta["Sources"][0].startswith("bids:raw:")
+    # The censoring mask has a row per volume and agrees with the QC.
+    outliers = pd.read_csv(func / f"{stem}_outliers.tsv", sep="\t")["framewise_displacement"]
+    qc = json.loads((func / f"{stem}_desc-functional_qc.json").read_text())
+    assert len(outliers) == qc["n_volumes"] and (outliers == 0).sum() == qc["n_volumes_retained"]
     figures = simulated_run["out"] / f"sub-{SUB}" / "figures"
     svgs = sorted(p.name for p in figures.glob("*.svg"))
     assert svgs == [f"{stem}_desc-{k}_bold.svg" for k in ("carpet", "connectivity", "coreg")]
@@ -70,7 +90,8 @@ def test_features_documented_length(simulated_run):
 
 def test_motion_recovered_on_simulation(simulated_run):
     func = _func(simulated_run["out"])
-    est = pd.read_csv(func / f"sub-{SUB}_task-rest_motion.tsv", sep="\t")[list(hmc.PARAM_NAMES)].to_numpy()
+    est = pd.read_csv(func / f"sub-{SUB}_task-rest_desc-motion_timeseries.tsv", sep="\t")
+    est = est[list(hmc.PARAM_NAMES)].to_numpy()
     truth_file = (
         simulated_run["bids"] / "derivatives" / "simulation" / f"sub-{SUB}" / "func"
         / f"sub-{SUB}_task-rest_desc-motion_timeseries.tsv"
@@ -85,9 +106,11 @@ def test_motion_recovered_on_simulation(simulated_run):
 
 def test_connectivity_matches_truth(simulated_run):
     func = _func(simulated_run["out"])
-    est = pd.read_csv(
-        func / f"sub-{SUB}_task-rest_atlas-Seitzman300_stat-pearsoncorrelation_relmat.tsv", sep="\t"
-    )
+    est = pd.read_csv(func / f"sub-{SUB}_task-rest_{PARCEL}_stat-pearsoncorrelation_relmat.tsv", sep="\t")
+    # XCP-D's layout: a Node column, then r with a unit diagonal.
+    assert list(est["Node"]) == list(est.columns[1:])
+    est = est.set_index("Node")
+    assert np.allclose(np.diag(est.to_numpy()), 1.0) and np.nanmax(np.abs(est.to_numpy())) <= 1.0
     truth_file = (
         simulated_run["bids"] / "derivatives" / "simulation" / f"sub-{SUB}" / "func"
         / f"sub-{SUB}_task-rest_atlas-Seitzman300_desc-sample_relmat.tsv"
