@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bids_brainage.reports import citation, figures, html, spec
+from bids_brainage.reports import citation, figures, group, html, spec
 
 LOGGER = logging.getLogger("bids_brainage.reports")
 
@@ -364,6 +364,9 @@ def generate_subject_report(
         "qc_rows": qc_rows,
         "brainage": row,
         "age_figure": age_figure,
+        "banner": group.small_training_banner(group.training_size(output_dir, settings, frame))
+        if row
+        else None,
         "about": html.about({**run_settings, "run_uuid": run_uuid}, status.get("seconds")),
         "methods": [(h, citation.linkify(t)) for h, t, _ in paragraphs],
         "references": [(k, citation.REFERENCES[k][0]) for k in keys],

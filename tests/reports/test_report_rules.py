@@ -110,3 +110,15 @@ def test_each_warning_once() -> None:
     steps = [{"done": True}] * 5
     warnings = subject._warnings(sidecars, qc_rows, steps)
     assert warnings == [f"BOLD run ses-2_task-rest: excluded ({reason})"]
+
+
+def test_fixture_reports_show_the_rules(rendered) -> None:
+    out = Path(rendered["output_dir"])
+    page = (out / "group_report.html").read_text()
+    assert 'id="small-training-banner"' in page and 'id="sites"' in page
+    assert group.SMALL_N_TEXT in page  # the fixture's small decades
+    assert "F/0" not in page and "M/1" not in page
+    subject_page = (out / "sub-02_ses-2.html").read_text()
+    assert 'id="small-training-banner"' in subject_page
+    assert subject_page.count('<li class="warn">') == 1  # the excluded run, warned once
+    assert "sex: <code>M</code>" in subject_page or "sex: <code>F</code>" in subject_page
