@@ -119,3 +119,42 @@ def test_visit_desc_orders_and_deduplicates(tmp_path):
     outer.connect(inner[0], "node.x", inner[1], "node.x")
     outer.connect(inner[1], "node.x", inner[2], "node.x")
     assert visit_desc(outer) == ["first", "second", "third", "last"]
+
+
+def test_functional_methods_follow_what_the_participant_level_recorded(tmp_path):
+    """The group level is often run without the participant level's options: the methods text
+    takes the nuisance set and the minimum from the functional sidecars the participant level
+    wrote (settings only when nothing was recorded)."""
+    out = tmp_path / "out"
+    func = out / "sub-01" / "func"
+    func.mkdir(parents=True)
+    sidecar = func / "sub-01_task-rest_desc-functional_features.json"
+    config = Config(bids_dir=tmp_path, output_dir=out, analysis_level="group", work_dir=tmp_path / "work")
+
+    def functional_text() -> str:
+        return {h: t for h, t, _ in citation.methods_paragraphs(config)}["Functional data"]
+
+    assert "The 26P confound set" in functional_text() and "less than 100 s of data" in functional_text()
+    sidecar.write_text(
+        json.dumps({"NuisanceRegressors": "36P", "MinimumRetainedVolumes": 15, "MinimumRetainedTime": 30.0})
+    )
+    assert "The 36P confound set" in functional_text() and "less than 30 s of data" in functional_text()
+    sidecar.write_text(json.dumps({"NuisanceRegressors": "24P", "MinimumRetainedVolumes": 20}))
+    assert (
+        "The 24P confound set" in functional_text() and "fewer than 20 remaining volumes" in functional_text()
+    )
+
+
+def test_end_to_end_sidecars_and_methods_record_the_functional_options(pipeline_run):
+    """The shared end-to-end run (``--min-time 40``, default nuisance set, simulated TR 2 s):
+    each functional sidecar records the options and the group's CITATION.md states them."""
+    sidecars = sorted(pipeline_run.out_dir.glob("sub-*/func/*desc-functional_features.json"))
+    assert sidecars
+    for path in sidecars:
+        meta = json.loads(path.read_text())
+        assert meta["NuisanceRegressors"] == "26P" and len(meta["Denoising"]["Confounds"]) == 26
+        assert (meta["MinimumRetainedTime"], meta["MinimumRetainedVolumes"]) == (40.0, 20)
+        assert (meta["Denoising"]["HighPass"], meta["Denoising"]["LowPass"]) == (0.01, 0.1)
+    methods = (pipeline_run.out_dir / "logs" / "CITATION.md").read_text()
+    assert "The 26P confound set" in methods and "less than 40 s of data remaining" in methods
+    assert "band-pass filtered (0.01-0.1 Hz)" in methods

@@ -427,17 +427,17 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
     dummy = _get(settings, "dummy_scans")
     given_dummy = None if dummy in (None, "", "None") else int(dummy)
     derivatives = _get(settings, "derivatives", {})
-    min_volumes = _get(settings, "min_volumes")
     sphere = _get(settings, "sphere_radius")
+    min_time, min_volumes = _minimum_setting(settings, sidecars)
     func = func_methods(
         atlas=atlas,
         connectivity=str(_get(settings, "connectivity", DEFAULT_CONNECTIVITY)),
         fd_threshold=float(_get(settings, "fd_threshold", DEFAULT_FD_THRESHOLD)),
         max_scrubbed_fraction=float(_get(settings, "max_scrubbed_fraction", DEFAULT_MAX_SCRUBBED_FRACTION)),
-        min_time=float(_get(settings, "min_time", DEFAULT_MIN_TIME)),
-        min_volumes=int(min_volumes) if min_volumes not in (None, "", "None") else None,
+        min_time=min_time,
+        min_volumes=min_volumes,
         dummy_scans=given_dummy,
-        nuisance_regressors=_nuisance_setting(settings),
+        nuisance_regressors=_nuisance_setting(settings, sidecars),
         band_pass=band_pass_from_outputs(output_dir, sidecars) or _band_pass_setting(settings),
         sphere_radius=float(sphere) if sphere not in (None, "", "None") else None,
         fmriprep=isinstance(derivatives, dict) and bool(derivatives.get("fmriprep")),
@@ -476,12 +476,35 @@ def methods_paragraphs(settings: Any) -> list[tuple[str, str, list[str]]]:
     ]
 
 
-def _nuisance_setting(settings: Any) -> str:
-    """``--nuisance-regressors`` of a run; settings saved before it existed had ``global_signal``."""
-    strategy = _get(settings, "nuisance_regressors")
+def _recorded(sidecars: list[dict[str, Any]], key: str) -> Any:
+    """The value every functional sidecar records under ``key`` (None when absent or mixed)."""
+    values = recorded_values(sidecars, lambda m: m[key])
+    return values[0] if len(values) == 1 else None
+
+
+def _nuisance_setting(settings: Any, sidecars: list[dict[str, Any]] | None = None) -> str:
+    """``--nuisance-regressors`` as the participant level recorded it in the sidecars (the group
+    level may be run without it), else of the settings; settings saved before it existed had
+    ``global_signal``."""
+    strategy = _recorded(sidecars or [], "NuisanceRegressors") or _get(settings, "nuisance_regressors")
     if isinstance(strategy, str) and strategy:
         return strategy
     return "27P" if _get(settings, "global_signal", False) else DEFAULT_NUISANCE_REGRESSORS
+
+
+def _minimum_setting(settings: Any, sidecars: list[dict[str, Any]]) -> tuple[float, int | None]:
+    """``--min-time`` (s) and the deprecated ``--min-volumes`` (None unless given), as recorded
+    in the functional sidecars when they agree, else from the settings."""
+    recorded_time = _recorded(sidecars, "MinimumRetainedTime")
+    if recorded_time is not None:
+        return float(recorded_time), None
+    if sidecars and all("MinimumRetainedVolumes" in m for m in sidecars):
+        recorded_volumes = _recorded(sidecars, "MinimumRetainedVolumes")
+        if recorded_volumes is not None:
+            return DEFAULT_MIN_TIME, int(recorded_volumes)
+    volumes = _get(settings, "min_volumes")
+    given = int(volumes) if volumes not in (None, "", "None") else None
+    return float(_get(settings, "min_time", DEFAULT_MIN_TIME)), given
 
 
 def _band_pass_setting(settings: Any) -> tuple[float, float] | None:
