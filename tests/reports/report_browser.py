@@ -226,8 +226,11 @@ class Browser:
                 raise TimeoutError(f"{name} not received within {timeout} s")
             self.events.append(json.loads(self.ws.recv()))
 
-    def check(self, page: Path, screenshot: Path | None = None, max_height: int = 16000) -> PageCheck:
-        """Load ``page``, collect problems and save a full-page PNG to ``screenshot``."""
+    def check(
+        self, page: Path, screenshot: Path | None = None, max_height: int = 16000, anchor: str | None = None
+    ) -> PageCheck:
+        """Load ``page``, collect problems and save a full-page PNG to ``screenshot`` (from the
+        element with id ``anchor`` down, when given)."""
         page = Path(page).resolve()
         result = PageCheck(url=page.as_uri())
         self.events.clear()
@@ -267,7 +270,14 @@ class Browser:
         if screenshot is not None:
             metrics = self.call("Page.getLayoutMetrics")
             size = metrics.get("cssContentSize") or metrics["contentSize"]
-            height = int(min(max_height, size["height"]))
+            top = 0
+            if anchor is not None:
+                where = f"(() => {{ const e = document.getElementById({json.dumps(anchor)}); "
+                where += "return e ? Math.round(e.getBoundingClientRect().top + window.scrollY) : 0; })()"
+                top = int(
+                    self.call("Runtime.evaluate", expression=where, returnByValue=True)["result"]["value"]
+                )
+            height = int(min(max_height, size["height"] - top))
             self.call(
                 "Emulation.setDeviceMetricsOverride",
                 width=1280,
@@ -275,7 +285,7 @@ class Browser:
                 deviceScaleFactor=1,
                 mobile=False,
             )
-            clip = {"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1}
+            clip = {"x": 0, "y": top, "width": 1280, "height": height, "scale": 1}
             shot = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip)
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             screenshot.write_bytes(base64.b64decode(shot["data"]))

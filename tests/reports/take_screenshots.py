@@ -32,11 +32,13 @@ def main(argv: list[str]) -> int:
         print("chromium not found: run .ci/setup_chromium.sh", file=sys.stderr)
         return 1
     with Browser(binary) as browser:
-        for page, name, height in (
-            (subject, "report_subject.png", 2600),
-            ("group_report.html", "report_group.png", 2600),
+        for page, name, height, anchor in (
+            (subject, "report_subject.png", 2600, None),
+            (subject, "report_subject_functional.png", 2600, "functional"),
+            ("group_report.html", "report_group.png", 2600, None),
+            ("group_report.html", "report_group_sites.png", 1500, "sites"),
         ):
-            check = browser.check(out / page, dest / name, max_height=height)
+            check = browser.check(out / page, dest / name, max_height=height, anchor=anchor)
             _shrink(dest / name)
             print(
                 f"{page}: {check.n_images} images, {check.n_links} links, problems: {check.problems or 'none'}"

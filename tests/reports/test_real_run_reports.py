@@ -48,6 +48,16 @@ def test_real_run_reports_open_cleanly(real_run, artifacts):
     assert "sub-" in first and 'id="methods"' in first
     figures = list((out / subject_reports[0].stem.split("_")[0] / "figures").glob("*.svg"))
     assert len(figures) >= 3, f"expected the anatomical/functional reportlets, found {figures}"
+    # issue 17: coregistration flicker, censored volumes on the carpet, the display rules
+    figures_dir = out / subject_reports[0].stem.split("_")[0] / "figures"
+    for coreg in figures_dir.glob("*_desc-coreg_bold.svg"):
+        text = coreg.read_text()
+        assert 'class="moving"' in text and "@keyframes" in text and "white-matter edges" in text
+    for carpet in figures_dir.glob("*_desc-carpet_bold.svg"):
+        assert "censored: " in carpet.read_text()
+    group = (out / "group_report.html").read_text()
+    assert 'id="small-training-banner"' in group and "--model" in group  # 5 people trained it
+    assert 'id="sites"' in group and "F/0" not in group and "M/1" not in group
 
 
 @pytest.mark.slow
