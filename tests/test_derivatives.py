@@ -174,3 +174,46 @@ def test_bidsignore_hides_only_kinds_the_schema_has_no_rule_for(tmp_path):
     assert log not in flagged
     for entry, name in files.items():
         assert name in flagged, f"{entry}: {name} is valid BIDS, no need to ignore it"
+
+
+def test_anatomical_derivatives_validate_without_sidecar_warnings(tmp_path):
+    """The files .bidsignore does not hide (init_ds_anat_wf's) are valid, and their sidecars
+    carry what the validator recommends (Description, SpatialReference)."""
+    import nibabel as nib
+    import numpy as np
+
+    from bids_brainage.workflows.outputs import init_ds_anat_wf
+
+    raw, work, out = tmp_path / "raw", tmp_path / "w", tmp_path / "out"
+    (raw / "sub-01" / "anat").mkdir(parents=True)
+    work.mkdir()
+    img = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4))
+    img.header.set_xyzt_units("mm")
+    files = {
+        name: str(work / f"{name}.nii.gz")
+        for name in ("T1w", "pre", "mask", "dseg", "gm", "wm", "csf", "mod")
+    }
+    for path in files.values():
+        img.to_filename(path)
+    img.to_filename(raw / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    for name in ("fwd", "inv"):
+        (work / f"{name}.h5").write_text("x")
+    (work / "features.tsv").write_text("participant_id\tx\nsub-01\t1\n")
+    derivatives.init_derivatives(out, raw)
+    wf = init_ds_anat_wf(output_dir=str(out), subject="01", session=None, bids_root=str(raw), resolution=2)
+    node = wf.inputs.inputnode
+    node.source_file = str(raw / "sub-01" / "anat" / "sub-01_T1w.nii.gz")
+    node.t1w_preproc, node.t1w_mask, node.t1w_dseg = files["pre"], files["mask"], files["dseg"]
+    node.t1w_tpms = [files["gm"], files["wm"], files["csf"]]
+    node.anat2std_xfm, node.std2anat_xfm = [str(work / "fwd.h5")], [str(work / "inv.h5")]
+    node.std_gm_modulated = files["mod"]
+    node.features_tsv, node.features_meta = str(work / "features.tsv"), {"Description": "features"}
+    wf.base_dir = str(tmp_path / "work")
+    wf.run()
+    assert len(list((out / "sub-01" / "anat").glob("*.nii.gz"))) == 7
+    proc = subprocess.run(
+        [validator_executable(), "--format", "json", str(out)], capture_output=True, text=True, check=False
+    )
+    issues = json.loads(proc.stdout)["issues"]["issues"]
+    assert [i for i in issues if i["severity"] == "error"] == []
+    assert [i["location"] for i in issues if i["code"] == "SIDECAR_KEY_RECOMMENDED"] == []

@@ -122,9 +122,16 @@ def init_ds_anat_wf(
     def sink(node_name: str, suffix: str, ents: dict, meta: dict | None = None) -> pe.Node:
         return _sink(node_name, output_dir, "anat", suffix, {**entities, **ents}, metadata=meta or None)
 
-    ds_preproc = sink("ds_t1w_preproc", "T1w", {"desc": "preproc"}, {"SkullStripped": False})
-    ds_mask = sink("ds_t1w_mask", "mask", {"desc": "brain"}, {"Type": "Brain", "Sources": [preproc_uri]})
-    ds_dseg = sink("ds_t1w_dseg", "dseg", {}, {**_DSEG_META, "Sources": [preproc_uri, mask_uri]})
+    native = {"SpatialReference": preproc_uri}  # same grid as the preprocessed T1w
+    ds_preproc = sink(
+        "ds_t1w_preproc", "T1w", {"desc": "preproc"},
+        {"SkullStripped": False, "Description": "T1w after N4 bias-field correction, native space"},
+    )  # fmt: skip
+    ds_mask = sink(
+        "ds_t1w_mask", "mask", {"desc": "brain"},
+        {"Type": "Brain", "Description": "Brain mask of the preprocessed T1w", "Sources": [preproc_uri], **native},
+    )  # fmt: skip
+    ds_dseg = sink("ds_t1w_dseg", "dseg", {}, {**_DSEG_META, "Sources": [preproc_uri, mask_uri], **native})
     ds_tpms = pe.MapNode(
         DerivativesDataSink(base_directory=output_dir, datatype="anat", suffix="probseg"),
         iterfield=["in_file", "entities"],
@@ -132,7 +139,10 @@ def init_ds_anat_wf(
         run_without_submitting=True,
     )
     ds_tpms.inputs.entities = [{**entities, "label": t} for t in ("GM", "WM", "CSF")]
-    ds_tpms.inputs.metadata = {"Sources": [preproc_uri, mask_uri]}
+    ds_tpms.inputs.metadata = {
+        "Description": "Tissue probability map (Atropos posterior, the tissue named by label)",
+        "Sources": [preproc_uri, mask_uri], **native,
+    }  # fmt: skip
     xfm_meta = {
         "Sources": [preproc_uri, mask_uri, template_uri],
         "Software": "ANTs (antspyx) antsRegistration",
@@ -151,7 +161,7 @@ def init_ds_anat_wf(
         "ds_std_gm_modulated", "probseg", {"space": TEMPLATE_SPACE, "label": "GM", "desc": "modulated"},
         {"Description": "GM probability warped to the template times the Jacobian determinant of the "
                         "template-to-T1w mapping; sum x voxel volume = the participant's GM volume",
-         "Sources": [tpm_uris[0], xfm_uri], "Resolution": f"{resolution} mm"},
+         "Sources": [tpm_uris[0], xfm_uri], "Resolution": f"{resolution} mm", "SpatialReference": template_uri},
     )  # fmt: skip
     ds_features = sink("ds_features", "features", {"desc": "structural"})
     ds_features.inputs.source_files = [preproc_uri, mask_uri, *tpm_uris, xfm_uri]
