@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bids_brainage.compute.confounds import dvars, expand_motion, motion_outliers
-from bids_brainage.compute.connectivity import connectivity_matrix, roi_timeseries
+from bids_brainage.compute.connectivity import connectivity_matrix, fisher_z, roi_timeseries
 from bids_brainage.compute.denoise import (
     censoring_mask,
     expand_tissue_signals,
@@ -87,13 +87,16 @@ def test_roi_timeseries_is_the_mean_per_label_and_nan_for_empty_rois():
 
 
 @pytest.mark.parametrize("kind", list(CONNECTIVITY_KINDS))
-def test_each_connectivity_kind_is_symmetric_fisher_z_with_zero_diagonal(kind):
+def test_each_connectivity_kind_is_symmetric_r_with_unit_diagonal_and_its_fisher_z(kind):
     rng = np.random.default_rng(1)
     shared = rng.normal(size=(200, 1))
     ts = np.hstack([shared + 0.3 * rng.normal(size=(200, 1)), shared + 0.3 * rng.normal(size=(200, 1)),
                     rng.normal(size=(200, 2))])  # fmt: skip
     mat = connectivity_matrix(ts, kind)
-    assert mat.shape == (4, 4) and np.allclose(mat, mat.T) and np.allclose(np.diag(mat), 0.0)
+    assert mat.shape == (4, 4) and np.allclose(mat, mat.T) and np.allclose(np.diag(mat), 1.0)
+    assert np.abs(mat).max() <= 1.0
+    z = fisher_z(mat)  # the features: Fisher z, diagonal 0
+    assert np.allclose(np.diag(z), 0.0) and np.isclose(z[0, 1], np.arctanh(mat[0, 1]))
     # ROIs 0 and 1 share a signal: the strongest edge, positive, in every measure.
     upper = np.triu_indices(4, k=1)
     strongest = np.argmax(np.abs(mat[upper]))
