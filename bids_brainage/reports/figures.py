@@ -232,8 +232,10 @@ def plot_sites(frame: Any, nominal: float | None = None, min_n: int = REPORT_SMA
         ax.set_xticks(x)
         ax.set_xticklabels(labels, rotation=90 if len(frame) > 8 else 0, fontsize=7)
     if np.any(small):
-        axes[0].bar([], [], facecolor="white", edgecolor=NEUTRAL, hatch="//", label=f"n < {min_n}")
-        axes[0].legend(frameon=False, fontsize=7)
+        from matplotlib.patches import Patch
+
+        hatched = Patch(facecolor="white", edgecolor=NEUTRAL, hatch="//", label=f"n < {min_n}")
+        axes[0].legend(handles=[hatched], frameon=False, fontsize=7, loc="lower right")
     return fig
 
 
