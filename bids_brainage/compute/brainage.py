@@ -69,13 +69,15 @@ def train_brainage(
     from bids_brainage.model.features import feature_columns
     from bids_brainage.model.latent import latent_pca
     from bids_brainage.model.metrics import regression_metrics
+    from bids_brainage.model.train import resolve_device
 
     out = Path(out_dir)
     table = read_model_table(table_file)
     folds = make_folds(table, n_folds, random_seed)
     LOGGER.info(
-        "training SA-AVAE: %d-fold cross-validation on %d row(s), device %s", n_folds, len(table), device
-    )
+        "training SA-AVAE: %d-fold cross-validation on %d row(s), device %s",
+        n_folds, len(table), resolve_device(device),
+    )  # fmt: skip
     oof, ensemble, metrics = fit_cross_validated(
         table,
         folds=folds,
