@@ -66,13 +66,11 @@ def _slices_svg(data: np.ndarray, path: Path, overlay: np.ndarray | None = None,
 
 def _fade_svg(fixed: np.ndarray, moving: np.ndarray, path: Path) -> None:
     """The registration reportlet as the anatomical workflow draws it: two layers fading."""
-    from bids_brainage.reports.anatomical import _write_svg
+    from bids_brainage.reports.anatomical import RED, _mosaic, _normalise, _write_svg
 
-    def rgb(data: np.ndarray) -> np.ndarray:
-        plane = np.rot90(data[:, :, data.shape[2] // 2])
-        return np.repeat((plane / plane.max())[..., None], 3, axis=2)
-
-    _write_svg([rgb(fixed), rgb(moving)], "Registration", "T1w in MNI fading into the template", path)
+    brain = fixed > np.percentile(fixed, 60)
+    layers = [_mosaic(_normalise(d, brain), brain, [(brain, RED)], (4.0, 4.0, 4.0)) for d in (fixed, moving)]
+    _write_svg(layers, "Registration", "T1w in MNI fading into the template", path)
 
 
 def _func_inputs(folder: Path, rng: np.random.Generator, tpl: nib.Nifti1Image, seg: np.ndarray) -> dict:
