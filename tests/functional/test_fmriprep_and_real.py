@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -35,7 +34,11 @@ def _fake_fmriprep(run, dest):
     xfm = str(work / "coreg" / "from-boldref_to-T1w_xfm.mat")
     moved = ants.apply_transforms(fixed=ref, moving=bold, transformlist=[xfm], imagetype=3)
     moved.to_filename(str(func / "sub-001_task-rest_space-T1w_desc-preproc_bold.nii.gz"))
-    shutil.copy(xfm, func / "sub-001_task-rest_from-boldref_to-T1w_mode-image_desc-coreg_xfm.mat")
+    # fMRIPrep writes its BOLD->T1w transform as ITK text.
+    ants.write_transform(
+        ants.read_transform(xfm),
+        str(func / "sub-001_task-rest_from-boldref_to-T1w_mode-image_desc-coreg_xfm.txt"),
+    )
     truth = run["bids"] / "derivatives/simulation/sub-001/func/sub-001_task-rest_desc-motion_timeseries.tsv"
     motion = pd.read_csv(truth, sep="\t")
     motion.to_csv(func / "sub-001_task-rest_desc-confounds_timeseries.tsv", sep="\t", index=False)
