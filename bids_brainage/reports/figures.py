@@ -306,9 +306,19 @@ def plot_latent(frame: Any) -> Any:
 
 
 def run_labels(frame: Any) -> list[str]:
-    """``sub-01 ses-1 task-rest run-2`` for each row of a QC table (entities it has)."""
+    """``sub-01 ses-1 task-rest run-2`` for each row of a QC table (entities it has; a ``run``
+    that is a file name gives its own entities)."""
+    from bids_brainage.reports.html import entities
+
     labels = []
     for row in frame.to_dict("records"):
+        name = str(row.get("run", ""))
+        if name.startswith("sub-") and "_" in name:
+            ents = entities(name)
+            labels.append(
+                " ".join(f"{k}-{ents[k]}" for k in ("sub", "ses", "task", "acq", "run") if k in ents)
+            )
+            continue
         parts = []
         for key, prefix in (("participant_id", "sub-"), ("session_id", "ses-"), ("task", "task-"),
                             ("run", "run-")):  # fmt: skip
@@ -330,7 +340,8 @@ def plot_qc(frame: Any, fd_threshold: float | None = None) -> Any:
     excluded = frame["excluded"].astype(str).str.lower().isin(["true", "1", "yes"]).to_numpy()
     x = np.arange(fd.size)
     ax.bar(x[~excluded], fd[~excluded], color=NEUTRAL, label="kept")
-    ax.bar(x[excluded], fd[excluded], color=EXCLUDED, label="excluded")
+    if excluded.any():
+        ax.bar(x[excluded], fd[excluded], color=EXCLUDED, label="excluded")
     if fd_threshold is not None:
         ax.axhline(fd_threshold, color="0.3", ls="--", lw=1, label=f"FD threshold {fd_threshold:g} mm")
     ax.set(xlabel="run", ylabel="mean FD (mm)", title="Head motion per run")

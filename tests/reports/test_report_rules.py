@@ -93,6 +93,10 @@ def test_sites_view_and_run_labels(tmp_path: Path) -> None:
         {"participant_id": ["sub-01", "sub-02"], "session_id": ["n/a", "ses-1"], "run": [1.0, 2]}
     )
     assert figures.run_labels(qc) == ["sub-01 run-1", "sub-02 ses-1 run-2"]
+    named = pd.DataFrame(
+        {"participant_id": ["sub-01"], "run": ["sub-01_ses-2_task-rest_run-3_desc-functional_features.tsv"]}
+    )
+    assert figures.run_labels(named) == ["sub-01 ses-2 task-rest run-3"]
 
 
 def test_each_warning_once() -> None:
