@@ -148,6 +148,9 @@ def test_simulate_features_and_model_commands(tmp_path):
     _ok(predict)
     predictions = pd.read_csv(tmp_path / "predictions.tsv", sep="\t")
     assert len(predictions) == 10 and predictions["predicted_age"].between(0, 120).all()
+    # README: the columns of brainage.tsv, with a JSON sidecar beside the table.
+    assert {"interval_lower", "flag_unseen_site"} <= set(predictions.columns)
+    assert (tmp_path / "predictions.json").is_file()
     evaluate = run_app("model", "evaluate", "features.tsv", "--out", "evaluation/", cwd=tmp_path)
     _ok(evaluate)
     comparison = pd.read_csv(tmp_path / "evaluation" / "model_comparison.tsv", sep="\t")
