@@ -154,7 +154,11 @@ def _brainage_section(output_dir: Path, frame: Any, folder: Path, bids_dir: Path
     if "sex" in frame:
         frame = frame.assign(sex=frame["sex"].map(html.sex_label))
     rows = _records(frame)
+    flag_columns = [c for c in frame.columns if str(c).startswith("flag_")]
     for row, link in zip(rows, links, strict=True):
+        row["_flags"] = [
+            c.removeprefix("flag_").replace("_", " ") for c in flag_columns if _is_true(row.get(c))
+        ]
         row["_link"] = link
         row["_label"] = _label(str(row.get("participant_id")), row.get("session_id"))
     col = frame.get

@@ -126,3 +126,12 @@ def test_fixture_reports_show_the_rules(rendered) -> None:
     assert 'id="small-training-banner"' in subject_page
     assert subject_page.count('<li class="warn">') == 1  # the excluded run, warned once
     assert "sex: <code>M</code>" in subject_page or "sex: <code>F</code>" in subject_page
+
+
+def test_participant_flags_listed(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {"participant_id": ["sub-01", "sub-02"], "age": [30.0, 90.0], "predicted_age": [31.0, 70.0],
+         "flag_age_out_of_range": ["False", "True"], "flag_unseen_site": [False, True]}
+    )  # fmt: skip
+    section = group._brainage_section(tmp_path, frame, tmp_path / "figures", None)
+    assert [r["_flags"] for r in section["rows"]] == [[], ["age out of range", "unseen site"]]
