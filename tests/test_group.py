@@ -116,6 +116,7 @@ def test_group_trains_writes_outputs_and_predicts_with_model(trained):
     # The one schema (bids_brainage.compute.brainage_table): M/F, 2 decimals, Description objects, flags.
     assert all(isinstance(sidecar[c], dict) and sidecar[c]["Description"] for c in brainage.columns)
     assert set(brainage["sex"]) <= {"M", "F"} and sidecar["age"]["Units"] == "years"
+    assert "Training ages: " in sidecar["flag_age_out_of_range"]["Description"]
     assert (brainage["predicted_age"] == brainage["predicted_age"].round(2)).all()
     flags = brainage.set_index("participant_id")
     assert flags.loc["sub-003", "flag_bold_excluded"] and not flags.loc["sub-001", "flag_bold_excluded"]

@@ -92,6 +92,8 @@ def test_written_table_and_sidecar(tmp_path):
     for name, entry in columns.items():
         assert isinstance(entry, dict) and entry["Description"], name
     assert sidecar["predicted_age"]["Units"] == "years" and "Units" not in sidecar["participant_id"]
+    assert "Training ages: 20.00 to 60.00 years." in sidecar["flag_age_out_of_range"]["Description"]
+    assert sidecar["flag_unseen_site"]["Description"].endswith("Training sites: A, B.")
     assert set(sidecar["sex"]["Levels"]) == {"M", "F"}
     assert all(set(sidecar[f]["Levels"]) == {"true", "false"} for f in FLAG_COLUMNS)
     back = read_brainage_table(path)

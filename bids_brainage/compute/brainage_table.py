@@ -218,7 +218,9 @@ def brainage_table(
         frame["flag_bold_excluded"] = _as_flag([k in failed_bold for k in keys], ~excluded)
     else:
         frame["flag_qc_failed"] = _as_flag(excluded, excluded)
-    return frame[[c for c in COLUMNS if c not in OPTIONAL or c in frame]]
+    out = frame[[c for c in COLUMNS if c not in OPTIONAL or c in frame]].copy()
+    out.attrs["training"] = dict(training)
+    return out
 
 
 def log_flags(brainage: pd.DataFrame) -> None:
@@ -236,8 +238,23 @@ def log_flags(brainage: pd.DataFrame) -> None:
 
 
 def sidecar(table: pd.DataFrame, **metadata: Any) -> dict[str, Any]:
-    """The JSON sidecar of a brain-age table: an entry per column, then ``metadata``."""
-    return {**{c: COLUMNS[c] for c in table.columns}, **metadata}
+    """The JSON sidecar of a brain-age table: an entry per column, then ``metadata``.
+
+    The flags' entries name their reference (training ages and sites) when `brainage_table`
+    had it (kept in ``table.attrs["training"]``).
+    """
+    entries = {c: dict(COLUMNS[c]) for c in table.columns}
+    training = table.attrs.get("training") or {}
+    flag = entries.get("flag_age_out_of_range")
+    if flag is not None and {"age_min", "age_max"} <= set(training):
+        low, high = float(training["age_min"]), float(training["age_max"])
+        flag["Description"] += f" Training ages: {low:.2f} to {high:.2f} years."
+    flag = entries.get("flag_unseen_site")
+    if flag is not None and training.get("sites"):
+        sites = [str(s) for s in training["sites"]]
+        more = f" and {len(sites) - 20} more" if len(sites) > 20 else ""
+        flag["Description"] += f" Training sites: {', '.join(sites[:20])}{more}."
+    return {**entries, **metadata}
 
 
 def _for_tsv(table: pd.DataFrame) -> pd.DataFrame:
