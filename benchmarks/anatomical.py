@@ -271,18 +271,24 @@ def run_plain(
 
 
 def _inputs(
-    subjects: list[str], simulated: bool, scratch: Path
+    subjects: list[str], simulated: bool, scratch: Path, sim_dir: Path | None = None, dataset: Path = DATASET
 ) -> list[tuple[str, Path, str, Path, Path | None]]:
-    """(name, bids_root, subject, T1w, true GM map or None) of the benchmark inputs."""
+    """(name, bids_root, subject, T1w, true GM map or None) of the benchmark inputs.
+
+    The simulated subject is written to ``sim_dir`` (reused when it is there already) or
+    to the scratch directory.
+    """
     found = []
     for subject in subjects:
-        t1w = DATASET / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz"
+        t1w = dataset / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz"
         if t1w.is_file():
-            found.append((f"ds002748 sub-{subject}", DATASET, subject, t1w, None))
+            found.append((f"{dataset.name.split('_')[0]} sub-{subject}", dataset, subject, t1w, None))
     if simulated:
         from bids_brainage.simulate import simulate_dataset
 
-        bids = simulate_dataset(scratch / "sim", 1, seed=11, resolution=1.0, n_volumes=10)
+        bids = sim_dir or scratch / "sim"
+        if not (bids / "sub-001" / "anat" / "sub-001_T1w.nii.gz").is_file():
+            bids = simulate_dataset(bids, 1, seed=11, resolution=1.0, n_volumes=10)
         truth = bids / "derivatives" / "simulation" / "sub-001" / "anat" / "sub-001_label-GM_probseg.nii.gz"
         found.append(
             ("simulated sub-001 (1 mm)", bids, "001", bids / "sub-001" / "anat" / "sub-001_T1w.nii.gz", truth)
@@ -347,7 +353,6 @@ def _table(results: dict[str, Any], before: dict[str, Any] | None) -> str:
 
 def targets(results: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
     """One line per target of issue 21: the measured value and whether it is met."""
-    real = [r for r in results["rows"] if r["real"]]
 
     def rows(mode: str, data: dict[str, Any] = results, only_real: bool = True) -> list[dict[str, Any]]:
         return [r for r in data["rows"] if r["run"] == mode and (r["real"] or not only_real)]
@@ -376,7 +381,7 @@ def targets(results: dict[str, Any], before: dict[str, Any] | None) -> list[str]
         lines.append(f"sloppy ≤ {MAX_SLOPPY_S:.0f} s: median {value:.0f} s (range {min(sloppy):.0f}-{max(sloppy):.0f},"
                      f" CPU median {_median([r['cpu'] for r in rows('sloppy')]):.0f} s)"
                      f" — {'met' if value <= MAX_SLOPPY_S else 'not met'}")  # fmt: skip
-    peak = max(r["peak_mib"] for r in real if r["run"] != "plain recipe")
+    peak = max((r["peak_mib"] for r in results["rows"] if r["run"] != "plain recipe"), default=float("nan"))
     lines.append(f"peak memory ≤ 3 GB: {peak:.0f} MiB — {'met' if peak <= MAX_PEAK_MIB else 'not met'}")
     for mode in results["modes"]:
         gm = [r["accuracy"]["GM/TIV"] for r in rows(mode)]
@@ -398,21 +403,35 @@ def targets(results: dict[str, Any], before: dict[str, Any] | None) -> list[str]
     return lines
 
 
+def _merge(files: list[Path]) -> dict[str, Any]:
+    """One result set from several ``--json`` files (rows appended; the first file's header)."""
+    sets = [json.loads(Path(f).read_text()) for f in files]
+    merged = dict(sets[0], rows=[row for data in sets for row in data["rows"]])
+    merged["modes"] = [m for m in ("default", "sloppy") if any(m in data["modes"] for data in sets)]
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--modes", nargs="+", default=["default", "sloppy"], choices=["sloppy", "default"])
-    parser.add_argument("--subjects", nargs="+", default=["01", "02", "04", "06"])
+    parser.add_argument("--dataset", type=Path, default=DATASET, help="BIDS dataset of the real images")
+    parser.add_argument("--subjects", nargs="*", default=["01", "02", "04", "06"])
     parser.add_argument("--omp-nthreads", type=int, default=2)
     parser.add_argument("--no-simulated", action="store_true", help="skip the simulated 1 mm subject")
     parser.add_argument("--no-plain", action="store_true", help="skip the plain recipe")
+    parser.add_argument("--sim-dir", type=Path, help="simulated dataset to write or reuse")
     parser.add_argument("--code-root", type=Path, default=ROOT, help="checkout whose workflow runs")
     parser.add_argument("--json", type=Path, help="save the results here")
-    parser.add_argument("--before", type=Path, help="results (--json) of the 'before' code")
+    parser.add_argument("--before", type=Path, nargs="+", help="results (--json) of the 'before' code")
+    parser.add_argument(
+        "--load", type=Path, nargs="+", help="build the tables from these results (--json); run nothing"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     args.code_root = args.code_root.resolve()
+    args.dataset = args.dataset.resolve()
     results: dict[str, Any] = {
         "machine": _machine(),
         "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -420,9 +439,17 @@ def main(argv: list[str] | None = None) -> int:
         "code_root": str(args.code_root),
         "rows": [],
     }
+    if args.load:
+        results = _merge(args.load)
+        args.omp_nthreads = results.get("threads", args.omp_nthreads)
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
-        for name, bids_root, subject, t1w, truth in _inputs(args.subjects, not args.no_simulated, scratch):
+        inputs = (
+            []
+            if args.load
+            else _inputs(args.subjects, not args.no_simulated, scratch, args.sim_dir, args.dataset)
+        )
+        for name, bids_root, subject, t1w, truth in inputs:
             runs = [*args.modes] + ([] if args.no_plain else ["plain recipe"])
             for run in runs:
                 if run == "plain recipe":
@@ -434,10 +461,12 @@ def main(argv: list[str] | None = None) -> int:
                 acc = " ".join(f"{k} {v:.3f}" for k, v in row["accuracy"].items())
                 print(f"{name} | {run} | wall {row['wall']:.0f} s | CPU {row['cpu']:.0f} s | "
                       f"peak {row['peak_mib']:.0f} MiB | {acc} | {json.dumps(row['nodes'])}", flush=True)  # fmt: skip
-    results["load_after"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    if not args.load:
+        results["load_after"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        results["threads"] = args.omp_nthreads
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    before = json.loads(args.before.read_text()) if args.before else None
+    before = _merge(args.before) if args.before else None
     table = _table(results, before)
     goals = targets(results, before)
     print(table)
