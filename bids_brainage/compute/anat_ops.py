@@ -239,8 +239,11 @@ def n4_correct(in_file: str, out_file: str, sloppy: bool) -> str:
     else:
         field = fitted.numpy()
         scale = float(np.percentile(small.numpy()[head_arr] / np.maximum(field[head_arr], 1e-6), 99)) or 1.0
+        # Beyond the coarse grid's last voxel centres (the outer < 2 mm of the field of
+        # view) interpolation gives 0: keep the field within the range it has in the head.
+        inside = field[head_arr]
         field = ants.resample_image_to_target(fitted, img, interp_type="linear").numpy()
-        values = clipped / np.maximum(field, 1e-6)
+        values = clipped / np.clip(field, float(inside.min()), float(inside.max()))
     # Rescale so the 99th percentile of the head is 1000: stable Atropos/registration input.
     corrected = img.new_image_like((values * (1000.0 / scale)).astype(np.float32))
     ants.image_write(corrected, out_file)
