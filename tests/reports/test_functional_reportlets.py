@@ -120,3 +120,15 @@ def test_connectivity_labels_each_network_once(tmp_path: Path) -> None:
     labels = re.findall(r'<g id="network-label-(\d+)">\s*<!-- (\w+) -->', svg)
     assert sorted(name for _, name in labels) == sorted(set(nets))
     assert "Pearson r" in svg
+
+
+def test_func_reports_wf_feeds_the_wm_segmentation(tmp_path: Path) -> None:
+    from bids_brainage.workflows.reports import init_func_reports_wf
+
+    wf = init_func_reports_wf(output_dir=str(tmp_path), entities={"sub": "01", "task": "rest"})
+    edges = {
+        (u.name, v.name, src, dst)
+        for u, v, data in wf._graph.edges(data=True)
+        for src, dst in data["connect"]
+    }
+    assert ("inputnode", "reportlets", "t1w_dseg", "t1w_dseg") in edges
