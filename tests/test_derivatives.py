@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -217,3 +218,22 @@ def test_anatomical_derivatives_validate_without_sidecar_warnings(tmp_path):
     issues = json.loads(proc.stdout)["issues"]["issues"]
     assert [i for i in issues if i["severity"] == "error"] == []
     assert [i["location"] for i in issues if i["code"] == "SIDECAR_KEY_RECOMMENDED"] == []
+
+
+def test_sink_rewrites_a_deleted_output_from_a_cached_run(tmp_path):
+    """Deleting OUTPUT_DIR and rerunning with the same work dir restores the derivatives."""
+    from nipype.pipeline import engine as pe
+
+    from bids_brainage.interfaces.io import DerivativesDataSink
+
+    src = tmp_path / "qc.tsv"
+    src.write_text("a\n1\n")
+    out = tmp_path / "out"
+    for _ in range(2):
+        wf = pe.Workflow(name="w", base_dir=str(tmp_path / "work"))
+        wf.add_nodes([pe.Node(DerivativesDataSink(
+            in_file=str(src), base_directory=str(out), datatype="func", suffix="qc", entities={"sub": "01"},
+        ), name="ds")])  # fmt: skip
+        wf.run()
+        assert (out / "sub-01" / "func" / "sub-01_qc.tsv").read_text() == "a\n1\n"
+        shutil.rmtree(out)

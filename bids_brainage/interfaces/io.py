@@ -44,6 +44,9 @@ class DerivativesDataSink(SimpleInterface):
 
     input_spec = _DerivativesDataSinkInputSpec
     output_spec = _DerivativesDataSinkOutputSpec
+    # Never cached (as niworkflows' sink): a rerun with the same work dir restores deleted or
+    # moved outputs instead of trusting the cache.
+    _always_run = True
 
     def _run_interface(self, runtime):
         src = Path(self.inputs.in_file)
