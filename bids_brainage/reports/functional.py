@@ -163,6 +163,11 @@ def plot_coregistration(
     else:
         wm = brain & (anat > np.percentile(anat[brain], 66) if brain.any() else False)
     zooms = tuple(float(z) for z in anat_img.header.get_zooms()[:3])
+    if brain.any():  # crop to the brain (plus a margin): larger panels for the same width
+        lo = np.maximum(np.argwhere(brain).min(0) - 3, 0)
+        hi = np.argwhere(brain).max(0) + 4
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        anat, epi, brain, wm = anat[box], epi[box], brain[box], np.broadcast_to(wm, anat.shape)[box]
     extent = brain if brain.any() else np.ones(anat.shape, bool)
     overlays = [(wm, anatomical.GREEN)]
     fixed = anatomical._mosaic(anatomical._normalise(anat, extent), extent, overlays, zooms, COREG_SLICES)
