@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bids_brainage.defaults import DEFAULT_FD_THRESHOLD  # noqa: E402
 
@@ -120,6 +121,7 @@ def plot_carpet(
     axes[2].set_ylim(len(carpet) + 3, -0.5)
     axes[2].set_yticks([])
     axes[2].set_xlabel("volume")
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes:
         ax.spines[["top", "right"]].set_visible(False)
     return _save(fig, out)
