@@ -142,6 +142,8 @@ def _sites(by_group: Any, folder: Path, nominal: Any) -> dict[str, Any]:
     sites = by_group[by_group["grouping"].astype(str) == "site"]
     if sites.empty:
         return {}
+    level = sites["level"].astype(str).where(sites["level"].notna(), "n/a")
+    sites = sites.assign(level=level.replace({"None": "n/a", "nan": "n/a"}))
     rows = _records(sites)
     for row in rows:
         row["small"] = int(row.get("n") or 0) < REPORT_SMALL_GROUP_N

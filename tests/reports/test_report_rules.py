@@ -89,6 +89,8 @@ def test_sites_view_and_run_labels(tmp_path: Path) -> None:
     assert [r["level"] for r in sites["rows"]] == ["S1", "S2"]
     assert [r["small"] for r in sites["rows"]] == [False, True]
     assert "S2" in sites["fig"]["svg"] and "n=4" in sites["fig"]["svg"]
+    unknown = by_group.assign(level=[None, "S2", "F"])  # no site recorded (read as NaN)
+    assert group._sites(unknown, tmp_path, 0.9)["rows"][0]["level"] == "n/a"
     qc = pd.DataFrame(
         {"participant_id": ["sub-01", "sub-02"], "session_id": ["n/a", "ses-1"], "run": [1.0, 2]}
     )
