@@ -74,10 +74,13 @@ def _mosaic(
         panels = []
         plane_zooms = [z for a, z in enumerate(zooms) if a != axis]
         for index in _slice_indices(extent, axis, n_slices):
-            grey = np.take(base, index, axis=axis)
+            # Basic indexing (a view): np.take copied the whole Fortran-ordered volume on
+            # every call (0.3 s each at 0.9 mm, 20 s per subject).
+            plane = (slice(None),) * axis + (index,)
+            grey = base[plane]
             rgb = np.repeat(grey[..., None], 3, axis=2)
             for volume, colour in overlays:
-                rgb[_edges(np.take(volume, index, axis=axis))] = colour
+                rgb[_edges(volume[plane])] = colour
             # World-proportional, then upsampled: anisotropic voxels keep their shape.
             scale = PANEL_PX / max(s * z for s, z in zip(grey.shape, plane_zooms, strict=True))
             reps = [max(1, int(round(z * scale))) for z in plane_zooms]
