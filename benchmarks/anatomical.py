@@ -335,7 +335,12 @@ def _table(results: dict[str, Any], before: dict[str, Any] | None) -> str:
                 f" | {acc['GM Dice template']:.3f} | {acc.get('GM r truth', float('nan')):.3f} |"
             )
     lines += ["", "Median seconds per node over the real images (wall / CPU):", ""]
-    columns = [(label, mode) for label, data in sets for mode in data["modes"]] + [("after", "plain recipe")]
+    columns = [
+        (label, mode)
+        for label, data in sets
+        for mode in data["modes"]
+        if any(r["run"] == mode and r["real"] for r in data["rows"])
+    ] + [("after", "plain recipe")]
     groups: list[str] = []
     for _label, data in sets:
         for row in data["rows"]:
@@ -399,14 +404,16 @@ def targets(results: dict[str, Any], before: dict[str, Any] | None) -> list[str]
                          f" — {'met' if ok else 'not met'}")  # fmt: skip
         if before:
             for key in ("GM Dice template", "GM r truth"):
-                now = [r["accuracy"][key] for r in rows(mode, only_real=False) if key in r["accuracy"]]
-                then = [
-                    r["accuracy"][key] for r in rows(mode, before, only_real=False) if key in r["accuracy"]
-                ]
-                if now and then:
-                    # Paired by input; a loss of less than 0.005 is within run-to-run change.
-                    ok = _median(now) >= _median(then) - 0.005
-                    lines.append(f"{mode}: {key} median {_median(now):.3f} vs before {_median(then):.3f}"
+                then = {
+                    r["input"]: r["accuracy"][key] for r in rows(mode, before, False) if key in r["accuracy"]
+                }
+                now = {
+                    r["input"]: r["accuracy"][key] for r in rows(mode, only_real=False) if r["input"] in then
+                }
+                for name, value in now.items():
+                    # A loss of less than 0.005 is within run-to-run change.
+                    ok = value >= then[name] - 0.005
+                    lines.append(f"{mode}, {name}: {key} {value:.4f} vs before {then[name]:.4f}"
                                  f" — {'met' if ok else 'not met'}")  # fmt: skip
     return lines
 
