@@ -137,7 +137,8 @@ def test_model_fit_harmonize_through_the_console_script(small_table, tmp_path):
     pred = run_app("model", "predict", tmp_path / "m", table, "--out", tmp_path / "p.tsv")
     assert pred.returncode == 0, pred.stderr[-2000:]
     out = pd.read_csv(tmp_path / "p.tsv", sep="\t")
-    assert set(out["harmonization"]) == {"known"} and out["site_seen_in_training"].all()
+    # The brain-age table schema: every site was in training, so no row is flagged.
+    assert set(out["harmonization"]) == {"known"} and not out["flag_unseen_site"].any()
 
 
 def test_metrics_by_group_has_site_sex_and_tercile_rows():
