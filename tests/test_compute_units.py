@@ -111,6 +111,9 @@ def test_exclusion_reasons_name_each_rule():
     assert "60% of volumes scrubbed (FD > 0.5 mm)" in reasons[0]
     assert "40 usable volumes, fewer than the minimum 50" in reasons[1]
     assert "no atlas ROI" in reasons[2]
+    # With the TR, the too-short reason is also in seconds, the unit of --min-time.
+    timed = exclusion_reasons(100, 40, False, repetition_time=2.0, **limits)
+    assert "40 usable volumes (80 s), fewer than the minimum 50 (100 s, --min-time)" in timed[1]
 
 
 def test_denoise_follows_the_nuisance_strategy_and_band_pass(tmp_path):

@@ -21,8 +21,13 @@ def exclusion_reasons(
     fd_threshold: float,
     max_scrubbed_fraction: float,
     min_volumes: int,
+    repetition_time: float | None = None,
 ) -> list[str]:
-    """Why a run is excluded (empty: usable): too much censored, too few volumes left, no ROI."""
+    """Why a run is excluded (empty: usable): too much censored, too few volumes left, no ROI.
+
+    With ``repetition_time`` (s) the too-short reason also says the retained and the minimum
+    time in seconds, the unit of ``--min-time``.
+    """
     frac = 1.0 - n_retained / n_volumes
     reasons = []
     if frac > max_scrubbed_fraction:
@@ -30,7 +35,13 @@ def exclusion_reasons(
             f"{frac:.0%} of volumes scrubbed (FD > {fd_threshold} mm), more than {max_scrubbed_fraction:.0%}"
         )
     if n_retained < min_volumes:
-        reasons.append(f"{n_retained} usable volumes, fewer than the minimum {min_volumes}")
+        if repetition_time:
+            reasons.append(
+                f"{n_retained} usable volumes ({n_retained * repetition_time:.0f} s), fewer than the "
+                f"minimum {min_volumes} ({min_volumes * repetition_time:.0f} s, --min-time)"
+            )
+        else:
+            reasons.append(f"{n_retained} usable volumes, fewer than the minimum {min_volumes}")
     if all_rois_missing:
         reasons.append("no atlas ROI overlaps the BOLD brain mask (failed registration?)")
     return reasons
@@ -70,6 +81,7 @@ def run_qc(
     min_volumes: int,
     dummy_scans: int,
     tsnr: float | None = None,
+    repetition_time: float | None = None,
 ) -> dict[str, Any]:
     """The run's QC numbers and whether it is excluded.
 
@@ -90,6 +102,7 @@ def run_qc(
     reasons = exclusion_reasons(
         n_vols, n_keep, len(missing_rois) == n_rois, fd_threshold=fd_threshold,
         max_scrubbed_fraction=max_scrubbed_fraction, min_volumes=min_volumes,
+        repetition_time=repetition_time,
     )  # fmt: skip
     excluded = bool(reasons)
     reason = "; ".join(reasons)

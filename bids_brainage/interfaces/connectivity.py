@@ -144,6 +144,7 @@ class _RunQCInputSpec(BaseInterfaceInputSpec):
     max_scrubbed_fraction = traits.Float(DEFAULT_MAX_SCRUBBED_FRACTION, usedefault=True)
     min_volumes = traits.Int(mandatory=True, desc="fewest retained volumes (--min-time over the TR)")
     dummy_scans = traits.Int(0, usedefault=True)
+    repetition_time = traits.Float(desc="TR (s): the exclusion reason then says seconds too")
 
 
 class _RunQCOutputSpec(TraitedSpec):
@@ -171,6 +172,7 @@ class RunQC(SimpleInterface):
                 band_pass_applied=i.band_pass_applied, fd_threshold=i.fd_threshold,
                 max_scrubbed_fraction=i.max_scrubbed_fraction, min_volumes=i.min_volumes,
                 dummy_scans=i.dummy_scans, tsnr=_optional(i.tsnr),
+                repetition_time=_optional(i.repetition_time),
             )
         )  # fmt: skip
         return runtime

@@ -373,7 +373,7 @@ def init_func_wf(
     conn = pe.Node(ConnectivityMatrix(kind=connectivity), name="connectivity")
     run_qc = pe.Node(
         RunQC(fd_threshold=fd_threshold, max_scrubbed_fraction=max_scrubbed_fraction,
-              min_volumes=min_kept, dummy_scans=n_dummy),
+              min_volumes=min_kept, dummy_scans=n_dummy, repetition_time=tr),
         name="run_qc",
     )  # fmt: skip
     features = pe.Node(
