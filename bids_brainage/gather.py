@@ -130,13 +130,13 @@ def structural_qc(features_tsv: Path) -> tuple[bool, str]:
 
 def features_of(output_dir: str | os.PathLike, subject: str, session: str | None) -> pd.DataFrame:
     """One subject/session's features (one row, as in :func:`gather_features`)."""
-    row, _ = _subject_row(Path(output_dir), subject, session)
+    row, _ = subject_row(Path(output_dir), subject, session)
     if row is None:
         raise InputError(_subject_dir(Path(output_dir), subject, session), "no structural features found")
     return pd.DataFrame([row])
 
 
-def _subject_row(
+def subject_row(
     output_dir: Path, subject: str, session: str | None, bold_outcomes: dict[str, str] | None = None
 ) -> tuple[dict[str, Any] | None, list[dict]]:
     """Features of one subject/session (None without structural features) and its BOLD QC rows.
@@ -280,7 +280,7 @@ def gather_features(
             skipped.append(f"{label} (its latest participant run failed: {errors[0]})")
             continue
         bold_outcomes = None if outcomes is None else dict(outcomes.get("bold") or {})
-        row, qc = _subject_row(output_dir, subject, session, bold_outcomes)
+        row, qc = subject_row(output_dir, subject, session, bold_outcomes)
         qc_rows += qc
         if row is None:
             failed_qc = [r["reason"] for r in qc if str(r["run"]).endswith("_desc-structural_features.tsv")]

@@ -257,7 +257,7 @@ def predict_subject(config: Any, subject: str, session: str | None) -> Path:
     Writes ``sub-X[_ses-Y]_desc-brainage_prediction.tsv`` (+ JSON) in the subject folder.
     """
     from bids_brainage.derivatives import bids_name
-    from bids_brainage.gather import _subject_row, features_of
+    from bids_brainage.gather import features_of, subject_row
     from bids_brainage.model.bundle import load_bundle
     from bids_brainage.model.cv import predict_table
     from bids_brainage.model.features import canonicalise
@@ -279,7 +279,7 @@ def predict_subject(config: Any, subject: str, session: str | None) -> Path:
             _features_file(config, f"sub-{subject}", table.get("session_id", [None])[0], reason), reason
         )
     predictions["split"] = "predict"
-    _, qc_rows = _subject_row(config.output_dir, subject, session)
+    _, qc_rows = subject_row(config.output_dir, subject, session)
     brainage = brainage_table(
         _with_demographics(predictions, table), training_summary(config.model), pd.DataFrame(qc_rows)
     )

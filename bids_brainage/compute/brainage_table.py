@@ -127,17 +127,19 @@ MODEL_NAMES = {
     "gap": "brainage_gap",
     "corrected_gap": "brainage_gap_corrected",
 }
-_MALE = {"m", "male", "1", "1.0"}
-_FEMALE = {"f", "female", "0", "0.0"}
+_SEX_CODES = {"f": "F", "female": "F", "0": "F", "f/0": "F", "m": "M", "male": "M", "1": "M", "m/1": "M"}
+
+
+def sex_label(value: Any) -> str | None:
+    """``M``/``F`` from any coding the tables use (M/F, male/female, the model's 1/0 or 1.0/0.0,
+    a metrics key ``F/0``/``M/1`` or ``sex F``); ``None`` for anything else."""
+    text = str(value).strip().lower().removeprefix("sex ")
+    return _SEX_CODES.get(text.removesuffix(".0"))
 
 
 def sex_labels(values: pd.Series) -> pd.Series:
-    """Sex as ``M``/``F`` from M/F, male/female or the model's 1/0; anything else is missing."""
-    text = values.astype(str).str.strip().str.lower()
-    out = pd.Series(np.nan, index=values.index, dtype=object)
-    out[text.isin(_MALE)] = "M"
-    out[text.isin(_FEMALE)] = "F"
-    return out
+    """Sex as ``M``/``F`` (:func:`sex_label`); anything else is missing."""
+    return values.map(sex_label).astype(object).where(lambda s: s.notna(), np.nan)
 
 
 def _as_flag(values: Any, known: Any = True) -> pd.Series:

@@ -295,25 +295,18 @@ def feature_names(labels: list[str]) -> list[str]:
     return [f"fmri__{labels[i]}__{labels[j]}" for i, j in zip(*iu, strict=True)]
 
 
-def save_table_and_array(values: np.ndarray, columns: list[str], stem: Path) -> tuple[Path, Path]:
-    """``<stem>.tsv`` (the derivative: 5 significant digits, ``n/a`` for NaN) and ``<stem>.npy``
-    (full precision, what the next step reads, so rounding happens once, at the output)."""
+def save_table_and_array(
+    values: np.ndarray, columns: list[str], stem: Path, node_labels: list[str] | None = None
+) -> tuple[Path, Path]:
+    """``<stem>.tsv`` (the derivative: 5 significant digits, ``n/a`` for NaN; with
+    ``node_labels`` a first ``Node`` column, XCP-D's relmat layout) and ``<stem>.npy`` (full
+    precision, what the next step reads, so rounding happens once, at the output)."""
     table, array = stem.with_suffix(".tsv"), stem.with_suffix(".npy")
-    pd.DataFrame(values, columns=columns).to_csv(
-        table, sep="\t", index=False, float_format="%.5g", na_rep="n/a"
-    )
-    np.save(array, values)
-    return table, array
-
-
-def save_relmat(mat: np.ndarray, labels: list[str], stem: Path) -> tuple[Path, Path]:
-    """``<stem>.tsv`` in XCP-D's layout (a first ``Node`` column of ROI names, then one column
-    per ROI; 5 significant digits, ``n/a`` for NaN) and ``<stem>.npy`` (full precision)."""
-    table, array = stem.with_suffix(".tsv"), stem.with_suffix(".npy")
-    frame = pd.DataFrame(mat, columns=labels)
-    frame.insert(0, "Node", labels)
+    frame = pd.DataFrame(values, columns=columns)
+    if node_labels is not None:
+        frame.insert(0, "Node", node_labels)
     frame.to_csv(table, sep="\t", index=False, float_format="%.5g", na_rep="n/a")
-    np.save(array, mat)
+    np.save(array, values)
     return table, array
 
 
@@ -334,7 +327,9 @@ def connectivity_relmat(timeseries_array: str, atlas_tsv: str, kind: str, out_di
     mat = np.full((n_rois, n_rois), np.nan)
     if valid.any():
         mat[np.ix_(valid, valid)] = connectivity_matrix(ts[:, valid], kind)
-    relmat, relmat_array = save_relmat(mat, roi_names, Path(out_dir) / "relmat")
+    relmat, relmat_array = save_table_and_array(
+        mat, roi_names, Path(out_dir) / "relmat", node_labels=roi_names
+    )
     return dict(relmat=str(relmat), relmat_array=str(relmat_array))
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from bids_brainage import __version__
+from bids_brainage.compute import brainage_table
 from bids_brainage.utils import atomic
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -271,13 +272,7 @@ def escape(text: str) -> str:
     return html.escape(str(text))
 
 
-_SEX_CODES = {"f": "F", "female": "F", "0": "F", "f/0": "F", "m": "M", "male": "M", "1": "M", "m/1": "M"}
-
-
 def sex_label(value: Any) -> str:
     """``F``/``M`` from any coding the tables have used (``F``, ``0``, ``0.0``, ``F/0``,
     ``female``; likewise for M), ``n/a`` otherwise."""
-    text = str(value).strip().lower().removeprefix("sex ")
-    if text.endswith(".0"):
-        text = text[:-2]
-    return _SEX_CODES.get(text, "n/a")
+    return brainage_table.sex_label(value) or "n/a"
