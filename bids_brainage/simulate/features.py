@@ -34,6 +34,7 @@ from bids_brainage.simulate.config import SimulationConfig, parse_sessions
 from bids_brainage.simulate.connectivity import network_model, roi_signals, subject_connectivity
 from bids_brainage.simulate.lifespan import intracranial_factor, ventricle_factor, white_matter_factor
 from bids_brainage.simulate.space import reference
+from bids_brainage.utils import atomic
 
 STRUCTURAL_NOISE = 0.02  # relative segmentation error of volumes
 FUNCTIONAL_NOISE = 0.4  # residual noise SD relative to the unit-variance ROI signal
@@ -195,6 +196,18 @@ def simulate_features(
     return pd.DataFrame(rows)
 
 
+def _header(columns: list[str]) -> str:
+    """Header line of a one-row feature table."""
+    return "\t".join(columns) + "\n"
+
+
+def _row(values: list[float]) -> str:
+    """One row of floats as pandas writes a row taken from the mixed-type table: ``repr``
+    (shortest round-trip) of each value, ``n/a`` for missing ones. Formatted here rather than
+    through ``DataFrame.to_csv``, which took ~2 ms per file (20 s for 5000 subjects)."""
+    return "\t".join("n/a" if v != v else repr(v) for v in values) + "\n"
+
+
 def write_feature_tables(out_dir: str | os.PathLike, overwrite: bool = False, **kwargs: Any) -> Path:
     """Write ``features.tsv`` (all subjects), ``truth.tsv`` and per-subject feature tables.
 
@@ -209,13 +222,15 @@ def write_feature_tables(out_dir: str | os.PathLike, overwrite: bool = False, **
     id_cols = [c for c in ("participant_id", "session_id") if c in frame]
     smri = [c for c in frame if c.startswith("smri__")]
     fmri = [c for c in frame if c.startswith("fmri__")]
-    for _, row in frame.iterrows():
-        folder = root / row["participant_id"]
-        stem = row["participant_id"]
-        if "session_id" in frame:
-            folder, stem = folder / row["session_id"], f"{stem}_{row['session_id']}"
-        for desc, cols in (("structural", smri), ("functional", fmri)):
-            write_tsv(folder / f"{stem}_desc-{desc}_features.tsv", row[cols].to_frame().T)
+    tables = [(desc, _header(cols), frame[cols].to_numpy(dtype=float).tolist())
+              for desc, cols in (("structural", smri), ("functional", fmri))]  # fmt: skip
+    sessions = frame["session_id"] if "session_id" in frame else None
+    for i, participant in enumerate(frame["participant_id"]):
+        folder, stem = root / participant, participant
+        if sessions is not None:
+            folder, stem = folder / sessions.iat[i], f"{stem}_{sessions.iat[i]}"
+        for desc, header, values in tables:
+            atomic.write_text(folder / f"{stem}_desc-{desc}_features.tsv", header + _row(values[i]))
     write_tsv(root / "features.tsv", frame.drop(columns=truth_cols))
     write_tsv(root / "truth.tsv", frame[[*id_cols, "age", "sex", "site", *truth_cols]])
     write_json(root / "features.json", {
