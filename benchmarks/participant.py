@@ -146,6 +146,13 @@ def _hwm_mib(pid: int) -> float:
     return 0.0
 
 
+def _command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120]
+    except OSError:
+        return "?"
+
+
 class TreeSampler(threading.Thread):
     """Samples this process's descendants: CPU seconds and peak RSS per working directory.
 
@@ -161,6 +168,7 @@ class TreeSampler(threading.Thread):
         self.peak: dict[str, float] = {}
         self.peak_sum = 0.0
         self.peak_process = 0.0
+        self.outside: dict[int, list] = {}  # pid -> [command line, CPU s outside any node]
         self._last: dict[int, float] = {}
         self._halt = threading.Event()
 
@@ -189,6 +197,9 @@ class TreeSampler(threading.Thread):
             except OSError:
                 continue
             self.cpu[key] = self.cpu.get(key, 0.0) + cpu - self._last.get(pid, 0.0)
+            if key == OUTSIDE:
+                entry = self.outside.setdefault(pid, [_command_line(pid), 0.0])
+                entry[1] += cpu - self._last.get(pid, 0.0)
             self._last[pid] = cpu
             self.peak[key] = max(self.peak.get(key, 0.0), rss)
             self.peak_process = max(self.peak_process, _hwm_mib(pid))
@@ -243,7 +254,11 @@ def run_participant(name: str, bids: Path, label: str, mode: str, scratch: Path,
     cpu_before, start_stamp = _children_cpu(), time.time()
     start = time.monotonic()
     with open(scratch / f"log_{tag}.txt", "w") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=scratch)
+        env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join(filter(None, [str(args.code_root), os.environ.get("PYTHONPATH")])),
+        )
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=scratch, env=env)
         sampler.start()
         returncode = proc.wait()
     wall = time.monotonic() - start
@@ -280,7 +295,21 @@ def run_participant(name: str, bids: Path, label: str, mode: str, scratch: Path,
         "load_end": os.getloadavg(),
         "bold_excluded": "excluded by the run QC" in log_text,
         "nodes": nodes,
+        "outside_processes": sorted(sampler.outside.values(), key=lambda e: -e[1]),
     }
+
+
+def code_version(code_root: Path) -> str:
+    """``<short commit>`` of the checkout whose code runs, ``+ uncommitted changes in bids_brainage/`` if any."""
+    git = ["git", "-C", str(code_root)]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run([*git, "status", "--porcelain", "bids_brainage"], capture_output=True, text=True,
+                               check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" + uncommitted changes in bids_brainage/" if dirty else "")
 
 
 def simulate_subject(dest: Path) -> Path:
@@ -308,6 +337,11 @@ def _column(row: dict[str, Any]) -> str:
     return f"{row['input']} {row['mode']}"
 
 
+def _is_main(command: str) -> bool:
+    """The app's own process (not a forkserver, worker or resource tracker of multiprocessing)."""
+    return "bin/bids_brainage " in command and "multiprocessing" not in command
+
+
 def first_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first row of each input and mode, in order."""
     firsts: dict[str, dict[str, Any]] = {}
@@ -323,21 +357,23 @@ def render(results: dict[str, Any], min_seconds: float = 1.0) -> str:
     """
     rows = first_runs(results["rows"])
     lines = [
-        "| run | wall s | CPU s | CPU in nodes s | before first node s | after last node s "
+        "| run | wall s | CPU s | CPU in nodes s | CPU of the main process outside nodes s"
+        " | before first node s | after last node s "
         "| peak MiB (largest process) | peak MiB (tree, sampled) | node with the largest process (MiB, sampled) "
         "| load average 1/5/15 min at start | BOLD run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     seen: dict[str, int] = {}
     order = [_column(r) for r in rows]
     for row in sorted(results["rows"], key=lambda r: order.index(_column(r))):
         seen[_column(row)] = seen.get(_column(row), 0) + 1
         name = _column(row) + (f" (repeat {seen[_column(row)]})" if seen[_column(row)] > 1 else "")
+        main_cpu = sum(cpu for command, cpu in row.get("outside_processes", []) if _is_main(command))
         in_nodes = sum(v["cpu"] for k, v in row["nodes"].items() if k != OUTSIDE)
         load = "/".join(f"{v:.1f}" for v in row["load_start"])
         biggest = max((k for k in row["nodes"] if k != OUTSIDE), key=lambda k: row["nodes"][k]["peak_mib"])
         lines.append(
-            f"| {name} | {row['wall']:.0f} | {row['cpu']:.0f} | {in_nodes:.0f}"
+            f"| {name} | {row['wall']:.0f} | {row['cpu']:.0f} | {in_nodes:.0f} | {main_cpu:.0f}"
             f" | {row['before_first_node']:.0f} | {row['after_last_node']:.0f} | {row['peak_process_mib']:.0f}"
             f" | {row['peak_tree_mib']:.0f} | {biggest} ({row['nodes'][biggest]['peak_mib']:.0f}) | {load} | {'excluded by run QC' if row['bold_excluded'] else 'kept'} |"
         )
@@ -407,7 +443,7 @@ def section(results: dict[str, Any]) -> str:
         "## Whole participant level (`benchmarks/participant.py`)",
         "",
         f"Run {results['when']} on: {results['machine']}; load average (1/5/15 min) {results['load_start']}"
-        f" at the start and {results['load_end']} at the end: the 2 cores were shared with other work, so"
+        f" at the start and {results['load_end']} at the end; code {results.get('code', 'unknown')}: the 2 cores were shared with other work, so"
         " compare CPU seconds. Each run is the installed console script in a fresh work directory,"
         f" `--nprocs {results['nprocs']} --omp-nthreads {results['threads']}` (ITK threads per node"
         f" {results['threads']}, nipype MultiProc with {results['nprocs']} workers). Inputs: the real `pumi`"
@@ -448,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--omp-nthreads", type=int, default=1)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between /proc samples")
     parser.add_argument("--sim-dir", type=Path, help="simulated dataset to write or reuse")
+    parser.add_argument("--code-root", type=Path, default=ROOT,
+                        help="checkout whose bids_brainage package the console script runs (on PYTHONPATH),"
+                        " e.g. a `git worktree` of a commit")  # fmt: skip
     parser.add_argument("--json", type=Path, help="save the results here")
     parser.add_argument(
         "--load", type=Path, nargs="+", help="build the section from these results; run nothing"
@@ -455,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", help="a line put under the table")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
+    args.code_root = args.code_root.resolve()
     if shutil.which("bids_brainage") is None:
         parser.error("the bids_brainage console script is not on PATH (activate the project's venv)")
     if args.load:
@@ -470,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             "nprocs": args.nprocs,
             "threads": args.omp_nthreads,
             "interval": args.interval,
+            "code": code_version(args.code_root),
             "rows": [],
         }
         with tempfile.TemporaryDirectory(prefix="bids_brainage_participant_bench_") as scratch_dir:
