@@ -61,7 +61,9 @@ def test_atrophied_brain_matches_dlmuse(nichart_run):
     """nichart12 S3 (82 y): brain mask, GM and WM agree with DLMUSE; the QC passes.
 
     Before the fix (template fit of the whole head only): mask Dice 0.77, GM 828 vs 588 mL,
-    GM/WM Dice 0.36/0.26, classes out of intensity order, and no QC flag.
+    GM/WM Dice 0.36/0.26, classes out of intensity order, and no QC flag. After the first
+    round GM/WM Dice were 0.68/0.73; after the SyN metric mask, the 2 mm sloppy SyN level
+    and the measured partial-volume model 0.77/0.80, GM 1.01 x DLMUSE's.
     """
     out = nichart_run.outputs
     (icv, gm, wm), ref = _dlmuse("S3", [702, 601, 604])
@@ -73,7 +75,7 @@ def test_atrophied_brain_matches_dlmuse(nichart_run):
     ratios["TIV"] = feats["TIV"] / ref["DL_MUSE_Volume_702"]
     print(f"S3: Dice {scores}, ratios to DLMUSE {ratios}")
     assert scores["mask"] >= 0.85
-    assert scores["GM"] >= 0.6 and scores["WM"] >= 0.65
+    assert scores["GM"] >= 0.7 and scores["WM"] >= 0.72
     for name, ratio in ratios.items():
         assert 0.85 <= ratio <= 1.2, name
     qc = json.loads(Path(out["features_json"]).read_text())["QC"]
