@@ -64,7 +64,7 @@ def run_subject(t1w: Path, work: Path, sloppy: bool, seed: int = 0) -> dict:
     start = time.monotonic()
     valid = work / "t1w_valid.nii.gz"
     nib.save(anat_ops.check_t1w(t1w), str(valid))
-    n4 = anat_ops.n4_correct(str(valid), str(work / "t1w_n4.nii.gz"), sloppy)
+    n4 = anat_ops.n4_correct(str(valid), str(work / "t1w_n4.nii.gz"))
     times["n4"] = time.monotonic() - start
     mark = time.monotonic()
     (work / "init").mkdir(exist_ok=True)

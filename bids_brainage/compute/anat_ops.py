@@ -205,7 +205,7 @@ def head_mask(data: np.ndarray) -> np.ndarray:
 N4_GRID_MM = 2.0
 
 
-def n4_correct(in_file: str, out_file: str, sloppy: bool) -> str:
+def n4_correct(in_file: str, out_file: str) -> str:
     """N4 bias-field correction inside a rough head mask, intensities truncated first.
 
     Truncating the top 0.1 % (vessels, fat) and fitting only inside the head, with a
@@ -222,11 +222,10 @@ def n4_correct(in_file: str, out_file: str, sloppy: bool) -> str:
     top = float(np.percentile(arr[arr > 0], 99.9)) if np.any(arr > 0) else float(arr.max())
     clipped = np.clip(arr, 0, top).astype(np.float32)
     img = ants.from_numpy(clipped, origin=img.origin, spacing=img.spacing, direction=img.direction)
-    # The same fit in both modes (``sloppy`` is kept for the interface): sloppy mode's
-    # coarse mesh and 2x20 iterations left a bias that blurred GM into WM on atrophied
-    # brains (nichart12 S1: class SDs 96/71 vs 77/59 after the full fit, and the tissue
-    # fractions swapped), and on the 2 mm fitting grid the full fit costs about 1 s more.
-    del sloppy
+    # The same fit in both modes: sloppy mode's former coarse mesh and 2x20 iterations left
+    # a bias that blurred GM into WM on atrophied brains (nichart12 S1: class SDs 96/71 vs
+    # 77/59 after the full fit, and the tissue fractions swapped), and on the 2 mm fitting
+    # grid the full fit costs about 1 s more.
     settings = {"spline_param": 200, "convergence": {"iters": [50, 50, 50, 50], "tol": 1e-6}}
     small = coarsened(img, N4_GRID_MM)
     # The head mask and the fit on the (at most) 2 mm grid; shrink 4 fits on 8 mm there.
@@ -587,9 +586,7 @@ def register_to_template(
     spacing = min(small.spacing)
     dilated = ndimage.binary_dilation(prior_arr, iterations=max(1, round(MOVING_MARGIN_MM / spacing)))
     moving = small * small.new_image_like(dilated.astype(np.float32))
-    # The metric is evaluated only in the template brain + one voxel (:data:`METRIC_MARGIN_MM`):
-    # without it, SyN matched the template's zero background to the zeros of the masked
-    # moving image and pushed the template's brain edge out onto the mask's edge.
+    # SyN's metric mask: the template brain + :data:`METRIC_MARGIN_MM` (why: see the docstring).
     inside = ndimage.binary_dilation(
         target.numpy() > 0, iterations=max(1, round(METRIC_MARGIN_MM / min(target.spacing)))
     )

@@ -80,7 +80,7 @@ class N4BiasFieldCorrection(SimpleInterface):
     def _run_interface(self, runtime):
         anat_ops.set_itk_threads(self.inputs.omp_nthreads)
         out = str(Path(runtime.cwd) / "t1w_n4.nii.gz")
-        self._results["out_file"] = anat_ops.n4_correct(self.inputs.in_file, out, self.inputs.sloppy)
+        self._results["out_file"] = anat_ops.n4_correct(self.inputs.in_file, out)
         return runtime
 
 
