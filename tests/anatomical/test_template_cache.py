@@ -1,0 +1,39 @@
+"""Template images are built once into a shared cache and reused by every step and run."""
+
+from __future__ import annotations
+
+import os
+
+import nibabel as nib
+import nilearn
+import numpy as np
+
+from bids_brainage import templates
+from bids_brainage.compute.anat_ops import template_file
+
+
+def test_template_written_once_to_the_cache_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv(templates.CACHE_ENV, str(tmp_path / "cache"))
+    first = template_file("mask", 2, tmp_path / "node1")
+    assert first.startswith(str((tmp_path / "cache").resolve()))
+    stamp = os.stat(first).st_mtime_ns
+    second = template_file("mask", 2, tmp_path / "node2")
+    assert second == first and os.stat(second).st_mtime_ns == stamp
+    assert not (tmp_path / "node1").exists() and not (tmp_path / "node2").exists()
+    # Same voxels as the in-memory template, and no temporary file left behind.
+    expected = np.asarray(templates.mni_brain_mask(2).dataobj)
+    assert np.array_equal(np.asarray(nib.load(first).dataobj), expected)
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*")) == [
+        f"templates-nilearn-{nilearn.__version__}",
+        "tpl-res2_mask.nii.gz",
+    ]
+
+
+def test_unwritable_cache_falls_back_to_the_step_folder(tmp_path, monkeypatch):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setenv(templates.CACHE_ENV, str(blocked))
+    assert templates.template_cache_dir() is None
+    path = template_file("brain", 2, tmp_path / "node")
+    assert path == str((tmp_path / "node" / "tpl-res2_brain.nii.gz").resolve())
+    assert nib.load(path).shape == templates.mni_t1w(2).shape
