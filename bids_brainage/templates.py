@@ -112,13 +112,14 @@ def template_cache_dir() -> Path | None:
 
     import nilearn
 
-    base = os.environ.get(CACHE_ENV) or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "bids_brainage"
-    )
-    folder = Path(base) / f"templates-nilearn-{nilearn.__version__}"
     try:
+        base = os.environ.get(CACHE_ENV) or Path(
+            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "bids_brainage"
+        )
+        folder = Path(base) / f"templates-nilearn-{nilearn.__version__}"
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
+    except (OSError, RuntimeError, KeyError):
+        # No home directory (an unknown UID) or nowhere to create the folder.
         return None
     return folder
 

@@ -50,3 +50,15 @@ def test_prebuilt_cache_is_used_even_when_read_only(tmp_path, monkeypatch):
         assert not (tmp_path / "run").exists()
     finally:
         folder.chmod(0o755)
+
+
+def test_no_home_directory_means_no_cache(monkeypatch):
+    """A container run under an unknown UID may have no home: the steps write their own copies."""
+    monkeypatch.delenv(templates.CACHE_ENV, raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(templates.Path, "home", staticmethod(no_home))
+    assert templates.template_cache_dir() is None
