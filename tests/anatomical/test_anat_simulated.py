@@ -66,8 +66,9 @@ def test_tissue_volumes_track_truth(sim_cohort):
     dimming every GM voxel; see docs/anatomical.md and docs/simulation.md. GM's r was 0.99
     before issue 22's registration and partial-volume changes and is 0.87 after them (the
     oldest subject's GM 10 % high), while on real atrophied brains the same changes brought
-    GM from r = 0.37 to 0.9+ against DLMUSE: a known regression on the simulator, open in
-    docs/anatomical.md (Known issues).
+    GM from r = 0.37 to 0.9+ against DLMUSE: a known regression on the simulator. Its cause is
+    the partial-volume model's tissue means, measured from the Atropos classes; fitting them by
+    EM suits the simulator and overestimates GM on real brains (docs/anatomical.md, Known issues).
     """
     bids_dir, outputs = sim_cohort
     truth = pd.read_csv(bids_dir / "derivatives" / "simulation" / "truth.tsv", sep="\t").set_index(
