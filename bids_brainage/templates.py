@@ -104,19 +104,24 @@ def template_cache_dir() -> Path | None:
 
     ``$BIDS_BRAINAGE_CACHE`` if set (the container images set it to a folder filled at build
     time), else ``$XDG_CACHE_HOME/bids_brainage`` (``~/.cache`` when unset), in a subfolder
-    named after the nilearn version the files come from. ``None`` when the folder neither
-    exists nor can be created; a folder that exists but cannot be written (a read-only image)
-    still serves the files it holds, and callers write the others next to their outputs.
+    named after the bids_brainage and nilearn versions that made the files. ``None`` when
+    the folder neither exists nor can be created; a folder that exists but cannot be written
+    (a read-only image) still serves the files it holds, and callers write the others next
+    to their outputs.
     """
     import os
 
     import nilearn
 
+    from bids_brainage import __version__
+
     try:
         base = os.environ.get(CACHE_ENV) or Path(
             os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "bids_brainage"
         )
-        folder = Path(base) / f"templates-nilearn-{nilearn.__version__}"
+        # Named after both versions: a new nilearn may ship new maps, a new bids_brainage may
+        # derive the images differently (e.g. the CSF prior).
+        folder = Path(base) / f"templates-{__version__}-nilearn-{nilearn.__version__}"
         folder.mkdir(parents=True, exist_ok=True)
     except (OSError, RuntimeError, KeyError):
         # No home directory (an unknown UID) or nowhere to create the folder.

@@ -8,7 +8,7 @@ import nibabel as nib
 import nilearn
 import numpy as np
 
-from bids_brainage import templates
+from bids_brainage import __version__, templates
 from bids_brainage.compute.anat_ops import template_file
 
 
@@ -24,7 +24,7 @@ def test_template_written_once_to_the_cache_and_reused(tmp_path, monkeypatch):
     expected = np.asarray(templates.mni_brain_mask(2).dataobj)
     assert np.array_equal(np.asarray(nib.load(first).dataobj), expected)
     assert sorted(p.name for p in (tmp_path / "cache").rglob("*")) == [
-        f"templates-nilearn-{nilearn.__version__}",
+        f"templates-{__version__}-nilearn-{nilearn.__version__}",
         "tpl-res2_mask.nii.gz",
     ]
 
