@@ -78,11 +78,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     BIDS_BRAINAGE_CONTAINER=docker
 
 # Pre-warm: load every template and atlas once at build time (from the installed wheels,
-# no download), so a missing data file fails the build instead of a job; and write the
-# template images ANTs reads into $BIDS_BRAINAGE_CACHE, which the (read-only) image then
-# serves to every run instead of each step rebuilding them.
+# no download), so a missing data file fails the build instead of a job. The template images
+# ANTs reads (every MNI template and tissue map, 1 and 2 mm) go into $BIDS_BRAINAGE_CACHE,
+# which the (read-only) image then serves to every run instead of each step rebuilding them.
 RUN python -c "from bids_brainage import templates as t; import bids_brainage.compute.anat_ops as ops; \
-[f(r) for r in (1, 2) for f in (t.mni_t1w, t.mni_brain_mask, t.mni_tissue_priors)]; \
 [ops.template_file(k, r, '/tmp') for r in (1, 2) for k in ('head', 'mask', 'brain', 'GM', 'WM', 'CSF')]; \
 t.desikan_killiany(); [t.coord_atlas(a) for a in t.COORD_ATLASES]" \
     && test -n "$(ls -A "$BIDS_BRAINAGE_CACHE")" && bids_brainage --version
